@@ -1,0 +1,1 @@
+"""The only code that touches the system: netlink, sockets, files, processes."""

@@ -1,0 +1,39 @@
+"""Reading config files and writing generated files."""
+
+from __future__ import annotations
+
+import os
+
+from haguard.core.config import Config, loads
+from haguard.errors import BadInput, ConfigError, OperationFailed
+
+
+def load_config(path: str) -> Config:
+    """Read and validate a node config; the Config remembers its absolute path."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such config file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}:1: not UTF-8 text ({exc.reason})"]) from None
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
+    return loads(text, filename=path, path=os.path.abspath(path))
+
+
+def write_atomic(path: str, text: str, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``text`` in one rename, so readers never see half a file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise OperationFailed(f"writing {path} failed: {exc.strerror}") from exc

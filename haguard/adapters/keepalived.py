@@ -1,0 +1,97 @@
+"""keepalived as a program: config test, whether it runs, and the hook install."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+from dataclasses import dataclass
+
+from haguard.adapters import process
+from haguard.errors import KeepalivedError
+
+# keepalived -t exits 5 with this line for an instance without virtual_ipaddress, which
+# is haguard's design (the VIPs are ours); it still runs such an instance.
+EXPECTED_COMPLAINTS = ("No VIP specified; at least one is sensible",)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ok: bool
+    returncode: int
+    complaints: tuple[str, ...]
+    expected: tuple[str, ...]
+    output: str
+
+
+def binary() -> str | None:
+    return shutil.which("keepalived") or next(
+        (p for p in ("/usr/sbin/keepalived", "/sbin/keepalived") if os.path.exists(p)), None)
+
+
+def check_text(text: str) -> CheckResult | None:
+    """Run ``keepalived -t`` on rendered text; None when keepalived is not installed."""
+    exe = binary()
+    if exe is None:
+        return None
+    with tempfile.NamedTemporaryFile("w", suffix=".conf", prefix="haguard-check-") as fh:
+        fh.write(text)
+        fh.flush()
+        try:
+            proc = subprocess.run([exe, "-t", "-f", fh.name, "-l", "-n"], capture_output=True,
+                                  text=True, timeout=30, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise KeepalivedError(f"running {exe} -t failed: {exc}") from exc
+    output = (proc.stdout + proc.stderr).replace(fh.name, "<rendered>")
+    complaints, expected = [], []
+    for line in output.splitlines():
+        text_line = line.strip()
+        if not text_line:
+            continue
+        if any(e in text_line for e in EXPECTED_COMPLAINTS):
+            expected.append(text_line)
+        elif _is_complaint(text_line):
+            complaints.append(text_line)
+    ok = proc.returncode == 0 or (not complaints and proc.returncode == 5 and bool(expected))
+    return CheckResult(ok=ok, returncode=proc.returncode, complaints=tuple(complaints),
+                       expected=tuple(expected), output=output)
+
+
+def _is_complaint(line: str) -> bool:
+    # keepalived -t prints its own banner and start-up chatter; complaints are the rest.
+    chatter = ("Starting Keepalived", "Running on", "Command line", "Configuration file",
+               "Opening file", "Starting VRRP", "Script user", "Stopping", "Stopped",
+               "Registering", "Keepalived v", "Unable to load ipset library")
+    return not any(c in line for c in chatter)
+
+
+def running(pid_file: str) -> int | None:
+    """keepalived's pid from its pid file when that process is alive, else None."""
+    pid = process.pid_from_file(pid_file)
+    if pid is None or not process.alive(pid):
+        return None
+    args = process.cmdline(pid)
+    return pid if args and "keepalived" in os.path.basename(args[0]) else None
+
+
+def insecure_path_components(path: str) -> list[str]:
+    """Components of ``path`` that enable_script_security would reject, with why."""
+    problems = []
+    current = os.path.abspath(path)
+    while True:
+        try:
+            st = os.stat(current)
+        except FileNotFoundError:
+            problems.append(f"{current}: does not exist")
+        else:
+            if st.st_uid != 0:
+                problems.append(f"{current}: owned by uid {st.st_uid}, not root")
+            if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                problems.append(f"{current}: writable by group or others "
+                                f"(mode {stat.S_IMODE(st.st_mode):o})")
+        parent = os.path.dirname(current)
+        if parent == current:
+            return problems
+        current = parent

@@ -1,0 +1,71 @@
+"""Facts about processes, by pid: our own start time, whether a pid is alive and whose."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from haguard.core.events import OrderKey
+
+
+def _stat_fields(pid: int | str) -> list[str]:
+    with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+        raw = fh.read()
+    # The command name is in parentheses and may itself contain spaces or ')'.
+    return raw[raw.rindex(")") + 2:].split()
+
+
+def own_order_key() -> OrderKey:
+    """This process's fork order: start time in clock ticks since boot, then pid."""
+    fields = _stat_fields("self")
+    return OrderKey(start_ticks=int(fields[19]), pid=os.getpid())
+
+
+def fork_wall_time(key: OrderKey) -> float:
+    """Wall-clock time at which the process behind ``key`` was forked (tick resolution)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    age = time.clock_gettime(time.CLOCK_BOOTTIME) - key.start_ticks / ticks
+    return time.time() - age
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return [p.decode(errors="replace") for p in fh.read().split(b"\0") if p]
+    except OSError:
+        return []
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie has exited; it only waits for its parent.
+    try:
+        return _stat_fields(pid)[0] != "Z"
+    except OSError:
+        return False
+
+
+def pid_from_file(path: str) -> int | None:
+    try:
+        with open(path, encoding="ascii") as fh:
+            return int(fh.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def terminate_if(pid: int, *markers: str) -> bool:
+    """SIGTERM ``pid`` only if its command line holds every marker (pids get reused)."""
+    args = cmdline(pid)
+    if not args or not all(any(m in a for a in args) for m in markers):
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    return True

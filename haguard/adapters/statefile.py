@@ -1,0 +1,95 @@
+"""The per-node state directory: locks, event order, recorded state per instance.
+
+Files, per instance NAME: ``NAME.lock`` (held for a whole transition), ``NAME.order``
+(the newest event key seen; updated under its own short lock) and ``NAME.json`` (the
+recorded state, replaced atomically so a reader never sees half a file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from typing import Any, Iterator
+
+from haguard.core.events import OrderKey
+from haguard.errors import OperationFailed
+
+
+class StateDir:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def ensure(self) -> None:
+        try:
+            os.makedirs(self.path, mode=0o755, exist_ok=True)
+        except OSError as exc:
+            raise OperationFailed(f"state_dir {self.path}: cannot create: {exc.strerror}") from exc
+
+    def _file(self, instance: str, suffix: str) -> str:
+        return os.path.join(self.path, f"{instance}.{suffix}")
+
+    @contextlib.contextmanager
+    def _locked(self, name: str) -> Iterator[int]:
+        fd = os.open(name, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield fd
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    def transition_lock(self, instance: str) -> contextlib.AbstractContextManager[int]:
+        """Exclusive lock serialising the transitions of one instance."""
+        return self._locked(self._file(instance, "lock"))
+
+    def register(self, instance: str, key: OrderKey) -> OrderKey:
+        """Record that an event with ``key`` arrived; return the newest key seen."""
+        with self._locked(self._file(instance, "order")) as fd:
+            newest = _read_key(fd)
+            if newest is None or key > newest:
+                data = json.dumps(key.as_list()).encode()
+                os.lseek(fd, 0, os.SEEK_SET)
+                os.ftruncate(fd, 0)
+                os.write(fd, data)
+                newest = key
+            return newest
+
+    def newest(self, instance: str) -> OrderKey | None:
+        try:
+            fd = os.open(self._file(instance, "order"), os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            return _read_key(fd)
+        finally:
+            os.close(fd)
+
+    def read_state(self, instance: str) -> dict[str, Any] | None:
+        """The recorded state, or None if never recorded (or unreadable)."""
+        try:
+            with open(self._file(instance, "json"), encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (FileNotFoundError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def write_state(self, instance: str, record: dict[str, Any]) -> None:
+        final = self._file(instance, "json")
+        tmp = f"{final}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(record, fh, indent=1, sort_keys=True)
+                fh.write("\n")
+            os.replace(tmp, final)
+        except OSError as exc:
+            raise OperationFailed(f"recording state in {final} failed: {exc.strerror}") from exc
+
+
+def _read_key(fd: int) -> OrderKey | None:
+    os.lseek(fd, 0, os.SEEK_SET)
+    raw = os.read(fd, 256)
+    try:
+        return OrderKey.from_list(json.loads(raw)) if raw else None
+    except ValueError:
+        return None

@@ -1,0 +1,259 @@
+"""The ``haguard`` command: argument spec, exit codes, text and --json output.
+
+Exit codes: 0 success, 1 an operation failed, 2 bad input (nothing was changed).
+Heavy modules are imported inside the command that needs them: ``haguard notify`` runs
+on keepalived's failover path and every millisecond of start-up counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+from haguard import __version__
+from haguard.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, BadInput, ConfigError, HaguardError
+
+DEFAULT_CONFIG = "/etc/haguard/haguard.yaml"
+
+DESCRIPTION = """\
+haguard makes a pair of Linux LVS directors highly available with keepalived.
+keepalived runs VRRP and decides who is MASTER; haguard renders its config, and on
+every state change adds or removes the VIPs, announces them (gratuitous ARP, unsolicited
+NA) and records the state.
+
+Typical use:
+  haguard check  -c /etc/haguard/lb1.yaml          validate the YAML and keepalived -t
+  haguard render -c /etc/haguard/lb1.yaml -o /etc/keepalived/keepalived.conf
+  haguard hooks install -c /etc/haguard/lb1.yaml   put the notify hook where keepalived wants it
+  haguard status -c /etc/haguard/lb1.yaml          what this node is and holds
+  haguard lab run                                  watch a failover in network namespaces
+
+Exit codes: 0 ok, 1 an operation failed, 2 bad input (nothing was changed).
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse's own exit code is 2 as well
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", default=os.environ.get("HAGUARD_CONFIG", DEFAULT_CONFIG),
+                   metavar="FILE", help=f"node config (default: $HAGUARD_CONFIG or {DEFAULT_CONFIG})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="haguard", description=DESCRIPTION,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"haguard {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                parser_class=_Parser)
+
+    p = sub.add_parser("check", help="validate a config (and keepalived -t its rendering)",
+                       description="Validate the YAML completely and, when keepalived is "
+                       "installed, run `keepalived -t` on the rendered config. keepalived's "
+                       "'No VIP specified' complaint is expected (haguard owns the VIPs) and "
+                       "not an error; any other complaint is.")
+    _add_config(p)
+    p.add_argument("--json", action="store_true", help="machine-readable result")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("render", help="write keepalived.conf from the config",
+                       description="Render keepalived.conf: one vrrp_instance per instance, "
+                       "a notify hook carrying this config's path, no virtual_ipaddress.")
+    _add_config(p)
+    p.add_argument("-o", "--output", metavar="PATH",
+                   help="write here (atomically) instead of standard output")
+    p.set_defaults(func=cmd_render)
+
+    from haguard.lab.cli import add_lab_parser
+
+    add_lab_parser(sub)
+
+    p = sub.add_parser("notify", help="apply a keepalived state change (called by the hook)",
+                       description="Apply one keepalived event. The hook calls this with the "
+                       "words keepalived passes: TYPE NAME STATE [PRIORITY], e.g. "
+                       "`haguard notify -c lb1.yaml INSTANCE VI_1 MASTER 150`.")
+    _add_config(p)
+    p.add_argument("type", metavar="TYPE", help="INSTANCE (GROUP events are logged, ignored)")
+    p.add_argument("name", metavar="NAME", help="vrrp_instance name")
+    p.add_argument("state", metavar="STATE", help="MASTER, BACKUP, FAULT, STOP or DELETED")
+    p.add_argument("priority", metavar="PRIORITY", nargs="?", help="priority keepalived reports")
+    p.set_defaults(func=cmd_notify)
+
+    p = sub.add_parser(
+        "announce-loop",
+        description="Internal: re-announce the VIPs after repeat_after_s and every refresh_s "
+        "while the MASTER that started it is still current.")
+    _add_config(p)
+    p.add_argument("--instance", required=True)
+    p.add_argument("--order", required=True)
+    p.set_defaults(func=cmd_announce_loop)
+    # Internal command: keep it out of the command list.
+    sub._choices_actions = [a for a in sub._choices_actions if a.dest != "announce-loop"]
+
+    p = sub.add_parser("status", help="recorded state, VIPs present, keepalived running",
+                       description="Per instance: recorded state and since when, the last "
+                       "transition's duration, which VIPs are really on this node, and "
+                       "whether keepalived runs. Exit 1 when something disagrees (a MASTER "
+                       "without its VIPs, VIPs on a BACKUP, keepalived not running).")
+    _add_config(p)
+    p.add_argument("--json", action="store_true", help="machine-readable result")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("hooks", help="install the notify hooks for keepalived",
+                       description="Copy hooks/ to a root-owned directory (keepalived's "
+                       "enable_script_security requires every path component to be "
+                       "root-owned and not writable by group or others) and record which "
+                       "Python runs haguard.")
+    hsub = p.add_subparsers(dest="hooks_command", metavar="ACTION", required=True,
+                            parser_class=_Parser)
+    hp = hsub.add_parser("install", help="install the hooks",
+                         description="Install the hooks into --dir, or the config's "
+                         "keepalived.hooks_dir.")
+    hp.add_argument("-c", "--config", metavar="FILE", help="take hooks_dir from this config")
+    hp.add_argument("--dir", metavar="DIR", help="target directory (created 0755 root)")
+    hp.set_defaults(func=cmd_hooks_install)
+    return parser
+
+
+# ------------------------------------------------------------------------- commands
+
+def _load(path: str) -> Any:
+    from haguard.adapters.files import load_config
+
+    return load_config(path)
+
+
+def _emit(data: Any, as_json: bool, text: Callable[[Any], str]) -> None:
+    if as_json:
+        print(json.dumps(data, indent=2, sort_keys=True, default=str))
+    else:
+        print(text(data))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from haguard.adapters import keepalived
+    from haguard.core.render import render
+
+    config = _load(args.config)
+    result = keepalived.check_text(render(config))
+    data: dict[str, Any] = {"config": config.path, "yaml": "ok",
+                            "instances": [i.name for i in config.instances]}
+    if result is None:
+        data["keepalived"] = "not installed: keepalived -t skipped"
+    else:
+        data["keepalived"] = "ok" if result.ok else "rejected"
+        data["keepalived_exit"] = result.returncode
+        data["complaints"] = list(result.complaints)
+        data["expected_complaints"] = list(result.expected)
+
+    def text(d: dict[str, Any]) -> str:
+        lines = [f"{d['config']}: YAML ok ({len(d['instances'])} instance(s): "
+                 f"{', '.join(d['instances'])})"]
+        if result is None:
+            lines.append("keepalived: not installed, keepalived -t skipped")
+        elif result.ok:
+            lines.append(f"keepalived -t: ok (exit {result.returncode}; expected: "
+                         f"{'; '.join(result.expected) or 'none'})")
+        else:
+            lines.append(f"keepalived -t: rejected the rendered config (exit {result.returncode}):")
+            lines += [f"  {c}" for c in result.complaints] or [f"  {result.output.strip()}"]
+        return "\n".join(lines)
+
+    _emit(data, args.json, text)
+    if result is not None and not result.ok:
+        return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from haguard.core.render import render
+
+    text = render(_load(args.config))
+    if args.output:
+        from haguard.adapters.files import write_atomic
+
+        write_atomic(args.output, text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    from haguard.adapters.process import own_order_key
+    from haguard.core.events import parse_event
+
+    order = own_order_key()  # first: the fork order is the event's place in line
+    event = parse_event(args.type, args.name, args.state, args.priority)
+    config = _load(args.config)
+    from haguard.log import get_logger
+    from haguard.transition import handle_event
+
+    log = get_logger(config.node.log_file, node=config.node.name)
+    try:
+        handle_event(config, event, order, log)
+    except HaguardError as exc:
+        log.error("transition_failed", instance=event.name, state=event.state, error=str(exc))
+        raise
+    return EXIT_OK
+
+
+def cmd_announce_loop(args: argparse.Namespace) -> int:
+    from haguard.core.events import OrderKey
+    from haguard.log import get_logger
+    from haguard.transition import announce_loop
+
+    config = _load(args.config)
+    try:
+        start, pid = (int(x) for x in args.order.split(","))
+    except ValueError:
+        raise BadInput(f"--order {args.order!r}: expected TICKS,PID") from None
+    log = get_logger(config.node.log_file, quiet=True, node=config.node.name)
+    announce_loop(config, args.instance, OrderKey(start, pid), log)
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from haguard.status import collect, format_text
+
+    report = collect(_load(args.config))
+    _emit(report, args.json, format_text)
+    return EXIT_OK if report["healthy"] else EXIT_FAILED
+
+
+def cmd_hooks_install(args: argparse.Namespace) -> int:
+    from haguard.hooks import install
+
+    target = args.dir
+    if target is None:
+        if args.config is None:
+            raise BadInput("hooks install: give --dir DIR or -c CONFIG (for keepalived.hooks_dir)")
+        target = _load(args.config).keepalived.hooks_dir
+    for line in install(target):
+        print(line)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return exc.exit_code
+    except HaguardError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_FAILED

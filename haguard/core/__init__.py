@@ -1,0 +1,1 @@
+"""Pure core: no I/O, no root; takes values and returns values."""

@@ -1,0 +1,518 @@
+"""The node config: YAML -> frozen dataclasses, validated completely before use.
+
+Every problem is collected (an operator fixes them all in one edit) and reported as
+``file:line: path: message``. Nothing here touches the system.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+from haguard.core.yamlsrc import Path, Source, parse
+from haguard.errors import ConfigError
+
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+STATES_INITIAL = ("MASTER", "BACKUP")
+IFNAME_MAX = 15  # IFNAMSIZ - 1; also the limit for IPv4 address labels
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_IFNAME_RE = re.compile(r"^[^\s/:]+$")
+_SYSCTL_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[A-Za-z0-9_-]+)+$")
+
+
+@dataclass(frozen=True)
+class Vip:
+    """One virtual address: address with prefix, and an optional IPv4 label."""
+
+    interface: IPInterface
+    label: str | None = None
+
+    @property
+    def address(self) -> IPAddress:
+        return self.interface.ip
+
+    @property
+    def prefixlen(self) -> int:
+        return self.interface.network.prefixlen
+
+    @property
+    def family(self) -> int:
+        return self.interface.version
+
+    def __str__(self) -> str:
+        return self.interface.with_prefixlen
+
+
+@dataclass(frozen=True)
+class Announce:
+    """How often the new MASTER tells the segment it owns the VIPs."""
+
+    count: int = 5
+    interval_ms: int = 200
+    repeat_after_s: float = 5.0
+    refresh_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One VRRP instance: keepalived elects it, haguard acts on its result."""
+
+    name: str
+    interface: str
+    virtual_router_id: int
+    priority: int
+    state: str = "BACKUP"
+    advert_int: float = 1.0
+    nopreempt: bool = False
+    auth_pass: str | None = None
+    unicast_peers: tuple[IPAddress, ...] = ()
+    vips: tuple[Vip, ...] = ()
+    announce: Announce = field(default_factory=Announce)
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    name: str
+    state_dir: str = "/run/haguard"
+    log_file: str | None = None
+
+
+@dataclass(frozen=True)
+class KeepalivedSettings:
+    config: str = "/etc/keepalived/keepalived.conf"
+    version: int = 2
+    hooks_dir: str = "/usr/local/libexec/haguard"
+    pid_file: str = "/run/keepalived.pid"
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole node config. ``path`` is the file it was read from (absolute)."""
+
+    path: str
+    node: NodeSettings
+    keepalived: KeepalivedSettings
+    sysctl: tuple[tuple[str, str], ...]
+    instances: tuple[Instance, ...]
+
+    def instance(self, name: str) -> Instance | None:
+        for inst in self.instances:
+            if inst.name == name:
+                return inst
+        return None
+
+
+# --------------------------------------------------------------------------- checking
+
+_MISSING = object()
+
+
+class _Checker:
+    """Collects problems against a Source; every check returns a usable value."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self.problems: list[str] = []
+
+    def fail(self, path: Path, message: str, key: bool = False) -> None:
+        self.problems.append(f"{self.source.where(path, key)}: {message}")
+
+    def mapping(self, value: Any, path: Path, allowed: Iterable[str],
+                required: Iterable[str] = ()) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.fail(path, f"must be a mapping, not {_kind(value)}")
+            return {}
+        allowed = tuple(allowed)
+        for key in value:
+            if key not in allowed:
+                hint = difflib.get_close_matches(key, allowed, n=1)
+                suffix = f" (did you mean '{hint[0]}'?)" if hint else \
+                    f" (known keys: {', '.join(allowed)})"
+                self.fail(path + (key,), f"unknown key{suffix}", key=True)
+        for key in required:
+            if key not in value:
+                self.fail(path, f"missing required key '{key}'")
+        return value
+
+    def integer(self, value: Any, path: Path, lo: int, hi: int) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(path, f"must be an integer, not {_show(value)}")
+            return None
+        if not lo <= value <= hi:
+            self.fail(path, f"{value} is out of range ({lo}-{hi})")
+            return None
+        return value
+
+    def number(self, value: Any, path: Path, lo: float, hi: float) -> float | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(path, f"must be a number, not {_show(value)}")
+            return None
+        if not lo <= value <= hi:
+            self.fail(path, f"{value} is out of range ({lo:g}-{hi:g})")
+            return None
+        return float(value)
+
+    def boolean(self, value: Any, path: Path) -> bool | None:
+        if not isinstance(value, bool):
+            self.fail(path, f"must be true or false, not {_show(value)}")
+            return None
+        return value
+
+    def string(self, value: Any, path: Path, pattern: re.Pattern[str] | None = None,
+               what: str = "") -> str | None:
+        if not isinstance(value, str) or not value:
+            self.fail(path, f"must be a non-empty string, not {_show(value)}")
+            return None
+        if pattern is not None and not pattern.match(value):
+            self.fail(path, f"{value!r} is not {what}")
+            return None
+        return value
+
+    def abspath(self, value: Any, path: Path) -> str | None:
+        text = self.string(value, path)
+        if text is not None and not text.startswith("/"):
+            self.fail(path, f"{text!r} must be an absolute path")
+            return None
+        return text
+
+    def choice(self, value: Any, path: Path, choices: Iterable[Any]) -> Any:
+        choices = tuple(choices)
+        if value not in choices or isinstance(value, bool) != any(isinstance(c, bool) for c in choices):
+            shown = ", ".join(str(c) for c in choices)
+            self.fail(path, f"{_show(value)} is not one of: {shown}")
+            return None
+        return value
+
+    def listing(self, value: Any, path: Path) -> list[Any]:
+        if not isinstance(value, list):
+            self.fail(path, f"must be a list, not {_kind(value)}")
+            return []
+        return value
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "empty"
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
+            int: "an integer", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (dict, list)) or value is None:
+        return _kind(value)
+    return repr(value)
+
+
+def _field(checker: _Checker, data: Mapping[str, Any], key: str, path: Path,
+           check: Callable[[Any, Path], Any], default: Any = _MISSING) -> Any:
+    if key not in data:
+        return default
+    return check(data[key], path + (key,))
+
+
+# --------------------------------------------------------------------------- sections
+
+def _node(c: _Checker, raw: Any) -> NodeSettings | None:
+    path: Path = ("node",)
+    data = c.mapping(raw, path, ("name", "state_dir", "log_file"), required=("name",))
+    name = _field(c, data, "name", path,
+                  lambda v, p: c.string(v, p, _NAME_RE, "a valid node name (letters, digits, _ . -)"))
+    state_dir = _field(c, data, "state_dir", path, c.abspath, NodeSettings.state_dir)
+    log_file = _field(c, data, "log_file", path, c.abspath, None)
+    if name is None or state_dir is None:
+        return None
+    return NodeSettings(name=name, state_dir=state_dir, log_file=log_file)
+
+
+def _keepalived(c: _Checker, raw: Any) -> KeepalivedSettings:
+    path: Path = ("keepalived",)
+    defaults = KeepalivedSettings()
+    if raw is None:
+        return defaults
+    data = c.mapping(raw, path, ("config", "version", "hooks_dir", "pid_file"))
+    return KeepalivedSettings(
+        config=_field(c, data, "config", path, c.abspath, defaults.config) or defaults.config,
+        version=_field(c, data, "version", path, lambda v, p: c.choice(v, p, (2, 3)),
+                       defaults.version) or defaults.version,
+        hooks_dir=_field(c, data, "hooks_dir", path, c.abspath, defaults.hooks_dir)
+        or defaults.hooks_dir,
+        pid_file=_field(c, data, "pid_file", path, c.abspath, defaults.pid_file)
+        or defaults.pid_file,
+    )
+
+
+def _sysctl(c: _Checker, raw: Any) -> tuple[tuple[str, str], ...]:
+    path: Path = ("sysctl",)
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        c.fail(path, f"must be a mapping of sysctl name to value, not {_kind(raw)}")
+        return ()
+    out = []
+    for key, value in raw.items():
+        kpath = path + (key,)
+        if not _SYSCTL_RE.match(key):
+            c.fail(kpath, f"{key!r} is not a sysctl name (like net.ipv4.ip_forward)", key=True)
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, str)) or value == "":
+            c.fail(kpath, f"value must be an integer or a string, not {_show(value)}")
+            continue
+        out.append((key, str(value)))
+    return tuple(out)
+
+
+def _advert_int(c: _Checker, value: Any, path: Path, version: int) -> float | None:
+    if version == 2:
+        # VRRPv2 carries whole seconds in an 8-bit field.
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, float):
+            c.fail(path, f"{value} must be whole seconds with VRRP version 2 "
+                         "(use keepalived.version: 3 for sub-second adverts)")
+            return None
+        result = c.integer(value, path, 1, 255)
+        return None if result is None else float(result)
+    # VRRPv3 carries centiseconds in 12 bits.
+    result = c.number(value, path, 0.01, 40.95)
+    if result is not None and abs(round(result * 100) - result * 100) > 1e-6:
+        c.fail(path, f"{value} must be a multiple of 0.01 s with VRRP version 3")
+        return None
+    return result
+
+
+def _vip(c: _Checker, raw: Any, path: Path, interface: str | None) -> Vip | None:
+    label = None
+    if isinstance(raw, dict):
+        data = c.mapping(raw, path, ("address", "label"), required=("address",))
+        if "address" not in data:
+            return None
+        address = data["address"]
+        apath = path + ("address",)
+        if "label" in data:
+            label = _label(c, data["label"], path + ("label",), interface)
+    else:
+        address, apath = raw, path
+    if not isinstance(address, str):
+        c.fail(apath, f"{_show(address)} is not an IP network")
+        return None
+    try:
+        iface = ipaddress.ip_interface(address)
+    except ValueError:
+        c.fail(apath, f"{address!r} is not an IP network")
+        return None
+    if "/" in address:
+        try:
+            ipaddress.ip_network(address, strict=False)
+            bits = address.rsplit("/", 1)[1]
+            if not bits.isdigit():
+                raise ValueError
+        except ValueError:
+            c.fail(apath, f"{address!r} is not an IP network (prefix must be a length)")
+            return None
+    ip = iface.ip
+    if ip.is_multicast or ip.is_unspecified or ip.is_loopback or ip.is_link_local:
+        c.fail(apath, f"{address!r} cannot be a VIP (multicast, unspecified, loopback "
+                      "or link-local)")
+        return None
+    if iface.version == 4 and iface.network.prefixlen < 32 and ip in (
+            iface.network.network_address, iface.network.broadcast_address) \
+            and iface.network.prefixlen < 31:
+        c.fail(apath, f"{address!r} is the network or broadcast address of its prefix")
+        return None
+    return Vip(interface=iface, label=label)
+
+
+def _label(c: _Checker, value: Any, path: Path, interface: str | None) -> str | None:
+    label = c.string(value, path)
+    if label is None:
+        return None
+    if len(label) > IFNAME_MAX:
+        c.fail(path, f"{label!r} is {len(label)} characters; the kernel allows {IFNAME_MAX}")
+        return None
+    if interface is not None and not label.startswith(interface + ":"):
+        c.fail(path, f"{label!r} must start with the interface name '{interface}:' "
+                     f"(like {interface}:0)")
+        return None
+    return label
+
+
+def _announce(c: _Checker, raw: Any, path: Path) -> Announce:
+    defaults = Announce()
+    if raw is None:
+        return defaults
+    data = c.mapping(raw, path, ("count", "interval_ms", "repeat_after_s", "refresh_s"))
+    count = _field(c, data, "count", path, lambda v, p: c.integer(v, p, 0, 100), defaults.count)
+    interval = _field(c, data, "interval_ms", path, lambda v, p: c.integer(v, p, 0, 10_000),
+                      defaults.interval_ms)
+    repeat = _field(c, data, "repeat_after_s", path, lambda v, p: c.number(v, p, 0, 3600),
+                    defaults.repeat_after_s)
+    refresh = _field(c, data, "refresh_s", path, lambda v, p: c.number(v, p, 0, 86_400),
+                     defaults.refresh_s)
+    if refresh and refresh < 1:
+        c.fail(path + ("refresh_s",), f"{refresh:g} is too often; use 0 (off) or at least 1")
+    return Announce(
+        count=defaults.count if count is None else count,
+        interval_ms=defaults.interval_ms if interval is None else interval,
+        repeat_after_s=defaults.repeat_after_s if repeat is None else repeat,
+        refresh_s=defaults.refresh_s if refresh is None else refresh,
+    )
+
+
+_INSTANCE_KEYS = ("name", "interface", "virtual_router_id", "priority", "state", "advert_int",
+                  "nopreempt", "auth_pass", "unicast_peers", "vips", "announce")
+
+
+def _instance(c: _Checker, raw: Any, path: Path, version: int) -> Instance | None:
+    data = c.mapping(raw, path, _INSTANCE_KEYS,
+                     required=("name", "interface", "virtual_router_id", "priority", "vips"))
+    if not data:
+        return None
+    name = _field(c, data, "name", path, lambda v, p: c.string(
+        v, p, _NAME_RE, "a valid instance name (letters, digits, _ . -)"))
+    interface = _field(c, data, "interface", path, _ifname_check(c))
+    vrid = _field(c, data, "virtual_router_id", path, lambda v, p: c.integer(v, p, 1, 255))
+    priority = _field(c, data, "priority", path, lambda v, p: c.integer(v, p, 1, 254))
+    state = _field(c, data, "state", path, lambda v, p: c.choice(v, p, STATES_INITIAL), "BACKUP")
+    advert = _field(c, data, "advert_int", path, lambda v, p: _advert_int(c, v, p, version), 1.0)
+    nopreempt = _field(c, data, "nopreempt", path, c.boolean, False)
+    auth = None
+    if "auth_pass" in data:
+        apath = path + ("auth_pass",)
+        value = data["auth_pass"]
+        if isinstance(value, int) and not isinstance(value, bool):
+            c.fail(apath, f"{value} must be quoted (\"{value}\") so YAML keeps it as text")
+        elif version == 3:
+            c.fail(apath, "authentication does not exist in VRRP version 3; remove auth_pass")
+        else:
+            auth = c.string(value, apath)
+            if auth is not None and (len(auth) > 8 or not auth.isprintable() or " " in auth):
+                c.fail(apath, "must be 1-8 printable characters without spaces "
+                              "(keepalived uses only 8)")
+                auth = None
+    peers: list[IPAddress] = []
+    if "unicast_peers" in data:
+        ppath = path + ("unicast_peers",)
+        for i, item in enumerate(c.listing(data["unicast_peers"], ppath)):
+            try:
+                peer = ipaddress.ip_address(item) if isinstance(item, str) else None
+            except ValueError:
+                peer = None
+            if peer is None:
+                c.fail(ppath + (i,), f"{_show(item)} is not an IP address")
+            elif peer in peers:
+                c.fail(ppath + (i,), f"{item} is listed twice")
+            else:
+                peers.append(peer)
+    vips: list[Vip] = []
+    if "vips" in data:
+        vpath = path + ("vips",)
+        items = c.listing(data["vips"], vpath)
+        if isinstance(data["vips"], list) and not items:
+            c.fail(vpath, "must list at least one VIP")
+        for i, item in enumerate(items):
+            vip = _vip(c, item, vpath + (i,), interface)
+            if vip is not None:
+                vips.append(vip)
+    announce = _announce(c, data.get("announce"), path + ("announce",))
+    if nopreempt and state == "MASTER":
+        c.fail(path + ("nopreempt",), "nopreempt needs state: BACKUP (keepalived ignores "
+                                      "nopreempt on an initial MASTER)")
+    if None in (name, interface, vrid, priority, state, advert, nopreempt):
+        return None
+    return Instance(name=name, interface=interface, virtual_router_id=vrid, priority=priority,
+                    state=state, advert_int=advert, nopreempt=nopreempt, auth_pass=auth,
+                    unicast_peers=tuple(peers), vips=tuple(vips), announce=announce)
+
+
+def _ifname_check(c: _Checker) -> Callable[[Any, Path], str | None]:
+    def check(value: Any, path: Path) -> str | None:
+        name = c.string(value, path, _IFNAME_RE, "a valid interface name")
+        if name is None:
+            return None
+        if len(name) > IFNAME_MAX or name in (".", ".."):
+            c.fail(path, f"{name!r} is not a valid interface name (1-{IFNAME_MAX} characters)")
+            return None
+        return name
+    return check
+
+
+def _cross_checks(c: _Checker, raw_instances: list[Any], instances: list[tuple[int, Instance]]) -> None:
+    seen_names: dict[str, int] = {}
+    seen_vrids: dict[tuple[str, int], int] = {}
+    seen_vips: dict[IPAddress, tuple[int, int]] = {}
+    for index, inst in instances:
+        ipath: Path = ("instances", index)
+        if inst.name in seen_names:
+            c.fail(ipath + ("name",), f"'{inst.name}' is already the name of "
+                                      f"instances[{seen_names[inst.name]}]")
+        seen_names.setdefault(inst.name, index)
+        key = (inst.interface, inst.virtual_router_id)
+        if key in seen_vrids:
+            c.fail(ipath + ("virtual_router_id",),
+                   f"{inst.virtual_router_id} is already used on {inst.interface} by "
+                   f"instances[{seen_vrids[key]}]")
+        seen_vrids.setdefault(key, index)
+        raw_vips = raw_instances[index].get("vips", []) if isinstance(raw_instances[index], dict) else []
+        # Map parsed VIPs back to their list positions (invalid ones were skipped).
+        positions = [j for j, item in enumerate(raw_vips) if _vip_text(item) is not None]
+        for vip, j in zip(inst.vips, positions):
+            if vip.address in seen_vips:
+                other_i, other_j = seen_vips[vip.address]
+                c.fail(ipath + ("vips", j), f"{vip.address} is already listed at "
+                                            f"instances[{other_i}].vips[{other_j}]")
+            else:
+                seen_vips[vip.address] = (index, j)
+
+
+def _vip_text(item: Any) -> str | None:
+    text = item.get("address") if isinstance(item, dict) else item
+    if not isinstance(text, str):
+        return None
+    try:
+        ipaddress.ip_interface(text)
+    except ValueError:
+        return None
+    return text
+
+
+TOP_LEVEL_KEYS = ("node", "keepalived", "sysctl", "instances")
+
+
+def from_source(source: Source, path: str) -> Config:
+    """Validate a parsed document; raise ConfigError listing every problem."""
+    c = _Checker(source)
+    if source.data is None:
+        raise ConfigError([f"{source.filename}:1: the file is empty; it needs at least "
+                           "'node' and 'instances'"])
+    top = c.mapping(source.data, (), TOP_LEVEL_KEYS, required=("node", "instances"))
+    if not top:
+        raise ConfigError(c.problems)
+    node = _node(c, top["node"]) if "node" in top else None
+    keepalived = _keepalived(c, top.get("keepalived"))
+    sysctl = _sysctl(c, top.get("sysctl"))
+    instances: list[tuple[int, Instance]] = []
+    raw_instances: list[Any] = []
+    if "instances" in top:
+        raw_instances = c.listing(top["instances"], ("instances",))
+        if isinstance(top["instances"], list) and not raw_instances:
+            c.fail(("instances",), "must list at least one VRRP instance")
+        for i, raw in enumerate(raw_instances):
+            inst = _instance(c, raw, ("instances", i), keepalived.version)
+            if inst is not None:
+                instances.append((i, inst))
+    _cross_checks(c, raw_instances, instances)
+    if c.problems or node is None:
+        raise ConfigError(c.problems or [f"{source.filename}:1: node: invalid"])
+    return Config(path=path, node=node, keepalived=keepalived, sysctl=sysctl,
+                  instances=tuple(inst for _, inst in instances))
+
+
+def loads(text: str, filename: str = "<config>", path: str | None = None) -> Config:
+    """Parse and validate config text."""
+    return from_source(parse(text, filename), path or filename)

@@ -1,0 +1,115 @@
+"""(instance, state, observed system) -> the ordered actions of a transition.
+
+Pure: the executor does the I/O. The order is the one DESIGN.md fixes: on MASTER,
+sysctls, then VIPs, then announcements, then the record; on the passive states, VIPs go
+first so this node stops attracting traffic at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from haguard.core.config import Announce, Instance, IPAddress, Vip
+from haguard.core.events import ACTIVE_STATES
+from haguard.errors import OperationFailed
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the node looks like right now, as far as one transition cares."""
+
+    interface_index: int | None
+    addresses: frozenset[tuple[IPAddress, int]] = frozenset()
+    sysctls: Mapping[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StopAnnouncer:
+    """End the background re-announcer of an earlier MASTER, if any."""
+
+
+@dataclass(frozen=True)
+class SetSysctl:
+    key: str
+    value: str
+    current: str | None
+
+
+@dataclass(frozen=True)
+class AddVip:
+    vip: Vip
+    interface: str
+
+
+@dataclass(frozen=True)
+class RemoveVip:
+    address: IPAddress
+    prefixlen: int
+    interface: str
+
+
+@dataclass(frozen=True)
+class SendAnnouncements:
+    interface: str
+    vips: tuple[Vip, ...]
+    count: int
+    interval_ms: int
+
+
+@dataclass(frozen=True)
+class StartAnnouncer:
+    """Repeat the burst after ``repeat_after_s`` and every ``refresh_s`` while MASTER."""
+
+    interface: str
+    vips: tuple[Vip, ...]
+    announce: Announce
+
+
+@dataclass(frozen=True)
+class RecordState:
+    state: str
+
+
+Action = StopAnnouncer | SetSysctl | AddVip | RemoveVip | SendAnnouncements | StartAnnouncer | RecordState
+
+
+@dataclass(frozen=True)
+class Plan:
+    instance: str
+    state: str
+    actions: tuple[Action, ...]
+
+
+def plan_transition(instance: Instance, state: str, sysctls: tuple[tuple[str, str], ...],
+                    observed: Observed) -> Plan:
+    """Plan one transition; raise OperationFailed when MASTER cannot be honoured."""
+    actions: list[Action] = [StopAnnouncer()]
+    present = observed.addresses
+    if state in ACTIVE_STATES:
+        if observed.interface_index is None:
+            raise OperationFailed(
+                f"{instance.name}: interface {instance.interface} does not exist on this "
+                "node; nothing was changed")
+        for key, value in sysctls:
+            current = observed.sysctls.get(key)
+            if current is None or current.split() != value.split():
+                actions.append(SetSysctl(key, value, current))
+        for vip in instance.vips:
+            wrong = sorted(p for a, p in present if a == vip.address and p != vip.prefixlen)
+            actions += [RemoveVip(vip.address, p, instance.interface) for p in wrong]
+            if (vip.address, vip.prefixlen) not in present:
+                actions.append(AddVip(vip, instance.interface))
+        a = instance.announce
+        if a.count > 0:
+            actions.append(SendAnnouncements(instance.interface, instance.vips, a.count,
+                                             a.interval_ms))
+            if a.repeat_after_s > 0 or a.refresh_s > 0:
+                actions.append(StartAnnouncer(instance.interface, instance.vips, a))
+    else:
+        for vip in instance.vips:
+            for addr, prefix in sorted(present, key=str):
+                if addr == vip.address:
+                    actions.append(RemoveVip(addr, prefix, instance.interface))
+    actions.append(RecordState(state))
+    return Plan(instance=instance.name, state=state, actions=tuple(actions))

@@ -1,0 +1,77 @@
+"""Config -> keepalived.conf text.
+
+keepalived gets the election only: no ``virtual_ipaddress`` is rendered, so keepalived
+neither adds addresses nor sends gratuitous ARP, and every announcement on the wire is
+haguard's. The notify hook carries the path of the node config.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+from haguard.core.config import Config, Instance
+from haguard.errors import BadInput
+
+NOTIFY_HOOK = "notify"
+
+
+def hook_command(config: Config) -> str:
+    """The notify command line keepalived runs (it appends TYPE NAME STATE PRIORITY)."""
+    hook = posixpath.join(config.keepalived.hooks_dir, NOTIFY_HOOK)
+    for what, text in (("config path", config.path), ("keepalived.hooks_dir", hook)):
+        if any(ch.isspace() or ch in "\"'\\" for ch in text):
+            raise BadInput(f"{what} {text!r}: keepalived splits script lines on spaces and "
+                           "quotes; use a path without them")
+    return f"{hook} -c {config.path}"
+
+
+def _advert(value: float) -> str:
+    return str(int(value)) if value.is_integer() else f"{value:.2f}".rstrip("0")
+
+
+def _instance_block(config: Config, inst: Instance) -> list[str]:
+    lines = [
+        f"vrrp_instance {inst.name} {{",
+        f"    state {inst.state}",
+        f"    interface {inst.interface}",
+        f"    virtual_router_id {inst.virtual_router_id}",
+        f"    priority {inst.priority}",
+        f"    advert_int {_advert(inst.advert_int)}",
+    ]
+    if inst.nopreempt:
+        lines.append("    nopreempt")
+    if inst.auth_pass is not None:
+        lines += [
+            "    authentication {",
+            "        auth_type PASS",
+            f"        auth_pass {inst.auth_pass}",
+            "    }",
+        ]
+    if inst.unicast_peers:
+        lines.append("    unicast_peer {")
+        lines += [f"        {peer}" for peer in inst.unicast_peers]
+        lines.append("    }")
+    lines.append(f'    notify "{hook_command(config)}"')
+    lines.append("    # VIPs owned by haguard: " + ", ".join(str(v) for v in inst.vips))
+    lines.append("}")
+    return lines
+
+
+def render(config: Config) -> str:
+    """Render the whole keepalived.conf for one node."""
+    lines = [
+        f"# Rendered by haguard from {config.path}; edit that file and run",
+        f"# `haguard render -c {config.path} -o {config.keepalived.config}`, not this one.",
+        "",
+        "global_defs {",
+        f"    router_id {config.node.name}",
+        "    enable_script_security",
+        "    script_user root",
+    ]
+    if config.keepalived.version == 3:
+        lines.append("    vrrp_version 3")
+    lines += ["}", ""]
+    for inst in config.instances:
+        lines += _instance_block(config, inst)
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,105 @@
+"""YAML -> plain Python values, remembering the line of every value.
+
+Validation messages must name the file, the line and the path inside the document
+(``conf/lb1.yaml:14: instances[0].vips[1]: ...``), so the document is composed into
+nodes first and converted by hand; only ``yaml.SafeLoader`` is ever used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from haguard.errors import ConfigError
+
+Path = tuple[str | int, ...]
+
+
+def format_path(path: Path) -> str:
+    """Render ``("instances", 0, "vips", 1)`` as ``instances[0].vips[1]``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out or "(top level)"
+
+
+@dataclass
+class Source:
+    """A parsed document and where each of its values and keys came from."""
+
+    filename: str
+    data: Any
+    lines: dict[Path, int] = field(default_factory=dict)
+    key_lines: dict[Path, int] = field(default_factory=dict)
+
+    def line(self, path: Path, key: bool = False) -> int:
+        """Best known line for a path: the value's, else the nearest parent's."""
+        table = self.key_lines if key else self.lines
+        probe = path
+        while probe:
+            if probe in table:
+                return table[probe]
+            if probe in self.lines:
+                return self.lines[probe]
+            probe = probe[:-1]
+        return self.lines.get((), 1)
+
+    def where(self, path: Path, key: bool = False) -> str:
+        """``file:line: path`` prefix for a message about ``path``."""
+        return f"{self.filename}:{self.line(path, key)}: {format_path(path)}"
+
+
+def parse(text: str, filename: str) -> Source:
+    """Parse one YAML document; syntax errors become a ConfigError with the line."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise ConfigError([f"{filename}:{line}: invalid YAML: {exc.problem or exc}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{filename}:1: invalid YAML: {exc}"]) from None
+    source = Source(filename=filename, data=None)
+    try:
+        if node is None:
+            source.data = None
+        else:
+            source.data = _convert(loader, node, (), source)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise ConfigError([f"{filename}:{line}: invalid YAML: {exc.problem or exc}"]) from None
+    finally:
+        loader.dispose()
+    return source
+
+
+def _convert(loader: yaml.SafeLoader, node: yaml.Node, path: Path, source: Source) -> Any:
+    source.lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)  # resolves YAML merge keys (<<)
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                raise ConfigError(
+                    [f"{source.filename}:{key_node.start_mark.line + 1}: {format_path(path)}: "
+                     f"key {key!r} is not a string"]
+                )
+            if key in result:
+                raise ConfigError(
+                    [f"{source.filename}:{key_node.start_mark.line + 1}: "
+                     f"{format_path(path + (key,))}: duplicate key"]
+                )
+            source.key_lines[path + (key,)] = key_node.start_mark.line + 1
+            result[key] = _convert(loader, value_node, path + (key,), source)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_convert(loader, item, path + (i,), source) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)

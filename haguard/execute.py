@@ -1,0 +1,168 @@
+"""Run a transition plan through the adapters, one logged event per action.
+
+A failure stops the plan: the log and the recorded state say what was done and what
+was not, and the next transition (every action is idempotent) finishes the job.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from haguard.adapters import announce, process, sysctl
+from haguard.adapters.netlink import Link, Netlink
+from haguard.adapters.statefile import StateDir
+from haguard.core.config import Config, Instance
+from haguard.core.events import OrderKey
+from haguard.core.plan import (Action, AddVip, Plan, RecordState, RemoveVip, SendAnnouncements,
+                               SetSysctl, StartAnnouncer, StopAnnouncer)
+from haguard.errors import HaguardError, OperationFailed
+
+ANNOUNCER_COMMAND = "announce-loop"
+
+
+@dataclass
+class Context:
+    """What the actions of one transition share."""
+
+    config: Config
+    instance: Instance
+    netlink: Netlink
+    link: Link | None
+    state_dir: StateDir
+    order: OrderKey
+    log: Any
+    received_at: float
+    previous: dict[str, Any] | None
+    announcer_pid: int | None = None
+    first_announcement_at: float | None = None
+    done: list[str] = field(default_factory=list)
+
+
+def describe(action: Action) -> str:
+    """A short human name for an action, used in logs and failure reports."""
+    match action:
+        case SetSysctl(key=key, value=value):
+            return f"sysctl {key}={value}"
+        case AddVip(vip=vip, interface=iface):
+            return f"add {vip} on {iface}"
+        case RemoveVip(address=addr, prefixlen=plen, interface=iface):
+            return f"remove {addr}/{plen} from {iface}"
+        case SendAnnouncements(vips=vips, count=count):
+            return f"announce {', '.join(str(v.address) for v in vips)} x{count}"
+        case StartAnnouncer():
+            return "start re-announcer"
+        case StopAnnouncer():
+            return "stop re-announcer"
+        case RecordState(state=state):
+            return f"record {state}"
+    return type(action).__name__
+
+
+def execute(plan: Plan, ctx: Context) -> None:
+    """Apply every action in order; raise OperationFailed naming done / not done."""
+    for i, action in enumerate(plan.actions):
+        start = time.perf_counter()
+        try:
+            fields = _apply(action, ctx)
+        except HaguardError as exc:
+            _fail(plan, ctx, i, action, exc, start)
+        except OSError as exc:
+            _fail(plan, ctx, i, action, OperationFailed(str(exc)), start)
+        else:
+            if fields is not None:
+                ctx.log.info(_event_name(action), action=describe(action), outcome="ok",
+                             duration_ms=round((time.perf_counter() - start) * 1000, 3),
+                             **fields)
+            ctx.done.append(describe(action))
+
+
+def _fail(plan: Plan, ctx: Context, index: int, action: Action, exc: HaguardError,
+          start: float) -> None:
+    not_done = [describe(a) for a in plan.actions[index:]]
+    ctx.log.error(_event_name(action), action=describe(action), outcome="failed",
+                  error=str(exc), duration_ms=round((time.perf_counter() - start) * 1000, 3),
+                  done=ctx.done, not_done=not_done)
+    _record(ctx, plan.state, complete=False, error=str(exc))
+    raise OperationFailed(
+        f"{plan.instance} -> {plan.state}: '{describe(action)}' failed: {exc}. "
+        f"Done: {', '.join(ctx.done) or 'nothing'}. Not done: {', '.join(not_done)}."
+    ) from exc
+
+
+def _event_name(action: Action) -> str:
+    return {SetSysctl: "sysctl_set", AddVip: "vip_added", RemoveVip: "vip_removed",
+            SendAnnouncements: "announced", StartAnnouncer: "announcer_started",
+            StopAnnouncer: "announcer_stopped", RecordState: "state_recorded"}[type(action)]
+
+
+def _apply(action: Action, ctx: Context) -> dict[str, Any] | None:
+    """Do one action; return the log fields, or None when there was nothing to log."""
+    match action:
+        case StopAnnouncer():
+            pid = (ctx.previous or {}).get("announcer_pid")
+            if isinstance(pid, int) and process.terminate_if(pid, ANNOUNCER_COMMAND,
+                                                            ctx.instance.name):
+                return {"announcer_pid": pid}
+            return None
+        case SetSysctl(key=key, value=value, current=current):
+            sysctl.write(key, value)
+            return {"key": key, "value": value, "previous": current}
+        case AddVip(vip=vip):
+            assert ctx.link is not None  # the planner refuses MASTER without the link
+            added = ctx.netlink.add_vip(ctx.link, vip)
+            return {"vip": str(vip), "changed": added}
+        case RemoveVip(address=addr, prefixlen=plen):
+            assert ctx.link is not None
+            removed = ctx.netlink.remove_address(ctx.link, addr, plen)
+            return {"vip": f"{addr}/{plen}", "changed": removed}
+        case SendAnnouncements(interface=iface, vips=vips, count=count, interval_ms=interval):
+            assert ctx.link is not None
+            frames = announce.build_frames(ctx.link.mac, vips)
+            result = announce.send_burst(iface, frames, count, interval)
+            ctx.first_announcement_at = result.first_sent_at
+            return {"frames": result.frames_sent, "first_sent_at": result.first_sent_at,
+                    "mac": ctx.link.mac,
+                    "since_event_ms": round(((result.first_sent_at or time.time())
+                                             - ctx.received_at) * 1000, 3)}
+        case StartAnnouncer():
+            ctx.announcer_pid = _spawn_announcer(ctx)
+            return {"announcer_pid": ctx.announcer_pid}
+        case RecordState(state=state):
+            _record(ctx, state, complete=True)
+            return {"transition_ms": round((time.time() - ctx.received_at) * 1000, 3)}
+    raise OperationFailed(f"unknown action {action!r}")
+
+
+def _spawn_announcer(ctx: Context) -> int:
+    args = [sys.executable, "-m", "haguard", ANNOUNCER_COMMAND, "-c", ctx.config.path,
+            "--instance", ctx.instance.name, "--order", f"{ctx.order.start_ticks},{ctx.order.pid}"]
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+    return proc.pid
+
+
+def _record(ctx: Context, state: str, complete: bool, error: str | None = None) -> None:
+    now = time.time()
+    prev = ctx.previous or {}
+    since = prev.get("since") if prev.get("state") == state and prev.get("complete") else None
+    record = {
+        "node": ctx.config.node.name,
+        "instance": ctx.instance.name,
+        "state": state,
+        "since": since or ctx.received_at,
+        "updated": now,
+        "complete": complete,
+        "order": ctx.order.as_list(),
+        "event_received_at": ctx.received_at,
+        "last_transition_ms": round((now - ctx.received_at) * 1000, 3),
+        "first_announcement_at": ctx.first_announcement_at,
+        "announcer_pid": ctx.announcer_pid,
+        "vips": [str(v) for v in ctx.instance.vips],
+    }
+    if error:
+        record["error"] = error
+    ctx.state_dir.write_state(ctx.instance.name, record)

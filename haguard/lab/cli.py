@@ -1,0 +1,182 @@
+"""`haguard lab`: argument spec and the up / down / status / failover / run commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from typing import Any
+
+DEFAULT_LAB_CONFIG = "conf/lab.yaml"
+
+LAB_HELP = """\
+The lab builds the director pair in network namespaces on this machine: a switch
+(a Linux bridge), a client and two directors, each running the real keepalived with
+the config haguard renders and haguard's hooks. Give it your own config to rehearse
+a change: with one file the peer is derived (priority 50 lower, state BACKUP); with
+two, both are used as written. Unicast peers are rewritten to the lab's addresses;
+only net.ipv4/net.ipv6 sysctls are applied (they are per namespace).
+
+  haguard lab run                      up, wait for a MASTER, fail over, timeline, down
+  haguard lab up -c lb1.yaml           build it and leave it running
+  haguard lab status                   who is MASTER, who holds the VIPs
+  haguard lab failover                 stop the MASTER's keepalived, print the timeline
+  haguard lab down                     remove everything the lab made
+
+Needs root. Addresses: 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32.
+Files: /run/haguard-lab/NAME/ (configs, keepalived.conf, logs, state).
+"""
+
+
+def _default_config() -> str:
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), DEFAULT_LAB_CONFIG)
+    return DEFAULT_LAB_CONFIG if os.path.exists(DEFAULT_LAB_CONFIG) else here
+
+
+def add_lab_parser(sub: Any) -> None:
+    p = sub.add_parser("lab", help="the director pair in network namespaces, with failover",
+                       description=LAB_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    lsub = p.add_subparsers(dest="lab_command", metavar="ACTION", required=True,
+                            parser_class=type(p))
+
+    def common(q: argparse.ArgumentParser, configs: bool = True) -> None:
+        q.add_argument("--name", default="haguard", help="lab name (default: haguard); "
+                       "labs with different names can run side by side")
+        if configs:
+            q.add_argument("-c", "--config", action="append", metavar="FILE",
+                           help=f"director config; give it twice for two directors "
+                           f"(default: {DEFAULT_LAB_CONFIG})")
+
+    q = lsub.add_parser("up", help="build the lab and leave it running")
+    common(q)
+    q.set_defaults(func=cmd_up)
+    q = lsub.add_parser("down", help="remove everything the lab made")
+    common(q, configs=False)
+    q.set_defaults(func=cmd_down)
+    q = lsub.add_parser("status", help="each director's state and VIPs")
+    common(q, configs=False)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_status)
+    for action, helptext in (("failover", "fail the MASTER over and print the timeline"),
+                             ("run", "up, wait for a MASTER, fail over, print the timeline, down")):
+        q = lsub.add_parser(action, help=helptext, description=helptext)
+        common(q, configs=(action == "run"))
+        q.add_argument("--method", choices=("stop", "kill", "link"), default="stop",
+                       help="stop: SIGTERM the MASTER's keepalived (default); kill: SIGKILL it; "
+                       "link: pull its cable at the switch")
+        q.add_argument("--ping-interval-ms", type=int, default=10, metavar="MS",
+                       help="client ping interval for the outage measurement (default 10)")
+        q.add_argument("--json", action="store_true", help="print the timeline as JSON")
+        q.set_defaults(func=cmd_failover if action == "failover" else cmd_run)
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _sigterm_as_interrupt() -> None:
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _runner(args: argparse.Namespace) -> Any:
+    from haguard.lab.runner import LabRunner, load_lab
+
+    sources = args.config or [_default_config()]
+    lab, _ = load_lab(args.name, sources)
+    return LabRunner(lab, sources, _say)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from haguard.lab.runner import teardown
+
+    runner = _runner(args)
+    _sigterm_as_interrupt()
+    try:
+        runner.up()
+        master = runner.wait_for_master()
+    except BaseException:
+        _say("lab up failed; removing what was made")
+        for line in teardown(args.name):
+            _say(f"  {line}")
+        raise
+    _say(f"{master} is MASTER and holds {', '.join(runner.lab.vips)}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from haguard.lab.runner import require_root, teardown
+
+    require_root()
+    lines = teardown(args.name)
+    for line in lines:
+        print(line)
+    if not lines:
+        print(f"lab {args.name}: nothing to remove")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from haguard.lab.runner import LabRunner
+
+    runner = LabRunner.attach(args.name)
+    states = runner.states()
+    master = runner.master()
+    if args.json:
+        print(json.dumps({"lab": args.name, "master": master, "directors": states}, indent=2,
+                         sort_keys=True))
+    else:
+        for node, s in states.items():
+            pid = s["keepalived_pid"]
+            print(f"{node}: keepalived {'pid ' + str(pid) if pid else 'NOT running'}")
+            for name, i in s["instances"].items():
+                print(f"  {name}: {i['state'] or 'no state recorded'}; VIPs present: "
+                      f"{', '.join(i['vips_present']) or 'none'}")
+        print(f"MASTER: {master or 'none (or more than one)'}")
+    return 0 if master else 1
+
+
+def _drill(runner: Any, args: argparse.Namespace) -> int:
+    from haguard.lab.timeline import format_timeline
+
+    master = runner.wait_for_master()
+    for vip in runner.lab.vips:  # the client learns the current owner the normal way
+        runner.client_ping(vip)
+    ping_target = next((v for v in runner.lab.vips if ":" not in v), runner.lab.vips[0])
+    probe_file = os.path.join(runner.lab.workdir, f"probe-{int(time.time())}.jsonl")
+    probe = runner.start_probe(probe_file, ping_target, args.ping_interval_ms)
+    try:
+        time.sleep(0.5)
+        _say(f"failing over {master} ({args.method}) ...")
+        timeline = runner.failover(probe_file, args.ping_interval_ms, args.method)
+    finally:
+        runner.stop_probe(probe)
+    if args.json:
+        print(json.dumps(timeline.as_dict(), indent=2, sort_keys=True))
+    else:
+        print(format_timeline(timeline))
+    return 0 if timeline.learned_from_announcement else 1
+
+
+def cmd_failover(args: argparse.Namespace) -> int:
+    from haguard.lab.runner import LabRunner
+
+    runner = LabRunner.attach(args.name, _say)
+    return _drill(runner, args)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    runner = _runner(args)
+    _sigterm_as_interrupt()
+    try:
+        runner.up()
+        return _drill(runner, args)
+    finally:
+        for line in runner.down():
+            _say(f"  {line}")

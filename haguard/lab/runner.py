@@ -1,0 +1,384 @@
+"""`haguard lab`: build the namespace topology, run keepalived + haguard, fail over.
+
+Everything the lab creates is recorded in ``<workdir>/lab.json`` as it is created, so
+``lab down`` (or the cleanup of an interrupted ``lab run``) removes exactly that:
+processes by their own pid, then the namespaces, then the work directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Callable
+
+import yaml
+
+from haguard.adapters import keepalived as keepalived_adapter
+from haguard.adapters import process
+from haguard.adapters.files import load_config, write_atomic
+from haguard.core.config import Config
+from haguard.core.render import render
+from haguard.errors import BadInput, LabError
+from haguard.hooks import install as install_hooks
+from haguard.lab import netns
+from haguard.lab.timeline import Timeline, build_timeline
+from haguard.lab.topology import LAB_ROOT, Director, Lab, build, check_lab_name
+
+Say = Callable[[str], None]
+
+# Inside the lab's own namespaces only.
+HOST_SYSCTLS = (
+    ("net.ipv6.conf.all.accept_dad", "0"),
+    ("net.ipv6.conf.default.accept_dad", "0"),
+    ("net.ipv6.conf.all.accept_ra", "0"),
+    ("net.ipv6.conf.default.accept_ra", "0"),
+)
+
+
+def load_lab(name: str, config_paths: list[str]) -> tuple[Lab, list[Config]]:
+    """Validate the operator's config(s) and lay out the lab for them."""
+    configs = [load_config(p) for p in config_paths]
+    docs = []
+    for path in config_paths:
+        with open(path, encoding="utf-8") as fh:
+            docs.append(yaml.safe_load(fh))
+    return build(name, configs, docs), configs
+
+
+def lab_file(name: str) -> str:
+    return f"{LAB_ROOT}/{name}/lab.json"
+
+
+def read_record(name: str) -> dict[str, Any] | None:
+    try:
+        with open(lab_file(name), encoding="utf-8") as fh:
+            return json.load(fh)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (it creates network namespaces and runs "
+                       "keepalived); run it with sudo")
+
+
+class LabRunner:
+    """Owns one lab's life: up, wait, failover, down."""
+
+    def __init__(self, lab: Lab, sources: list[str], say: Say = lambda s: None,
+                 record: dict[str, Any] | None = None) -> None:
+        self.lab = lab
+        self.say = say
+        self.record: dict[str, Any] = record or {
+            "name": lab.name, "workdir": lab.workdir, "sources": [os.path.abspath(p) for p in sources],
+            "namespaces": [], "pids": {}, "directors": {}, "client": lab.client.namespace,
+            "vips": list(lab.vips)}
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._configs: dict[str, Config] = {}
+
+    @classmethod
+    def attach(cls, name: str, say: Say = lambda s: None) -> "LabRunner":
+        """A runner for a lab brought up earlier (by another process)."""
+        record = read_record(check_lab_name(name))
+        if record is None:
+            raise BadInput(f"lab {name!r} is not up (no {lab_file(name)}); run `haguard lab up`")
+        lab, _ = load_lab(name, record["sources"])
+        return cls(lab, record["sources"], say, record)
+
+    def _config(self, node: str) -> Config:
+        if node not in self._configs:
+            self._configs[node] = load_config(self.record["directors"][node]["config"])
+        return self._configs[node]
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _save(self) -> None:
+        write_atomic(lab_file(self.lab.name), json.dumps(self.record, indent=1, sort_keys=True))
+
+    # ------------------------------------------------------------------ up
+    def up(self) -> None:
+        require_root()
+        for tool in ("ip", "keepalived", "ping", "sysctl"):
+            if shutil.which(tool) is None and keepalived_adapter.binary() is None:
+                raise LabError(f"{tool}: not installed")
+        if os.path.exists(lab_file(self.lab.name)) or any(netns.exists(n) for n in self.lab.namespaces):
+            raise BadInput(f"lab {self.lab.name!r} is already up; run "
+                           f"`haguard lab down --name {self.lab.name}` first")
+        os.makedirs(self.lab.workdir, mode=0o755, exist_ok=True)
+        self.record["created"] = time.time()
+        self._save()
+        install_hooks(self.lab.hooks_dir)
+        for ns in self.lab.namespaces:
+            netns.create(ns)
+            self.record["namespaces"].append(ns)
+            self._save()
+        for bridge in self.lab.bridges:
+            netns.add_bridge(self.lab.switch_namespace, bridge)
+        hosts: list[tuple[str, Any]] = [(self.lab.client.namespace, self.lab.client.legs)]
+        hosts += [(d.namespace, d.legs) for d in self.lab.directors]
+        for ns, legs in hosts:
+            for key, value in HOST_SYSCTLS:
+                netns.set_sysctl(ns, key, value)
+            for leg in legs:
+                netns.add_port(self.lab.switch_namespace, self.lab.bridges[leg.segment],
+                               leg.port, ns, leg.ifname)
+                netns.add_address(ns, leg.ifname, leg.ipv4)
+                netns.add_address(ns, leg.ifname, leg.ipv6)
+                netns.link_up(ns, leg.ifname)
+        for prefix, ifname in self.lab.client.onlink_routes:
+            netns.add_route(self.lab.client.namespace, prefix, ifname)
+        for director in self.lab.directors:
+            self._start_director(director)
+        self.say(f"lab {self.lab.name} is up: directors "
+                 + ", ".join(f"{d.node} ({d.namespace})" for d in self.lab.directors)
+                 + f", client {self.lab.client.namespace}, switch {self.lab.switch_namespace}")
+
+    def _start_director(self, director: Director) -> None:
+        os.makedirs(director.workdir, mode=0o755, exist_ok=True)
+        write_atomic(director.config_path, "# Written by `haguard lab` from the operator's "
+                     "config.\n" + yaml.safe_dump(director.config_doc, sort_keys=False))
+        config = load_config(director.config_path)
+        text = render(config)
+        result = keepalived_adapter.check_text(text)
+        if result is not None and not result.ok:
+            raise LabError(f"{director.node}: keepalived -t rejected the rendered config: "
+                           + "; ".join(result.complaints))
+        write_atomic(config.keepalived.config, text)
+        self.record["directors"][director.node] = {
+            "namespace": director.namespace, "config": director.config_path,
+            "state_dir": config.node.state_dir, "log_file": config.node.log_file,
+            "mac": {leg.ifname: netns.mac_of(director.namespace, leg.ifname)
+                    for leg in director.legs},
+            "pid_file": config.keepalived.pid_file}
+        self._save()
+        self.start_keepalived(director.node)
+
+    def start_keepalived(self, node: str) -> int:
+        info = self.record["directors"][node]
+        workdir = os.path.dirname(info["config"])
+        exe = keepalived_adapter.binary() or "keepalived"
+        log = open(os.path.join(workdir, "keepalived.log"), "ab")
+        args = netns.ns_exec(info["namespace"], exe, "--dont-fork", "--log-console",
+                             "--log-detail", "--vrrp", "--use-file",
+                             os.path.join(workdir, "keepalived.conf"),
+                             "--pid", info["pid_file"],
+                             "--vrrp_pid", os.path.join(workdir, "keepalived-vrrp.pid"))
+        # `ip netns exec` execs keepalived in place, so this pid is keepalived's own.
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        self._children[proc.pid] = proc
+        self.record["pids"][node] = proc.pid
+        self._save()
+        return proc.pid
+
+    # ------------------------------------------------------------------ observe
+    def states(self) -> dict[str, dict[str, Any]]:
+        """Each director's recorded state for every instance, and its VIPs present."""
+        out = {}
+        for node, info in self.record["directors"].items():
+            config = self._config(node)
+            present = netns.run(["ip", "-n", info["namespace"], "-j", "addr", "show"]).stdout
+            addrs = {a["local"] for link in json.loads(present or "[]")
+                     for a in link.get("addr_info", [])}
+            instances = {}
+            for inst in config.instances:
+                rec = _read_json(os.path.join(info["state_dir"], f"{inst.name}.json")) or {}
+                instances[inst.name] = {
+                    "state": rec.get("state"), "complete": rec.get("complete"),
+                    "vips_present": [str(v.address) for v in inst.vips if str(v.address) in addrs],
+                    "vips": [str(v.address) for v in inst.vips]}
+            pid = self.record["pids"].get(node)
+            out[node] = {"instances": instances,
+                         "keepalived_pid": pid if pid and process.alive(pid) else None}
+        return out
+
+    def master(self) -> str | None:
+        """The one director that is MASTER of every instance with all VIPs, if any."""
+        found = [node for node, s in self.states().items()
+                 if s["instances"] and all(i["state"] == "MASTER" and i["complete"]
+                                           and set(i["vips_present"]) == set(i["vips"])
+                                           for i in s["instances"].values())]
+        return found[0] if len(found) == 1 else None
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.05)
+        raise LabError(f"timed out after {timeout:.0f} s waiting for {what}; "
+                       f"states: {json.dumps(self.states(), sort_keys=True)}")
+
+    def wait_for_master(self, timeout: float = 20.0) -> str:
+        return self.wait_for(self.master, timeout, "one MASTER holding every VIP")
+
+    # ------------------------------------------------------------------ drive
+    def stop_keepalived(self, node: str, sig: int = signal.SIGTERM, wait: bool = True) -> None:
+        pid = self.record["pids"].get(node)
+        if not pid or not process.alive(pid):
+            return
+        os.kill(pid, sig)
+        if wait:
+            self._reap(pid, 10.0)
+
+    def _reap(self, pid: int, timeout: float) -> None:
+        proc = self._children.pop(pid, None)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                return
+            if proc is None and not process.alive(pid):
+                return
+            time.sleep(0.02)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if proc is not None:
+            proc.wait(5)
+
+    def start_probe(self, out: str, ping: str | None, interval_ms: int = 10) -> subprocess.Popen[bytes]:
+        args = netns.ns_exec(self.lab.client.namespace, sys.executable, "-m", "haguard.lab.probe",
+                             "--out", out)
+        for leg in self.lab.client.legs:
+            args += ["--iface", leg.ifname]
+        for vip in self.lab.vips:
+            args += ["--watch", vip]
+        if ping:
+            args += ["--ping", ping, "--interval-ms", str(interval_ms)]
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        self._children[proc.pid] = proc
+        self.record["pids"]["probe"] = proc.pid
+        self._save()
+        self.wait_for(lambda: any(e.get("kind") == "ready" for e in read_jsonl(out)), 15,
+                      "the client probe to start")
+        return proc
+
+    def stop_probe(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        self._reap(proc.pid, 5.0)
+        self.record["pids"].pop("probe", None)
+        self._save()
+
+    def client_ping(self, target: str, count: int = 3) -> bool:
+        family = "-6" if ":" in target else "-4"
+        proc = netns.run(netns.ns_exec(self.lab.client.namespace, "ping", family, "-n", "-c",
+                                       str(count), "-i", "0.2", "-W", "1", target), check=False)
+        return proc.returncode == 0
+
+    def failover(self, probe_file: str, ping_interval_ms: int, method: str = "stop",
+                 timeout: float = 20.0) -> Timeline:
+        """Fail the current MASTER over to the other director; measure from the client."""
+        old = self.master()
+        if old is None:
+            raise LabError("no single MASTER holds the VIPs; cannot fail over (see `haguard "
+                           f"lab status --name {self.lab.name}`)")
+        new = next(n for n in self.record["directors"] if n != old)
+        old_info, new_info = self.record["directors"][old], self.record["directors"][new]
+        iface = self.lab.interfaces[0]
+        trigger = time.time()
+        if method == "stop":
+            self.stop_keepalived(old, signal.SIGTERM, wait=False)
+        elif method == "kill":
+            self.stop_keepalived(old, signal.SIGKILL, wait=False)
+        elif method == "link":
+            for leg in next(d for d in self.lab.directors if d.node == old).legs:
+                netns.link_down(self.lab.switch_namespace, leg.port)
+        else:
+            raise BadInput(f"failover method {method!r}: use stop, kill or link")
+        self.wait_for(lambda: self.master() == new, timeout, f"{new} to become MASTER")
+        # Let the client's witnesses see the announcement burst and the neighbour change.
+        new_mac = new_info["mac"][iface]
+
+        def client_switched() -> bool:
+            events = read_jsonl(probe_file)
+            return all(any(e.get("kind") == "neigh" and e.get("ip") == vip and
+                           e.get("mac") == new_mac and e.get("t", 0) >= trigger for e in events)
+                       for vip in self.lab.vips)
+        try:
+            self.wait_for(client_switched, 10.0, "the client's neighbour entries to follow")
+        except LabError:
+            pass  # reported as "NOT switched" in the timeline
+        time.sleep(max(0.3, 3 * ping_interval_ms / 1000))
+        client_addresses = [leg.ipv4.split("/")[0] for leg in self.lab.client.legs]
+        client_addresses += [leg.ipv6.split("/")[0] for leg in self.lab.client.legs]
+        return build_timeline(
+            trigger, old, new, old_info["mac"][iface], new_mac, list(self.lab.vips),
+            read_jsonl(probe_file), read_jsonl(old_info["log_file"]),
+            read_jsonl(new_info["log_file"]), client_addresses, ping_interval_ms)
+
+    # ------------------------------------------------------------------ down
+    def down(self) -> list[str]:
+        return teardown(self.lab.name, self._children)
+
+
+def teardown(name: str, children: dict[int, subprocess.Popen[bytes]] | None = None) -> list[str]:
+    """Remove everything a lab made: its processes (by pid), namespaces and work dir."""
+    check_lab_name(name)
+    record = read_record(name) or {}
+    done = []
+    for role, pid in (record.get("pids") or {}).items():
+        if isinstance(pid, int) and process.alive(pid):
+            try:
+                os.kill(pid, signal.SIGTERM)
+                done.append(f"stopped {role} (pid {pid})")
+            except ProcessLookupError:
+                pass
+    prefix = f"hg-{name}-"
+    namespaces = set(record.get("namespaces") or [])
+    if os.path.isdir("/run/netns"):
+        namespaces.update(n for n in os.listdir("/run/netns") if n.startswith(prefix))
+    deadline = time.monotonic() + 5
+    for role, pid in (record.get("pids") or {}).items():
+        while isinstance(pid, int) and process.alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    for ns in sorted(namespaces):
+        killed = netns.kill_all_in(ns)
+        if killed:
+            done.append(f"ended {len(killed)} process(es) left in {ns}")
+        netns.delete(ns)
+        done.append(f"deleted namespace {ns}")
+    for proc in (children or {}).values():
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+    workdir = f"{LAB_ROOT}/{name}"
+    if os.path.isdir(workdir):
+        shutil.rmtree(workdir, ignore_errors=True)
+        done.append(f"removed {workdir}")
+    return done
+
+
+def read_jsonl(path: str | None) -> list[dict[str, Any]]:
+    if not path:
+        return []
+    out = []
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue  # a line being written right now
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def _read_json(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (FileNotFoundError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

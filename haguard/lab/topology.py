@@ -1,0 +1,195 @@
+"""The lab's shape, computed from the operator's config(s): pure values, no I/O.
+
+One switch namespace holds a Linux bridge per interface name the instances use; each
+director gets a veth with that very name on each bridge; the client gets one leg per
+bridge. Hosts are numbered in documentation ranges (RFC 5737 / RFC 3849). Given one
+config, the peer director is derived from it (priority 50 lower, state BACKUP).
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from haguard.core.config import Config
+from haguard.errors import BadInput
+
+LAB_ROOT = "/run/haguard-lab"
+_LAB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,11}$")
+
+SEGMENTS_V4 = (ipaddress.ip_network("192.0.2.0/24"), ipaddress.ip_network("198.51.100.0/24"),
+               ipaddress.ip_network("203.0.113.0/24"))
+SEGMENT_V6 = "2001:db8:0:{k:x}::/64"
+CLIENT_HOST = 2
+NAMESPACED_SYSCTLS = ("net.ipv4.", "net.ipv6.")
+DIRECTOR_HOST_BASE = 11
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One interface of one host, plugged into a segment's bridge."""
+
+    segment: int
+    ifname: str           # name inside the host's namespace
+    port: str             # the veth peer's name inside the switch namespace
+    ipv4: str             # with prefix
+    ipv6: str
+
+
+@dataclass(frozen=True)
+class Director:
+    node: str
+    namespace: str
+    legs: tuple[Leg, ...]
+    config_doc: dict[str, Any]   # the node config the lab writes and runs
+    workdir: str
+
+    @property
+    def config_path(self) -> str:
+        return f"{self.workdir}/haguard.yaml"
+
+
+@dataclass(frozen=True)
+class Client:
+    namespace: str
+    legs: tuple[Leg, ...]
+    onlink_routes: tuple[tuple[str, str], ...]   # (VIP/host-prefix, ifname)
+
+
+@dataclass(frozen=True)
+class Lab:
+    name: str
+    workdir: str
+    switch_namespace: str
+    bridges: tuple[str, ...]
+    interfaces: tuple[str, ...]
+    directors: tuple[Director, ...]
+    client: Client
+    vips: tuple[str, ...]
+
+    @property
+    def hooks_dir(self) -> str:
+        return f"{self.workdir}/hooks"
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        return (self.switch_namespace, self.client.namespace,
+                *(d.namespace for d in self.directors))
+
+
+def check_lab_name(name: str) -> str:
+    if not _LAB_NAME_RE.match(name):
+        raise BadInput(f"lab name {name!r}: use 1-12 lowercase letters, digits or '-'")
+    return name
+
+
+def peer_name(name: str) -> str:
+    """lb1 -> lb2, web-a -> web-a-peer: the derived director's node name."""
+    match = re.match(r"^(.*?)(\d+)$", name)
+    if match:
+        return f"{match.group(1)}{int(match.group(2)) + 1}"
+    return f"{name}-peer"
+
+
+def derive_peer(doc: dict[str, Any]) -> dict[str, Any]:
+    """The second director of a one-config lab: same instances, lower priority, BACKUP."""
+    peer = copy.deepcopy(doc)
+    peer["node"]["name"] = peer_name(doc["node"]["name"])
+    for inst in peer["instances"]:
+        inst["priority"] = max(1, int(inst["priority"]) - 50)
+        inst["state"] = "BACKUP"
+    return peer
+
+
+def build(name: str, configs: list[Config], docs: list[dict[str, Any]]) -> Lab:
+    """Lay out the lab for one or two director configs (``docs`` are their raw YAML)."""
+    check_lab_name(name)
+    if len(configs) not in (1, 2) or len(configs) != len(docs):
+        raise BadInput("lab: give one director config (its peer is derived) or two")
+    if len(docs) == 1:
+        docs = [docs[0], derive_peer(docs[0])]
+    names = [d["node"]["name"] for d in docs]
+    if len(set(names)) != 2:
+        raise BadInput(f"lab: both directors are called {names[0]!r}; give them distinct node.name")
+    interfaces: list[str] = []
+    for config in configs:
+        for inst in config.instances:
+            if inst.interface not in interfaces:
+                interfaces.append(inst.interface)
+    if len(interfaces) > len(SEGMENTS_V4):
+        raise BadInput(f"lab: the instances use {len(interfaces)} interfaces; the lab "
+                       f"builds at most {len(SEGMENTS_V4)} segments")
+    workdir = f"{LAB_ROOT}/{name}"
+    prefix = f"hg-{name}"
+
+    def leg(segment: int, host: int, port: str) -> Leg:
+        v4 = SEGMENTS_V4[segment]
+        v6 = ipaddress.ip_network(SEGMENT_V6.format(k=segment))
+        return Leg(segment=segment, ifname=interfaces[segment], port=port,
+                   ipv4=f"{v4.network_address + host}/{v4.prefixlen}",
+                   ipv6=f"{v6.network_address + host}/{v6.prefixlen}")
+
+    host_addresses = set()
+    directors = []
+    for i, doc in enumerate(docs):
+        legs = tuple(leg(k, DIRECTOR_HOST_BASE + i, f"d{i}-{k}") for k in range(len(interfaces)))
+        host_addresses.update(ipaddress.ip_interface(l.ipv4).ip for l in legs)
+        host_addresses.update(ipaddress.ip_interface(l.ipv6).ip for l in legs)
+        directors.append((doc, legs))
+    client_legs = tuple(leg(k, CLIENT_HOST, f"c-{k}") for k in range(len(interfaces)))
+    host_addresses.update(ipaddress.ip_interface(l.ipv4).ip for l in client_legs)
+    host_addresses.update(ipaddress.ip_interface(l.ipv6).ip for l in client_legs)
+
+    vips: list[str] = []
+    routes: list[tuple[str, str]] = []
+    for config in configs:
+        for inst in config.instances:
+            segment = interfaces.index(inst.interface)
+            for vip in inst.vips:
+                if vip.address in host_addresses:
+                    raise BadInput(f"lab: VIP {vip} collides with a lab host address; "
+                                   "pick another VIP for the lab")
+                if str(vip.address) in vips:
+                    continue
+                vips.append(str(vip.address))
+                on_link = ipaddress.ip_interface(
+                    client_legs[segment].ipv4 if vip.family == 4 else client_legs[segment].ipv6)
+                if vip.address not in on_link.network:
+                    routes.append((f"{vip.address}/{vip.address.max_prefixlen}", inst.interface))
+
+    built = []
+    for i, (doc, legs) in enumerate(directors):
+        other_legs = directors[1 - i][1]
+        built.append(Director(node=doc["node"]["name"], namespace=f"{prefix}-d{i}",
+                              legs=legs, workdir=f"{workdir}/{doc['node']['name']}",
+                              config_doc=_lab_doc(doc, f"{workdir}/{doc['node']['name']}",
+                                                  f"{workdir}/hooks", interfaces, other_legs)))
+    return Lab(name=name, workdir=workdir, switch_namespace=f"{prefix}-sw",
+               bridges=tuple(f"br{k}" for k in range(len(interfaces))),
+               interfaces=tuple(interfaces), directors=tuple(built),
+               client=Client(namespace=f"{prefix}-cl", legs=client_legs,
+                             onlink_routes=tuple(routes)),
+               vips=tuple(vips))
+
+
+def _lab_doc(doc: dict[str, Any], workdir: str, hooks_dir: str, interfaces: list[str],
+             peer_legs: tuple[Leg, ...]) -> dict[str, Any]:
+    """The operator's document with paths moved into the lab and peers made lab-local."""
+    out = copy.deepcopy(doc)
+    out["node"]["state_dir"] = f"{workdir}/state"
+    out["node"]["log_file"] = f"{workdir}/haguard.log"
+    keepalived = dict(out.get("keepalived") or {})
+    keepalived.update(config=f"{workdir}/keepalived.conf", hooks_dir=hooks_dir,
+                      pid_file=f"{workdir}/keepalived.pid")
+    out["keepalived"] = keepalived
+    # Only these sysctls are per network namespace; others would change the host.
+    sysctl = out.get("sysctl") or {}
+    out["sysctl"] = {k: v for k, v in sysctl.items() if str(k).startswith(NAMESPACED_SYSCTLS)}
+    for inst in out["instances"]:
+        if inst.get("unicast_peers"):
+            leg = peer_legs[interfaces.index(inst["interface"])]
+            inst["unicast_peers"] = [str(ipaddress.ip_interface(leg.ipv4).ip)]
+    return out

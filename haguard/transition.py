@@ -1,0 +1,92 @@
+"""One keepalived event, end to end: order, lock, observe, plan, execute, record."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from haguard.adapters import announce, process, sysctl
+from haguard.adapters.netlink import Netlink
+from haguard.adapters.statefile import StateDir
+from haguard.core.config import Config, Instance
+from haguard.core.events import ACTIVE_STATES, Event, OrderKey, is_superseded
+from haguard.core.plan import Observed, plan_transition
+from haguard.errors import UnknownInstance
+from haguard.execute import Context, execute
+
+
+def find_instance(config: Config, name: str) -> Instance:
+    inst = config.instance(name)
+    if inst is None:
+        known = ", ".join(i.name for i in config.instances)
+        raise UnknownInstance(f"instance {name!r} is not in {config.path} (it has: {known}); "
+                              "nothing was changed")
+    return inst
+
+
+def handle_event(config: Config, event: Event, order: OrderKey, log: Any) -> str:
+    """Apply one event; return 'applied', 'superseded' or 'ignored'."""
+    received = time.time()
+    if event.kind == "GROUP":
+        log.info("group_event_ignored", group=event.name, state=event.state)
+        return "ignored"
+    inst = find_instance(config, event.name)
+    log = log.bind(instance=inst.name, state=event.state)
+    log.info("notify_received", priority=event.priority, order=order.as_list(),
+             forked_at=round(process.fork_wall_time(order), 3))
+    state_dir = StateDir(config.node.state_dir)
+    state_dir.ensure()
+    state_dir.register(inst.name, order)
+    with state_dir.transition_lock(inst.name):
+        previous = state_dir.read_state(inst.name)
+        last_applied = OrderKey.from_list((previous or {}).get("order"))
+        if is_superseded(order, state_dir.newest(inst.name), last_applied):
+            log.info("event_superseded", order=order.as_list(),
+                     waited_ms=round((time.time() - received) * 1000, 3))
+            return "superseded"
+        with Netlink() as netlink:
+            link = netlink.link(inst.interface)
+            present = netlink.addresses(link) if link is not None else []
+            observed = Observed(
+                interface_index=link.index if link else None,
+                addresses=frozenset((a.address, a.prefixlen) for a in present),
+                sysctls={k: sysctl.read(k) for k, _ in config.sysctl}
+                if event.state in ACTIVE_STATES else {},
+            )
+            plan = plan_transition(inst, event.state, config.sysctl, observed)
+            ctx = Context(config=config, instance=inst, netlink=netlink, link=link,
+                          state_dir=state_dir, order=order, log=log, received_at=received,
+                          previous=previous)
+            execute(plan, ctx)
+    log.info("transition_done", priority=event.priority,
+             duration_ms=round((time.time() - received) * 1000, 3))
+    return "applied"
+
+
+def announce_loop(config: Config, instance_name: str, order: OrderKey, log: Any) -> int:
+    """Re-announce after repeat_after_s and every refresh_s while still that MASTER."""
+    inst = find_instance(config, instance_name)
+    state_dir = StateDir(config.node.state_dir)
+    a = inst.announce
+    delays = [a.repeat_after_s] if a.repeat_after_s > 0 else []
+    log = log.bind(instance=inst.name)
+    rounds = 0
+    while True:
+        delay = delays.pop(0) if delays else a.refresh_s
+        if delay <= 0:
+            return rounds
+        time.sleep(delay)
+        record = state_dir.read_state(inst.name) or {}
+        if record.get("state") not in ACTIVE_STATES or \
+                OrderKey.from_list(record.get("order")) != order:
+            log.info("announcer_exit", reason="no longer the MASTER that started it")
+            return rounds
+        with Netlink() as netlink:
+            link = netlink.link(inst.interface)
+        if link is None:
+            log.error("announcer_exit", reason=f"interface {inst.interface} is gone")
+            return rounds
+        result = announce.send_burst(inst.interface, announce.build_frames(link.mac, inst.vips),
+                                     a.count, a.interval_ms)
+        rounds += 1
+        log.info("reannounced", frames=result.frames_sent, first_sent_at=result.first_sent_at)
