@@ -151,6 +151,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         data["keepalived_exit"] = result.returncode
         data["complaints"] = list(result.complaints)
         data["expected_complaints"] = list(result.expected)
+        data["hints"] = list(result.hints)
 
     def text(d: dict[str, Any]) -> str:
         lines = [f"{d['config']}: YAML ok ({len(d['instances'])} instance(s): "
@@ -163,6 +164,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         else:
             lines.append(f"keepalived -t: rejected the rendered config (exit {result.returncode}):")
             lines += [f"  {c}" for c in result.complaints] or [f"  {result.output.strip()}"]
+            lines += [f"hint: {h}" for h in result.hints]
         return "\n".join(lines)
 
     _emit(data, args.json, text)
@@ -195,12 +197,17 @@ def cmd_notify(args: argparse.Namespace) -> int:
     from haguard.log import get_logger
     from haguard.transition import handle_event
 
-    log = get_logger(config.node.log_file, node=config.node.name)
+    # A MASTER's log waits until its first announcement is on the wire.
+    log = get_logger(config.node.log_file, deferred=event.state == "MASTER",
+                     node=config.node.name)
     try:
         handle_event(config, event, order, log)
     except HaguardError as exc:
+        log.release()
         log.error("transition_failed", instance=event.name, state=event.state, error=str(exc))
         raise
+    finally:
+        log.release()
     return EXIT_OK
 
 

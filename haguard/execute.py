@@ -6,6 +6,7 @@ was not, and the next transition (every action is idempotent) finishes the job.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -39,7 +40,12 @@ class Context:
     previous: dict[str, Any] | None
     announcer_pid: int | None = None
     first_announcement_at: float | None = None
+    rest_of_burst: tuple[list[bytes], int, int] | None = None   # frames, rounds, interval
     done: list[str] = field(default_factory=list)
+
+    @property
+    def frame_cache(self) -> str:
+        return os.path.join(self.state_dir.path, f"{self.instance.name}.frames.json")
 
 
 def describe(action: Action) -> str:
@@ -121,11 +127,15 @@ def _apply(action: Action, ctx: Context) -> dict[str, Any] | None:
             return {"vip": f"{addr}/{plen}", "changed": removed}
         case SendAnnouncements(interface=iface, vips=vips, count=count, interval_ms=interval):
             assert ctx.link is not None
-            frames = announce.build_frames(ctx.link.mac, vips)
-            result = announce.send_burst(iface, frames, count, interval)
+            frames, cached = announce.frames_for(ctx.frame_cache, ctx.link.mac, vips)
+            # Only the first round is sent under the transition lock; the rest follow
+            # after it is released, so a newer event never waits for a whole burst.
+            result = announce.send_burst(iface, frames, 1, interval)
             ctx.first_announcement_at = result.first_sent_at
+            ctx.rest_of_burst = (frames, count - 1, interval)
+            ctx.log.release()
             return {"frames": result.frames_sent, "first_sent_at": result.first_sent_at,
-                    "mac": ctx.link.mac,
+                    "mac": ctx.link.mac, "frames_cached": cached,
                     "since_event_ms": round(((result.first_sent_at or time.time())
                                              - ctx.received_at) * 1000, 3)}
         case StartAnnouncer():

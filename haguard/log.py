@@ -1,8 +1,10 @@
 """Structured logging: one event per action, to stderr, syslog/journald and a file.
 
 keepalived runs hooks with stdio on /dev/null, so syslog (or ``node.log_file``) is
-where their story is told. Each event is one JSON object there and ``key=value`` text
-on stderr.
+where their story is told: each event is one JSON object there, ``key=value`` text on
+stderr. On a MASTER transition the logger is *deferred*: events are stamped when they
+happen but written only after the first announcement, so importing structlog costs
+the takeover nothing.
 """
 
 from __future__ import annotations
@@ -19,14 +21,13 @@ _SYSLOG_SOCKET = "/dev/log"
 class _FanOut:
     """structlog processor: write the event to the file and syslog, pass it on."""
 
-    def __init__(self, log_file: str | None, ident: str) -> None:
+    def __init__(self, log_file: str | None) -> None:
         self.log_file = log_file
-        self.ident = ident
-        self._syslog = None
+        self._syslog: Any = None
         if os.path.exists(_SYSLOG_SOCKET):
             import syslog
 
-            syslog.openlog(ident, syslog.LOG_PID, syslog.LOG_DAEMON)
+            syslog.openlog("haguard", syslog.LOG_PID, syslog.LOG_DAEMON)
             self._syslog = syslog
 
     def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -44,29 +45,83 @@ class _FanOut:
         return event
 
 
-def _add_time(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+def _stamp(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
     event.setdefault("ts", round(time.time(), 6))
     event.setdefault("level", method)
     event.setdefault("pid", os.getpid())
     return event
 
 
-def get_logger(log_file: str | None = None, quiet: bool = False, **bound: Any) -> Any:
-    """A structlog logger bound to ``bound`` (node, instance, ...)."""
-    import structlog
-
-    processors: list[Any] = [_add_time, _FanOut(log_file, "haguard")]
-    if quiet:
-        processors.append(_drop)
-    else:
-        processors.append(structlog.processors.KeyValueRenderer(
-            key_order=["event", "instance", "state"], drop_missing=True))
-    logger = structlog.wrap_logger(structlog.PrintLogger(file=sys.stderr),
-                                   processors=processors)
-    return logger.bind(**bound)
-
-
 def _drop(logger: Any, method: str, event: dict[str, Any]) -> Any:
     import structlog
 
     raise structlog.DropEvent
+
+
+class _Sink:
+    """The structlog logger, built on first use; shared by every bound Log."""
+
+    def __init__(self, log_file: str | None, quiet: bool) -> None:
+        self.log_file = log_file
+        self.quiet = quiet
+        self.deferred = True
+        self.buffer: list[tuple[str, dict[str, Any]]] = []
+        self._logger: Any = None
+
+    def emit(self, method: str, event: dict[str, Any]) -> None:
+        if self.deferred:
+            self.buffer.append((method, event))
+            return
+        if self._logger is None:
+            import structlog
+
+            last = _drop if self.quiet else structlog.processors.KeyValueRenderer(
+                key_order=["event", "instance", "state"], drop_missing=True)
+            self._logger = structlog.wrap_logger(
+                structlog.PrintLogger(file=sys.stderr),
+                processors=[_stamp, _FanOut(self.log_file), last])
+        name = event.pop("event")
+        getattr(self._logger, method)(name, **event)
+
+    def release(self) -> None:
+        self.deferred = False
+        buffered, self.buffer = self.buffer, []
+        for method, event in buffered:
+            self.emit(method, event)
+
+
+class Log:
+    """A structured logger with bound fields; ``release()`` ends deferral."""
+
+    def __init__(self, sink: _Sink, bound: dict[str, Any]) -> None:
+        self._sink = sink
+        self._bound = bound
+
+    def bind(self, **fields: Any) -> "Log":
+        return Log(self._sink, {**self._bound, **fields})
+
+    def _log(self, method: str, event: str, fields: dict[str, Any]) -> None:
+        record = {**self._bound, **fields, "event": event}
+        record.setdefault("ts", round(time.time(), 6))
+        self._sink.emit(method, record)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._log("info", event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._log("warning", event, fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._log("error", event, fields)
+
+    def release(self) -> None:
+        self._sink.release()
+
+
+def get_logger(log_file: str | None = None, quiet: bool = False, deferred: bool = False,
+               **bound: Any) -> Log:
+    """A logger bound to ``bound`` (node, instance, ...); see the module docstring."""
+    sink = _Sink(log_file, quiet)
+    if not deferred:
+        sink.release()
+    return Log(sink, dict(bound))

@@ -44,7 +44,7 @@ def handle_event(config: Config, event: Event, order: OrderKey, log: Any) -> str
             log.info("event_superseded", order=order.as_list(),
                      waited_ms=round((time.time() - received) * 1000, 3))
             return "superseded"
-        with Netlink() as netlink:
+        with Netlink() as netlink:  # noqa: SIM117 - ctx outlives the socket on purpose
             link = netlink.link(inst.interface)
             present = netlink.addresses(link) if link is not None else []
             observed = Observed(
@@ -58,9 +58,42 @@ def handle_event(config: Config, event: Event, order: OrderKey, log: Any) -> str
                           state_dir=state_dir, order=order, log=log, received_at=received,
                           previous=previous)
             execute(plan, ctx)
+    log.release()
     log.info("transition_done", priority=event.priority,
              duration_ms=round((time.time() - received) * 1000, 3))
+    if ctx.rest_of_burst is not None:
+        _finish_burst(ctx, inst, state_dir, order, log)
+    elif event.state not in ACTIVE_STATES and link is not None:
+        _prepare_frames(ctx, inst, link.mac, log)
     return "applied"
+
+
+def _still_master(state_dir: StateDir, instance: str, order: OrderKey) -> bool:
+    record = state_dir.read_state(instance) or {}
+    return record.get("state") in ACTIVE_STATES and \
+        OrderKey.from_list(record.get("order")) == order
+
+
+def _finish_burst(ctx: Context, inst: Instance, state_dir: StateDir, order: OrderKey,
+                  log: Any) -> None:
+    assert ctx.rest_of_burst is not None
+    frames, rounds, interval = ctx.rest_of_burst
+    result = announce.send_burst(inst.interface, frames, rounds, interval,
+                                 keep_going=lambda: _still_master(state_dir, inst.name, order),
+                                 wait_first=True)
+    log.info("burst_done", frames=result.frames_sent, rounds_planned=rounds,
+             last_sent_at=result.last_sent_at)
+
+
+def _prepare_frames(ctx: Context, inst: Instance, mac: str, log: Any) -> None:
+    """Build and cache the MASTER frames now, while nothing is waiting for them."""
+    try:
+        _, cached = announce.frames_for(ctx.frame_cache, mac, inst.vips)
+    except Exception as exc:  # noqa: BLE001 - a cache miss must never fail a transition
+        log.warning("frame_cache_failed", error=str(exc))
+        return
+    if not cached:
+        log.info("frame_cache_built", mac=mac)
 
 
 def announce_loop(config: Config, instance_name: str, order: OrderKey, log: Any) -> int:

@@ -1,16 +1,24 @@
-"""Gratuitous ARP and unsolicited Neighbor Advertisements, with scapy.
+"""Gratuitous ARP and unsolicited Neighbor Advertisements: built with scapy, sent raw.
 
 For IPv4 both forms go out (request and reply, sender = target = VIP, to broadcast):
 some switches and hosts learn only from replies. For IPv6 an unsolicited NA to ff02::1
-with hop limit 255, Override set and Router/Solicited clear. One L2 socket serves a
-whole burst; scapy is imported lazily and without its route table (start-up time).
+with hop limit 255, Override set and Router/Solicited clear.
+
+Importing scapy costs about 0.2 s, too much on the takeover path. The frames depend
+only on the interface MAC and the VIPs, so they are built by scapy ahead of time (on
+BACKUP, which keepalived always reports before MASTER) and cached in the state
+directory; MASTER sends the cached bytes through one AF_PACKET socket per burst and
+falls back to building them on the spot when the cache does not match.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from haguard.core.config import Vip
 
@@ -55,6 +63,43 @@ def build_frames(mac: str, vips: Iterable[Vip]) -> list[bytes]:
     return frames
 
 
+def _cache_key(mac: str, vips: Iterable[Vip]) -> list[str]:
+    return [mac.lower(), *(str(v) for v in vips)]
+
+
+def cached_frames(path: str, mac: str, vips: Iterable[Vip]) -> list[bytes] | None:
+    """The cached frames when they were built for exactly this MAC and these VIPs."""
+    try:
+        with open(path, encoding="ascii") as fh:
+            data = json.load(fh)
+        if data.get("key") != _cache_key(mac, vips):
+            return None
+        return [bytes.fromhex(f) for f in data["frames"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def store_frames(path: str, mac: str, vips: Iterable[Vip], frames: list[bytes]) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="ascii") as fh:
+        json.dump({"key": _cache_key(mac, vips), "frames": [f.hex() for f in frames]}, fh)
+    os.replace(tmp, path)
+
+
+def frames_for(path: str, mac: str, vips: Iterable[Vip]) -> tuple[list[bytes], bool]:
+    """(frames, came_from_cache): the cache if it matches, else built and cached."""
+    vips = tuple(vips)
+    frames = cached_frames(path, mac, vips)
+    if frames is not None:
+        return frames, True
+    frames = build_frames(mac, vips)
+    try:
+        store_frames(path, mac, vips, frames)
+    except OSError:
+        pass  # a cache is an optimisation; sending does not depend on it
+    return frames, False
+
+
 @dataclass(frozen=True)
 class BurstResult:
     frames_sent: int
@@ -62,18 +107,25 @@ class BurstResult:
     last_sent_at: float | None
 
 
-def send_burst(interface: str, frames: list[bytes], count: int, interval_ms: int) -> BurstResult:
-    """Send every frame ``count`` times, rounds ``interval_ms`` apart, on one socket."""
+def send_burst(interface: str, frames: list[bytes], count: int, interval_ms: int,
+               keep_going: Callable[[], bool] = lambda: True, wait_first: bool = False) -> BurstResult:
+    """Send every frame ``count`` times, rounds ``interval_ms`` apart, on one socket.
+
+    Before each later round (and the first when ``wait_first``) ``keep_going`` is asked
+    whether this node still owns the VIPs; the burst ends as soon as it does not.
+    """
     if not frames or count <= 0:
         return BurstResult(0, None, None)
-    conf = _scapy_conf()
     sent = 0
     first = last = None
-    sock = conf.L2socket(iface=interface)
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     try:
+        sock.bind((interface, 0))
         for round_no in range(count):
-            if round_no:
+            if round_no or wait_first:
                 time.sleep(interval_ms / 1000.0)
+                if not keep_going():
+                    break
             for frame in frames:
                 sock.send(frame)
                 last = time.time()

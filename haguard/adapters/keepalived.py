@@ -17,6 +17,16 @@ from haguard.errors import KeepalivedError
 EXPECTED_COMPLAINTS = ("No VIP specified; at least one is sensible",)
 
 
+# What keepalived older than 2.2.8 says about the keyword that lets VRRPv3 and IPv6
+# instances run without virtual_ipaddress, and what it means for the operator.
+_NO_VIP_KEYWORD_UNKNOWN = "Unknown keyword 'no_virtual_ipaddress'"
+NO_VIP_KEYWORD_HINT = (
+    "this keepalived is older than 2.2.8 and refuses a VRRP version 3 instance (or one "
+    "with IPv6 unicast peers) without virtual_ipaddress; haguard owns the VIPs, so such an "
+    "instance needs keepalived >= 2.2.8 (keyword no_virtual_ipaddress). On this keepalived "
+    "use keepalived.version: 2 with IPv4 unicast peers (IPv6 VIPs work either way)")
+
+
 @dataclass(frozen=True)
 class CheckResult:
     ok: bool
@@ -24,6 +34,7 @@ class CheckResult:
     complaints: tuple[str, ...]
     expected: tuple[str, ...]
     output: str
+    hints: tuple[str, ...] = ()
 
 
 def binary() -> str | None:
@@ -55,8 +66,9 @@ def check_text(text: str) -> CheckResult | None:
         elif _is_complaint(text_line):
             complaints.append(text_line)
     ok = proc.returncode == 0 or (not complaints and proc.returncode == 5 and bool(expected))
+    hints = (NO_VIP_KEYWORD_HINT,) if any(_NO_VIP_KEYWORD_UNKNOWN in c for c in complaints) else ()
     return CheckResult(ok=ok, returncode=proc.returncode, complaints=tuple(complaints),
-                       expected=tuple(expected), output=output)
+                       expected=tuple(expected), output=output, hints=hints)
 
 
 def _is_complaint(line: str) -> bool:

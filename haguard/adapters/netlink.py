@@ -11,8 +11,6 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
-
 from haguard.core.config import IPAddress, Vip
 from haguard.errors import OperationFailed
 
@@ -24,8 +22,13 @@ def _transient(exc: BaseException) -> bool:
     return getattr(exc, "code", None) in _TRANSIENT
 
 
-_retry = retry(retry=retry_if_exception(_transient), stop=stop_after_attempt(5),
-               wait=wait_exponential(multiplier=0.005, max=0.1), reraise=True)
+def _with_retry(call: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call, retrying only what the kernel called transient (tenacity, imported late)."""
+    from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+
+    retrying = retry(retry=retry_if_exception(_transient), stop=stop_after_attempt(5),
+                     wait=wait_exponential(multiplier=0.005, max=0.1), reraise=True)
+    return retrying(call)(*args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -89,9 +92,13 @@ class Netlink:
                                interface=names.get(msg["index"], str(msg["index"]))))
         return out
 
-    @_retry
     def _addr(self, command: str, **kwargs: Any) -> None:
-        self._ipr.addr(command, **kwargs)
+        try:
+            self._ipr.addr(command, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - sorted by errno just below
+            if not _transient(exc):
+                raise
+            _with_retry(self._ipr.addr, command, **kwargs)
 
     def add_vip(self, link: Link, vip: Vip) -> bool:
         """Add a VIP; False when it was already there. IPv6 VIPs skip DAD."""

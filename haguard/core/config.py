@@ -119,6 +119,8 @@ class _Checker:
     def __init__(self, source: Source) -> None:
         self.source = source
         self.problems: list[str] = []
+        # instance path -> list index of each VIP that was accepted, for cross-checks
+        self.vip_positions: dict[Path, list[int]] = {}
 
     def fail(self, path: Path, message: str, key: bool = False) -> None:
         self.problems.append(f"{self.source.where(path, key)}: {message}")
@@ -301,6 +303,9 @@ def _vip(c: _Checker, raw: Any, path: Path, interface: str | None) -> Vip | None
     if not isinstance(address, str):
         c.fail(apath, f"{_show(address)} is not an IP network")
         return None
+    if "%" in address:
+        c.fail(apath, f"{address!r} must not carry a %scope (the instance's interface is used)")
+        return None
     try:
         iface = ipaddress.ip_interface(address)
     except ValueError:
@@ -385,10 +390,10 @@ def _instance(c: _Checker, raw: Any, path: Path, version: int) -> Instance | Non
     if "auth_pass" in data:
         apath = path + ("auth_pass",)
         value = data["auth_pass"]
-        if isinstance(value, int) and not isinstance(value, bool):
-            c.fail(apath, f"{value} must be quoted (\"{value}\") so YAML keeps it as text")
-        elif version == 3:
+        if version == 3:
             c.fail(apath, "authentication does not exist in VRRP version 3; remove auth_pass")
+        elif isinstance(value, int) and not isinstance(value, bool):
+            c.fail(apath, f"{value} must be quoted (\"{value}\") so YAML keeps it as text")
         else:
             auth = c.string(value, apath)
             if auth is not None and (len(auth) > 8 or not auth.isprintable() or " " in auth):
@@ -405,8 +410,14 @@ def _instance(c: _Checker, raw: Any, path: Path, version: int) -> Instance | Non
                 peer = None
             if peer is None:
                 c.fail(ppath + (i,), f"{_show(item)} is not an IP address")
+            elif peer.is_multicast or peer.is_unspecified or peer.is_loopback:
+                c.fail(ppath + (i,), f"{item} cannot be a unicast peer (multicast, "
+                                     "unspecified or loopback)")
             elif peer in peers:
                 c.fail(ppath + (i,), f"{item} is listed twice")
+            elif peers and peer.version != peers[0].version:
+                c.fail(ppath + (i,), f"{item} is IPv{peer.version} but {peers[0]} is "
+                                     f"IPv{peers[0].version}; VRRP adverts use one family")
             else:
                 peers.append(peer)
     vips: list[Vip] = []
@@ -419,6 +430,7 @@ def _instance(c: _Checker, raw: Any, path: Path, version: int) -> Instance | Non
             vip = _vip(c, item, vpath + (i,), interface)
             if vip is not None:
                 vips.append(vip)
+                c.vip_positions.setdefault(path, []).append(i)
     announce = _announce(c, data.get("announce"), path + ("announce",))
     if nopreempt and state == "MASTER":
         c.fail(path + ("nopreempt",), "nopreempt needs state: BACKUP (keepalived ignores "
@@ -442,7 +454,7 @@ def _ifname_check(c: _Checker) -> Callable[[Any, Path], str | None]:
     return check
 
 
-def _cross_checks(c: _Checker, raw_instances: list[Any], instances: list[tuple[int, Instance]]) -> None:
+def _cross_checks(c: _Checker, instances: list[tuple[int, Instance]]) -> None:
     seen_names: dict[str, int] = {}
     seen_vrids: dict[tuple[str, int], int] = {}
     seen_vips: dict[IPAddress, tuple[int, int]] = {}
@@ -458,27 +470,13 @@ def _cross_checks(c: _Checker, raw_instances: list[Any], instances: list[tuple[i
                    f"{inst.virtual_router_id} is already used on {inst.interface} by "
                    f"instances[{seen_vrids[key]}]")
         seen_vrids.setdefault(key, index)
-        raw_vips = raw_instances[index].get("vips", []) if isinstance(raw_instances[index], dict) else []
-        # Map parsed VIPs back to their list positions (invalid ones were skipped).
-        positions = [j for j, item in enumerate(raw_vips) if _vip_text(item) is not None]
-        for vip, j in zip(inst.vips, positions):
+        for vip, j in zip(inst.vips, c.vip_positions.get(ipath, [])):
             if vip.address in seen_vips:
                 other_i, other_j = seen_vips[vip.address]
                 c.fail(ipath + ("vips", j), f"{vip.address} is already listed at "
                                             f"instances[{other_i}].vips[{other_j}]")
             else:
                 seen_vips[vip.address] = (index, j)
-
-
-def _vip_text(item: Any) -> str | None:
-    text = item.get("address") if isinstance(item, dict) else item
-    if not isinstance(text, str):
-        return None
-    try:
-        ipaddress.ip_interface(text)
-    except ValueError:
-        return None
-    return text
 
 
 TOP_LEVEL_KEYS = ("node", "keepalived", "sysctl", "instances")
@@ -506,7 +504,7 @@ def from_source(source: Source, path: str) -> Config:
             inst = _instance(c, raw, ("instances", i), keepalived.version)
             if inst is not None:
                 instances.append((i, inst))
-    _cross_checks(c, raw_instances, instances)
+    _cross_checks(c, instances)
     if c.problems or node is None:
         raise ConfigError(c.problems or [f"{source.filename}:1: node: invalid"])
     return Config(path=path, node=node, keepalived=keepalived, sysctl=sysctl,

@@ -26,7 +26,15 @@ def hook_command(config: Config) -> str:
 
 
 def _advert(value: float) -> str:
-    return str(int(value)) if value.is_integer() else f"{value:.2f}".rstrip("0")
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def needs_no_vip_keyword(config: Config, inst: Instance) -> bool:
+    """keepalived refuses a VIP-less instance under VRRPv3 or IPv6 adverts unless told.
+
+    ``no_virtual_ipaddress`` (keepalived >= 2.2.8) says the VIPs are managed elsewhere.
+    """
+    return config.keepalived.version == 3 or any(p.version == 6 for p in inst.unicast_peers)
 
 
 def _instance_block(config: Config, inst: Instance) -> list[str]:
@@ -51,6 +59,8 @@ def _instance_block(config: Config, inst: Instance) -> list[str]:
         lines.append("    unicast_peer {")
         lines += [f"        {peer}" for peer in inst.unicast_peers]
         lines.append("    }")
+    if needs_no_vip_keyword(config, inst):
+        lines.append("    no_virtual_ipaddress")
     lines.append(f'    notify "{hook_command(config)}"')
     lines.append("    # VIPs owned by haguard: " + ", ".join(str(v) for v in inst.vips))
     lines.append("}")

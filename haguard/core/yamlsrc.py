@@ -54,6 +54,11 @@ class Source:
         return f"{self.filename}:{self.line(path, key)}: {format_path(path)}"
 
 
+def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
+    parts = [p for p in (exc.context, exc.problem) if p]
+    return ", ".join(parts) if parts else str(exc)
+
+
 def parse(text: str, filename: str) -> Source:
     """Parse one YAML document; syntax errors become a ConfigError with the line."""
     loader = yaml.SafeLoader(text)
@@ -62,7 +67,7 @@ def parse(text: str, filename: str) -> Source:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
-        raise ConfigError([f"{filename}:{line}: invalid YAML: {exc.problem or exc}"]) from None
+        raise ConfigError([f"{filename}:{line}: invalid YAML: {_yaml_problem(exc)}"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"{filename}:1: invalid YAML: {exc}"]) from None
     source = Source(filename=filename, data=None)
@@ -74,7 +79,7 @@ def parse(text: str, filename: str) -> Source:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
-        raise ConfigError([f"{filename}:{line}: invalid YAML: {exc.problem or exc}"]) from None
+        raise ConfigError([f"{filename}:{line}: invalid YAML: {_yaml_problem(exc)}"]) from None
     finally:
         loader.dispose()
     return source
@@ -83,20 +88,28 @@ def parse(text: str, filename: str) -> Source:
 def _convert(loader: yaml.SafeLoader, node: yaml.Node, path: Path, source: Source) -> Any:
     source.lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # resolves YAML merge keys (<<)
+        explicit = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
+        loader.flatten_mapping(node)  # resolves YAML merge keys (<<) into the front
+        merged_count = len(node.value) - explicit
         result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
+        merged_keys: set[str] = set()
+        for position, (key_node, value_node) in enumerate(node.value):
+            merged = position < merged_count
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, str):
                 raise ConfigError(
                     [f"{source.filename}:{key_node.start_mark.line + 1}: {format_path(path)}: "
                      f"key {key!r} is not a string"]
                 )
-            if key in result:
+            if key in result and not merged and key not in merged_keys:
                 raise ConfigError(
                     [f"{source.filename}:{key_node.start_mark.line + 1}: "
                      f"{format_path(path + (key,))}: duplicate key"]
                 )
+            if merged:
+                merged_keys.add(key)
+            else:
+                merged_keys.discard(key)  # an explicit key overrides a merged one, once
             source.key_lines[path + (key,)] = key_node.start_mark.line + 1
             result[key] = _convert(loader, value_node, path + (key,), source)
         return result
