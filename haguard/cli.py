@@ -191,7 +191,9 @@ def cmd_notify(args: argparse.Namespace) -> int:
     from haguard.adapters.process import own_order_key
     from haguard.core.events import parse_event
 
-    order = own_order_key()  # first: the fork order is the event's place in line
+    # First: when keepalived forked us is the event's place in line. A detached STOP
+    # hook hands over the key of the process keepalived forked.
+    order = _order_from_env(os.environ.get("HAGUARD_ORDER")) or own_order_key()
     event = parse_event(args.type, args.name, args.state, args.priority)
     config = _load(args.config)
     from haguard.log import get_logger
@@ -211,18 +213,26 @@ def cmd_notify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_announce_loop(args: argparse.Namespace) -> int:
+def _order_from_env(value: str | None) -> Any:
     from haguard.core.events import OrderKey
+
+    try:
+        ticks, pid = (int(x) for x in (value or "").split(","))
+    except ValueError:
+        return None
+    return OrderKey(ticks, pid)
+
+
+def cmd_announce_loop(args: argparse.Namespace) -> int:
     from haguard.log import get_logger
     from haguard.transition import announce_loop
 
     config = _load(args.config)
-    try:
-        start, pid = (int(x) for x in args.order.split(","))
-    except ValueError:
-        raise BadInput(f"--order {args.order!r}: expected TICKS,PID") from None
+    order = _order_from_env(args.order)
+    if order is None:
+        raise BadInput(f"--order {args.order!r}: expected TICKS,PID")
     log = get_logger(config.node.log_file, quiet=True, node=config.node.name)
-    announce_loop(config, args.instance, OrderKey(start, pid), log)
+    announce_loop(config, args.instance, order, log)
     return EXIT_OK
 
 

@@ -30,6 +30,7 @@ ETH_P_ALL = 0x0003
 ETH_P_ARP = 0x0806
 ETH_P_IPV6 = 0x86DD
 PACKET_OUTGOING = 4
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 
 
 def _mac(raw: bytes) -> str:
@@ -80,15 +81,21 @@ def sniff(iface: str, emit: Callable[[dict[str, Any]], None], stop: threading.Ev
           ready: threading.Event) -> None:
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     sock.bind((iface, 0))
+    # The kernel stamps each frame on arrival; userspace wake-up latency stays out.
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     sock.settimeout(0.2)
     ready.set()
     try:
         while not stop.is_set():
             try:
-                frame, addr = sock.recvfrom(65535)
+                frame, ancdata, _, addr = sock.recvmsg(65535, 64)
             except socket.timeout:
                 continue
             now = time.time()
+            for level, kind, data in ancdata:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+                    sec, nsec = struct.unpack("qq", data[:16])
+                    now = sec + nsec / 1e9
             record = parse_frame(frame)
             if record is not None:
                 record["t"] = now

@@ -308,6 +308,12 @@ class LabRunner:
             self.wait_for(client_switched, 10.0, "the client's neighbour entries to follow")
         except LabError:
             pass  # reported as "NOT switched" in the timeline
+        try:  # the whole announcement burst belongs in the timeline
+            self.wait_for(lambda: any(e.get("event") == "burst_done" and e.get("ts", 0) >= trigger
+                                      for e in read_jsonl(new_info["log_file"])),
+                          10.0, f"{new}'s announcement burst to end")
+        except LabError:
+            pass  # the timeline counts what was seen
         time.sleep(max(0.3, 3 * ping_interval_ms / 1000))
         client_addresses = [leg.ipv4.split("/")[0] for leg in self.lab.client.legs]
         client_addresses += [leg.ipv6.split("/")[0] for leg in self.lab.client.legs]
