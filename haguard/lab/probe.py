@@ -1,7 +1,8 @@
 """The lab client's eyes: run inside the client namespace, write JSON lines.
 
 Three witnesses, each timestamped with the wall clock (shared by every namespace):
-- ``arp`` / ``na``: every ARP frame and Neighbor Advertisement on the wire, in or out;
+- ``arp`` / ``na`` / ``vrrp``: every ARP frame, Neighbor Advertisement and VRRP advert
+  on the wire, in or out, stamped by the kernel on arrival;
 - ``neigh``: every change of the client's neighbour entry for a watched address,
   from rtnetlink notifications (not polling);
 - ``pong``: each echo reply of a ping every ``--interval-ms`` to the first VIP.
@@ -29,6 +30,8 @@ from typing import Any, Callable
 ETH_P_ALL = 0x0003
 ETH_P_ARP = 0x0806
 ETH_P_IPV6 = 0x86DD
+ETH_P_IP = 0x0800
+IPPROTO_VRRP = 112
 PACKET_OUTGOING = 4
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 
@@ -48,6 +51,14 @@ def parse_frame(frame: bytes) -> dict[str, Any] | None:
         return {"kind": "arp", "op": op, "eth_src": _mac(src), "eth_dst": _mac(dst),
                 "sha": _mac(body[8:14]), "spa": socket.inet_ntoa(body[14:18]),
                 "tha": _mac(body[18:24]), "tpa": socket.inet_ntoa(body[24:28])}
+    if ethertype == ETH_P_IP and len(body) >= 20 and body[9] == IPPROTO_VRRP:
+        ihl = (body[0] & 0x0F) * 4
+        vrrp = body[ihl:]
+        if len(vrrp) >= 8:
+            return {"kind": "vrrp", "eth_src": _mac(src), "src": socket.inet_ntoa(body[12:16]),
+                    "dst": socket.inet_ntoa(body[16:20]), "version": vrrp[0] >> 4,
+                    "vrid": vrrp[1], "priority": vrrp[2]}
+        return None
     if ethertype == ETH_P_IPV6 and len(body) >= 40 + 24 and body[6] == 58 and body[40] == 136:
         icmp = body[40:]
         flags = icmp[4]

@@ -72,9 +72,12 @@ class LabRunner:
     """Owns one lab's life: up, wait, failover, down."""
 
     def __init__(self, lab: Lab, sources: list[str], say: Say = lambda s: None,
-                 record: dict[str, Any] | None = None) -> None:
+                 record: dict[str, Any] | None = None,
+                 render_fn: Callable[[Config], str] = render) -> None:
         self.lab = lab
         self.say = say
+        # What becomes keepalived.conf; benchmarks swap in keepalived's own VIP handling.
+        self.render_fn = render_fn
         self.record: dict[str, Any] = record or {
             "name": lab.name, "workdir": lab.workdir, "sources": [os.path.abspath(p) for p in sources],
             "namespaces": [], "pids": {}, "directors": {}, "client": lab.client.namespace,
@@ -143,7 +146,7 @@ class LabRunner:
         write_atomic(director.config_path, "# Written by `haguard lab` from the operator's "
                      "config.\n" + yaml.safe_dump(director.config_doc, sort_keys=False))
         config = load_config(director.config_path)
-        text = render(config)
+        text = self.render_fn(config)
         result = keepalived_adapter.check_text(text)
         if result is not None and not result.ok:
             raise LabError(f"{director.node}: keepalived -t rejected the rendered config: "
