@@ -15,7 +15,27 @@ import sys
 import time
 from typing import Any
 
+# journald listens here too (its syslog socket); HAGUARD_SYSLOG_SOCKET points elsewhere.
 _SYSLOG_SOCKET = "/dev/log"
+_PRIORITY = {"error": 3, "warning": 4, "info": 6, "debug": 7}
+_FACILITY_DAEMON = 3
+
+
+class _Syslog:
+    """RFC 3164-style datagrams to the local syslog socket; silent when there is none."""
+
+    def __init__(self, path: str) -> None:
+        import socket
+
+        self._sock: Any = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.connect(path)
+
+    def send(self, method: str, line: str) -> None:
+        prio = _FACILITY_DAEMON * 8 + _PRIORITY.get(method, 6)
+        try:
+            self._sock.send(f"<{prio}>haguard[{os.getpid()}]: {line}".encode())
+        except OSError:
+            pass  # a full or vanished syslog must not fail a transition
 
 
 class _FanOut:
@@ -23,12 +43,12 @@ class _FanOut:
 
     def __init__(self, log_file: str | None) -> None:
         self.log_file = log_file
-        self._syslog: Any = None
-        if os.path.exists(_SYSLOG_SOCKET):
-            import syslog
-
-            syslog.openlog("haguard", syslog.LOG_PID, syslog.LOG_DAEMON)
-            self._syslog = syslog
+        self._syslog: _Syslog | None = None
+        path = os.environ.get("HAGUARD_SYSLOG_SOCKET", _SYSLOG_SOCKET)
+        try:
+            self._syslog = _Syslog(path)
+        except OSError:
+            self._syslog = None
 
     def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
         line = json.dumps(event, default=str, sort_keys=True)
@@ -39,9 +59,7 @@ class _FanOut:
             except OSError:
                 pass  # logging must never turn a transition into a failure
         if self._syslog is not None:
-            prio = {"error": self._syslog.LOG_ERR, "warning": self._syslog.LOG_WARNING,
-                    "debug": self._syslog.LOG_DEBUG}.get(method, self._syslog.LOG_INFO)
-            self._syslog.syslog(prio, line)
+            self._syslog.send(method, line)
         return event
 
 

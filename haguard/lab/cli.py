@@ -98,6 +98,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     runner = _runner(args)
     _sigterm_as_interrupt()
+    runner.claim()
     try:
         runner.up()
         master = runner.wait_for_master()
@@ -174,6 +175,7 @@ def cmd_failover(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     runner = _runner(args)
     _sigterm_as_interrupt()
+    runner.claim()
     try:
         runner.up()
         return _drill(runner, args)

@@ -84,6 +84,7 @@ class LabRunner:
             "vips": list(lab.vips)}
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._configs: dict[str, Config] = {}
+        self.claimed = False
 
     @classmethod
     def attach(cls, name: str, say: Say = lambda s: None) -> "LabRunner":
@@ -104,17 +105,29 @@ class LabRunner:
         write_atomic(lab_file(self.lab.name), json.dumps(self.record, indent=1, sort_keys=True))
 
     # ------------------------------------------------------------------ up
-    def up(self) -> None:
+    def claim(self) -> None:
+        """Check the lab can be built and take its name; from here on, down() cleans up.
+
+        Raises without touching anything when a lab of this name exists: its owner's.
+        """
         require_root()
-        for tool in ("ip", "keepalived", "ping", "sysctl"):
-            if shutil.which(tool) is None and keepalived_adapter.binary() is None:
-                raise LabError(f"{tool}: not installed")
+        for tool in ("ip", "ping", "sysctl", "setsid"):
+            if shutil.which(tool) is None:
+                raise LabError(f"{tool}: not installed (see scripts/setup)")
+        if keepalived_adapter.binary() is None:
+            raise LabError("keepalived: not installed (apt-get install keepalived)")
         if os.path.exists(lab_file(self.lab.name)) or any(netns.exists(n) for n in self.lab.namespaces):
             raise BadInput(f"lab {self.lab.name!r} is already up; run "
                            f"`haguard lab down --name {self.lab.name}` first")
         os.makedirs(self.lab.workdir, mode=0o755, exist_ok=True)
         self.record["created"] = time.time()
         self._save()
+        self.claimed = True
+
+    def up(self) -> None:
+        """Build the topology and start keepalived on both directors."""
+        if not self.claimed:
+            self.claim()
         install_hooks(self.lab.hooks_dir)
         for ns in self.lab.namespaces:
             netns.create(ns)
@@ -327,6 +340,9 @@ class LabRunner:
 
     # ------------------------------------------------------------------ down
     def down(self) -> list[str]:
+        """Remove what this runner made; nothing when it never claimed the name."""
+        if not self.claimed:
+            return []
         return teardown(self.lab.name, self._children)
 
 

@@ -1,0 +1,81 @@
+"""The command line: exit codes, messages and output forms, run in-process."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from haguard.cli import main
+from haguard.core.config import loads
+from haguard.core.render import render
+
+REPO = Path(__file__).resolve().parents[2]
+LAB = REPO / "conf" / "lab.yaml"
+
+
+def test_render_to_stdout_is_the_rendered_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", "-c", str(LAB)]) == 0
+    expected = render(loads(LAB.read_text(), str(LAB), str(LAB)))
+    assert capsys.readouterr().out == expected
+
+
+def test_render_output_file_is_written_whole(tmp_path: Path) -> None:
+    out = tmp_path / "keepalived.conf"
+    assert main(["render", "-c", str(LAB), "-o", str(out)]) == 0
+    assert out.read_text() == render(loads(LAB.read_text(), str(LAB), str(LAB)))
+    assert [p.name for p in tmp_path.iterdir()] == ["keepalived.conf"]  # no temp file left
+
+
+def test_bad_config_exits_2_with_file_line_and_path(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "lb1.yaml"
+    bad.write_text(LAB.read_text().replace("virtual_router_id: 51", "virtual_router_id: 300"))
+    for command in (["check"], ["render"], ["status"]):
+        assert main([*command, "-c", str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert f"{bad}:16: instances[0].virtual_router_id: 300 is out of range (1-255)" in err
+
+
+def test_missing_config_file_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "-c", "/nonexistent/haguard.yaml"]) == 2
+    assert "no such config file" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("keepalived") is None and not Path("/usr/sbin/keepalived").exists(),
+                    reason="keepalived is not installed; `check` then validates the YAML only")
+def test_check_runs_keepalived_and_accepts_only_the_expected_complaint(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "-c", str(LAB), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["yaml"] == "ok" and data["keepalived"] == "ok"
+    assert data["complaints"] == []
+    assert all("No VIP specified; at least one is sensible" in c
+               for c in data["expected_complaints"])
+
+
+def test_unknown_state_exits_2_before_reading_anything(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["notify", "-c", "/nonexistent.yaml", "INSTANCE", "VI_1", "LEADER"]) == 2
+    assert "state 'LEADER' is not one of MASTER, BACKUP, FAULT, STOP, DELETED" in \
+        capsys.readouterr().err
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["notify"])
+    assert exc.value.code == 2
+    assert main(["hooks", "install"]) == 2
+    assert "give --dir DIR or -c CONFIG" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [[], ["check"], ["render"], ["notify"], ["status"],
+                                     ["hooks", "install"], ["lab"], ["lab", "run"]])
+def test_help_teaches_each_command(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([*command, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: haguard" in out and len(out.splitlines()) > 5
+    assert "announce-loop" not in out
