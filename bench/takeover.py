@@ -39,6 +39,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from haguard.adapters import keepalived as keepalived_adapter
+from haguard.adapters import process
+from haguard.core.config import Config, Instance, Vip
+from haguard.core.render import render
+from haguard.errors import HaguardError
+from haguard.lab import netns
+from haguard.lab.runner import LabRunner, load_lab, read_jsonl
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "conf" / "lab.yaml"
 MODES = ("haguard", "native")
@@ -54,24 +62,22 @@ class Timeout(Exception):
 
 
 # --------------------------------------------------------------------------- native mode
-def native_render(config: Any) -> str:
+def native_render(config: Config) -> str:
     """haguard's keepalived.conf turned classic: keepalived owns the VIPs and the GARPs."""
-    from haguard.core.render import render
-
     return nativize(render(config), config)
 
 
 _INSTANCE_LINE = re.compile(r"^\s*vrrp_instance\s+(\S+)\s*\{")
 
 
-def nativize(text: str, config: Any) -> str:
+def nativize(text: str, config: Config) -> str:
     """Swap each instance's notify line for VIP blocks; keep everything else as rendered.
 
     Without the notify hook haguard never runs, so every address and announcement is
     keepalived's. Timers, priorities and authentication stay exactly as in haguard mode.
     """
     out: list[str] = []
-    inst = None
+    inst: Instance | None = None
     replaced: set[str] = set()
     for line in text.splitlines():
         stripped = line.strip()
@@ -92,7 +98,7 @@ def nativize(text: str, config: Any) -> str:
     return "\n".join(out) + "\n"
 
 
-def vip_blocks(inst: Any) -> list[str]:
+def vip_blocks(inst: Instance) -> list[str]:
     """virtual_ipaddress for the advert family, virtual_ipaddress_excluded for the rest.
 
     keepalived 2.2 drops a VIP whose family differs from the instance's ("address family
@@ -102,7 +108,7 @@ def vip_blocks(inst: Any) -> list[str]:
     """
     family = 6 if any(p.version == 6 for p in inst.unicast_peers) else 4
 
-    def entry(vip: Any) -> str:
+    def entry(vip: Vip) -> str:
         label = f" label {vip.label}" if vip.label and vip.family == 4 else ""
         return f"        {vip} dev {inst.interface}{label}"
 
@@ -150,8 +156,6 @@ class JsonLines:
 
 def vips_on(namespace: str) -> set[str]:
     """Every address on every link of a namespace (works without haguard's state files)."""
-    from haguard.lab import netns
-
     out = netns.run(["ip", "-n", namespace, "-j", "addr", "show"]).stdout
     return {a["local"] for link in json.loads(out or "[]") for a in link.get("addr_info", [])}
 
@@ -284,7 +288,7 @@ class Bench:
     """One mode's lab and what the benchmark needs to drive and read it."""
 
     mode: str
-    runner: Any
+    runner: LabRunner
     primary: str
     backup: str
     vips: tuple[str, ...]
@@ -298,7 +302,7 @@ class Bench:
     probe_proc: subprocess.Popen[bytes] | None = None
 
     def namespace(self, node: str) -> str:
-        return self.runner.record["directors"][node]["namespace"]
+        return str(self.runner.record["directors"][node]["namespace"])
 
     def holder(self) -> str | None:
         """The director holding every VIP while the other holds none, else None."""
@@ -318,9 +322,6 @@ class Bench:
 
 def make_bench(mode: str, config_path: str, args: argparse.Namespace, say: Callable[[str], None]
                ) -> Bench:
-    from haguard.core.render import render
-    from haguard.lab.runner import LabRunner, load_lab
-
     name = "bh" + secrets.token_hex(5)  # 12 chars: unique beside labs others run now
     lab, configs = load_lab(name, [config_path])
     runner = LabRunner(lab, [config_path], say=say,
@@ -366,9 +367,6 @@ def last_pong_before(events: list[dict[str, Any]]) -> float | None:
 
 
 def run_failover(bench: Bench, index: int, args: argparse.Namespace) -> Failover:
-    from haguard.adapters import process
-    from haguard.lab.runner import read_jsonl
-
     runner = bench.runner
     time.sleep(max(0.0, bench.ready_at - time.monotonic()))
     last_pong = last_pong_before(bench.probe.poll())
@@ -508,7 +506,9 @@ def fmt(v: Any) -> str:
 
 def print_report(benches: dict[str, Bench], figs: dict[str, Any], meta: dict[str, Any],
                  out: Any) -> None:
-    p = lambda s="": print(s, file=out)  # noqa: E731
+    def p(line: str = "") -> None:
+        print(line, file=out)
+
     p(f"takeover benchmark: {meta['failovers']} failovers per mode, interleaved; "
       f"keepalived {meta['keepalived']}, kernel {meta['kernel']}, {meta['cpus']} CPUs")
     p(f"labs: " + ", ".join(f"{m}={b.runner.lab.name}" for m, b in benches.items())
@@ -533,10 +533,14 @@ def print_report(benches: dict[str, Bench], figs: dict[str, Any], meta: dict[str
           f"notify to the first announcement: p99 {fmt(t['fork_p99_ms'])} ms -> {verdict}")
         if t["wire_p99_ms"] is not None:
             within = "within" if t["wire_p99_ms"] <= TARGET_P99_MS else "over"
-            p(f"  on the wire (advert -> GARP, adds keepalived's own time before the fork): "
+            p(f"  cross-check on the wire (advert -> GARP, no haguard timestamp involved): "
               f"p99 {fmt(t['wire_p99_ms'])} ms, {within} {TARGET_P99_MS:.0f} ms")
         p("  'cold' here: a fresh Python process per notify, with the page cache warm "
           "(caches are not dropped; that would touch the whole host)")
+    if meta["fatal"]:
+        p(f"FAILED: {meta['fatal']}")
+    if meta["interrupted"]:
+        p("INTERRUPTED: the figures cover only the failovers finished before the signal")
     if meta["failovers"] < 20:
         p(f"NOTE: {meta['failovers']} failovers per mode; p99 needs >= 20 to mean anything - "
           "not a reportable run")
@@ -546,6 +550,7 @@ def print_report(benches: dict[str, Bench], figs: dict[str, Any], meta: dict[str
                 p(f"{mode} failover {f.index}: excluded: {f.error}")
         if bench.aborted:
             p(f"{mode}: ABORTED after {len(bench.results)} failover(s): {bench.aborted}")
+    p(f"load average (1/5/15 min) before {meta['load_before']}, after {meta['load_after']}")
     p(f"wall time: {meta['wall_s']:.1f} s (labs up {meta['up_s']:.1f} s, failovers "
       f"{meta['failovers_s']:.1f} s, teardown {meta['down_s']:.1f} s)")
 
@@ -555,8 +560,6 @@ def preflight(args: argparse.Namespace) -> None:
     if os.geteuid() != 0:
         raise SystemExit("bench/takeover.py needs root: it creates network namespaces and "
                          "runs keepalived. Run: sudo .venv/bin/python bench/takeover.py")
-    from haguard.adapters import keepalived as keepalived_adapter
-
     for tool in ("ip", "sysctl") + (("ping",) if args.ping_ms else ()):
         if shutil.which(tool) is None:
             raise SystemExit(f"bench/takeover.py: {tool} is not installed")
@@ -567,12 +570,23 @@ def preflight(args: argparse.Namespace) -> None:
 
 
 def keepalived_version() -> str:
-    from haguard.adapters import keepalived as keepalived_adapter
-
     exe = keepalived_adapter.binary() or "keepalived"
     proc = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False)
     first = (proc.stdout + proc.stderr).strip().splitlines()
     return first[0].replace("Keepalived ", "") if first else "unknown"
+
+
+def tear_down(bench: Bench, keep_raw: str | None, say: Callable[[str], None]) -> None:
+    """Stop the probe, keep the raw data if asked, remove the lab: whatever fails first."""
+    try:
+        if bench.probe_proc is not None:
+            bench.runner.stop_probe(bench.probe_proc)
+        if keep_raw and os.path.exists(bench.probe_file):
+            save_raw(bench, keep_raw)
+    except (OSError, HaguardError) as exc:
+        say(f"{bench.mode}: before teardown: {exc}")
+    finally:
+        bench.runner.down()
 
 
 def interleaved(benches: dict[str, Bench], n: int) -> Iterator[tuple[int, Bench]]:
@@ -597,6 +611,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=6.0,
                         help="seconds between a lab's restore and its next trigger (default 6: "
                              "past keepalived's 5 s second GARP set and haguard's 5 s repeat)")
+    parser.add_argument("--gap", type=float, default=1.0,
+                        help="seconds of quiet after any failover before the next trigger "
+                             "(default 1: past the rest of a haguard burst, 4 x 200 ms)")
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds per wait")
     parser.add_argument("--json", metavar="PATH", help="write every figure as JSON ('-': stdout)")
     parser.add_argument("--keep-raw", metavar="DIR",
@@ -609,7 +626,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _interrupt(signum: int, frame: Any) -> None:
-    """SIGTERM ends the run like Ctrl-C does: through the teardown in main()."""
+    """SIGINT and SIGTERM end the run through the teardown in main()."""
     raise KeyboardInterrupt
 
 
@@ -617,12 +634,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     preflight(args)
     text_out = sys.stderr if args.json == "-" else sys.stdout
-    say = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+
+    def say(line: str) -> None:  # progress goes to stderr, the report to stdout
+        print(line, file=sys.stderr, flush=True)
+
+    # Installed explicitly: a shell starting this in the background would have SIGINT ignored.
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     started, wall0 = time.time(), time.monotonic()
     benches: dict[str, Bench] = {}
     timing = {"up_s": 0.0, "failovers_s": 0.0, "down_s": 0.0}
     interrupted = False
+    fatal: str | None = None
+    load_before = os.getloadavg()
     try:
         for mode in args.modes:
             benches[mode] = make_bench(mode, args.config, args, say)
@@ -632,34 +656,37 @@ def main(argv: list[str] | None = None) -> int:
         timing["up_s"] = time.monotonic() - wall0
         t0 = time.monotonic()
         for i, bench in interleaved(benches, args.failovers):
+            timing["failovers_s"] = time.monotonic() - t0
             fo = run_failover(bench, i + 1, args)
             bench.results.append(fo)
+            timing["failovers_s"] = time.monotonic() - t0
+            # The other lab waits too: this one's hooks and bursts must not share the CPU
+            # with the next takeover being measured.
+            for other in benches.values():
+                other.ready_at = max(other.ready_at, time.monotonic() + args.gap)
             say(f"{bench.mode:7} {i + 1:>3}/{args.failovers}: advert->GARP {fmt(fo.wire_ms)} ms"
                 + (f", fork->first {fmt(fo.fork_ms)} ms" if bench.mode == "haguard" else "")
                 + (f", outage {fmt(fo.outage_ms)} ms" if args.ping_ms else "")
                 + (f"  [{fo.error}]" if fo.error else ""))
-        timing["failovers_s"] = time.monotonic() - t0
     except KeyboardInterrupt:
         interrupted = True
         say("interrupted: tearing the labs down")
+    except (HaguardError, Timeout) as exc:  # a lab that cannot come up, say why and clean up
+        fatal = f"{type(exc).__name__}: {exc}"
+        say(f"error: {fatal}")
     finally:
         # A second Ctrl-C must not leave namespaces and keepalived processes behind.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         t_down = time.monotonic()
         for bench in benches.values():
-            try:
-                if bench.probe_proc is not None:
-                    bench.runner.stop_probe(bench.probe_proc)
-                if args.keep_raw and os.path.exists(bench.probe_file):
-                    save_raw(bench, args.keep_raw)
-            finally:
-                bench.runner.down()
+            tear_down(bench, args.keep_raw, say)
         timing["down_s"] = time.monotonic() - t_down
-    meta = {"started_at": started, "failovers": args.failovers, "config": args.config,
+    meta = {"load_before": [round(x, 2) for x in load_before],
+            "load_after": [round(x, 2) for x in os.getloadavg()], "fatal": fatal, "started_at": started, "failovers": args.failovers, "config": args.config,
             "keepalived": keepalived_version(), "kernel": platform.release(),
             "cpus": os.cpu_count(), "wall_s": time.monotonic() - wall0, **timing,
-            "settle_s": args.settle, "ping_ms": args.ping_ms, "interrupted": interrupted}
+            "settle_s": args.settle, "gap_s": args.gap, "ping_ms": args.ping_ms, "interrupted": interrupted}
     figs = figures(benches)
     print_report(benches, figs, meta, text_out)
     if args.json:
@@ -672,7 +699,7 @@ def main(argv: list[str] | None = None) -> int:
             print()
         else:
             Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
-    failed = interrupted or any(b.aborted or not ok_results(b) for b in benches.values())
+    failed = interrupted or fatal is not None or any(b.aborted or not ok_results(b) for b in benches.values())
     return 1 if failed else 0
 
 

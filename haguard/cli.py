@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.add_argument("--instance", required=True)
     p.add_argument("--order", required=True)
+    p.add_argument("--since", type=float, required=True,
+                   help="wall-clock time of the first announcement")
     p.set_defaults(func=cmd_announce_loop)
     # Internal command: keep it out of the command list.
     sub._choices_actions = [a for a in sub._choices_actions if a.dest != "announce-loop"]
@@ -232,7 +234,7 @@ def cmd_announce_loop(args: argparse.Namespace) -> int:
     if order is None:
         raise BadInput(f"--order {args.order!r}: expected TICKS,PID")
     log = get_logger(config.node.log_file, quiet=True, node=config.node.name)
-    announce_loop(config, args.instance, order, log)
+    announce_loop(config, args.instance, order, log, args.since)
     return EXIT_OK
 
 

@@ -6,7 +6,6 @@ was not, and the next transition (every action is idempotent) finishes the job.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from typing import Any
 
 from haguard.adapters import announce, process, sysctl
 from haguard.adapters.netlink import Link, Netlink
-from haguard.adapters.statefile import StateDir
+from haguard.adapters.statefile import StateDir, frame_cache_path
 from haguard.core.config import Config, Instance
 from haguard.core.events import OrderKey
 from haguard.core.plan import (Action, AddVip, Plan, RecordState, RemoveVip, SendAnnouncements,
@@ -45,7 +44,7 @@ class Context:
 
     @property
     def frame_cache(self) -> str:
-        return os.path.join(self.state_dir.path, f"{self.instance.name}.frames.json")
+        return frame_cache_path(self.state_dir, self.instance.name)
 
 
 def describe(action: Action) -> str:
@@ -149,7 +148,8 @@ def _apply(action: Action, ctx: Context) -> dict[str, Any] | None:
 
 def _spawn_announcer(ctx: Context) -> int:
     args = [sys.executable, "-m", "haguard", ANNOUNCER_COMMAND, "-c", ctx.config.path,
-            "--instance", ctx.instance.name, "--order", f"{ctx.order.start_ticks},{ctx.order.pid}"]
+            "--instance", ctx.instance.name, "--order", f"{ctx.order.start_ticks},{ctx.order.pid}",
+            "--since", repr(ctx.first_announcement_at or time.time())]
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
     return proc.pid

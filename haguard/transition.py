@@ -7,7 +7,7 @@ from typing import Any
 
 from haguard.adapters import announce, process, sysctl
 from haguard.adapters.netlink import Netlink
-from haguard.adapters.statefile import StateDir
+from haguard.adapters.statefile import StateDir, frame_cache_path
 from haguard.core.config import Config, Instance
 from haguard.core.events import ACTIVE_STATES, Event, OrderKey, is_superseded
 from haguard.core.plan import Observed, plan_transition
@@ -96,30 +96,36 @@ def _prepare_frames(ctx: Context, inst: Instance, mac: str, log: Any) -> None:
         log.info("frame_cache_built", mac=mac)
 
 
-def announce_loop(config: Config, instance_name: str, order: OrderKey, log: Any) -> int:
-    """Re-announce after repeat_after_s and every refresh_s while still that MASTER."""
+def announce_loop(config: Config, instance_name: str, order: OrderKey, log: Any,
+                  started_at: float) -> int:
+    """Re-announce at started_at + repeat_after_s, then every refresh_s, while that MASTER."""
     inst = find_instance(config, instance_name)
     state_dir = StateDir(config.node.state_dir)
     a = inst.announce
-    delays = [a.repeat_after_s] if a.repeat_after_s > 0 else []
     log = log.bind(instance=inst.name)
+    first_delay = a.repeat_after_s if a.repeat_after_s > 0 else a.refresh_s
+    if first_delay <= 0:
+        return 0
+    next_at = started_at + first_delay
     rounds = 0
-    while True:
-        delay = delays.pop(0) if delays else a.refresh_s
-        if delay <= 0:
-            return rounds
-        time.sleep(delay)
-        record = state_dir.read_state(inst.name) or {}
-        if record.get("state") not in ACTIVE_STATES or \
-                OrderKey.from_list(record.get("order")) != order:
-            log.info("announcer_exit", reason="no longer the MASTER that started it")
-            return rounds
-        with Netlink() as netlink:
+    with Netlink() as netlink:
+        while True:
             link = netlink.link(inst.interface)
-        if link is None:
-            log.error("announcer_exit", reason=f"interface {inst.interface} is gone")
-            return rounds
-        result = announce.send_burst(inst.interface, announce.build_frames(link.mac, inst.vips),
-                                     a.count, a.interval_ms)
-        rounds += 1
-        log.info("reannounced", frames=result.frames_sent, first_sent_at=result.first_sent_at)
+            if link is None:
+                log.error("announcer_exit", reason=f"interface {inst.interface} is gone")
+                return rounds
+            # Frames are ready before the wait, so each round goes out on time.
+            frames, _ = announce.frames_for(frame_cache_path(state_dir, inst.name), link.mac,
+                                            inst.vips)
+            time.sleep(max(0.0, next_at - time.time()))
+            if not _still_master(state_dir, inst.name, order):
+                log.info("announcer_exit", reason="no longer the MASTER that started it")
+                return rounds
+            result = announce.send_burst(inst.interface, frames, a.count, a.interval_ms,
+                                         keep_going=lambda: _still_master(state_dir, inst.name,
+                                                                          order))
+            rounds += 1
+            log.info("reannounced", frames=result.frames_sent, first_sent_at=result.first_sent_at)
+            if a.refresh_s <= 0:
+                return rounds
+            next_at += a.refresh_s

@@ -17,6 +17,11 @@ from haguard.core.events import OrderKey
 from haguard.errors import OperationFailed
 
 
+def frame_cache_path(state_dir: "StateDir", instance: str) -> str:
+    """Where the announcement frames of ``instance`` are cached (see adapters.announce)."""
+    return os.path.join(state_dir.path, f"{instance}.frames.json")
+
+
 class StateDir:
     def __init__(self, path: str) -> None:
         self.path = path

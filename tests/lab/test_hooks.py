@@ -186,3 +186,39 @@ def test_hook_install_refuses_nothing_it_needs_and_reports_insecure_paths(tmp_pa
     assert any(f"{target.parent}: writable by group or others" in line for line in lines)
     assert os.access(target / "notify_master", os.X_OK)
     assert f"HAGUARD_PYTHON='{sys.executable}'" in (target / "haguard.env").read_text()
+
+
+def test_master_reannounces_after_repeat_and_refresh_until_it_is_no_longer_master(
+        node: Node) -> None:
+    node.config.write_text(node.config.read_text().replace(
+        "announce: {count: 1, interval_ms: 0, repeat_after_s: 0}",
+        "announce: {count: 2, interval_ms: 50, repeat_after_s: 1, refresh_s: 1}"))
+    out = node.config.with_name("wire.jsonl")
+    probe = subprocess.Popen(netns.ns_exec(node.name, sys.executable, "-m", "haguard.lab.probe",
+                                           "--out", str(out), "--iface", "peer0"),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and '"ready"' not in (out.read_text() if out.exists() else ""):
+            time.sleep(0.05)
+        start = time.time()
+        assert run(node.hook("-c", str(node.config), "INSTANCE", "VI_1", "MASTER")).returncode == 0
+        time.sleep(3.4)
+        assert run(node.hook("-c", str(node.config), "INSTANCE", "VI_1", "BACKUP")).returncode == 0
+        stopped = time.time()
+        time.sleep(2.0)
+    finally:
+        probe.terminate()
+        probe.wait(10)
+    frames = [json.loads(line) for line in out.read_text().splitlines()]
+    sent = sorted(f["t"] for f in frames if f.get("kind") == "arp" and f.get("op") == 2
+                  and f.get("spa") == "192.0.2.100")
+    assert sent and sent[0] >= start
+    garps = [t - sent[0] for t in sent]
+    # Times from the first frame: the burst (2 rounds 50 ms apart), the repeat after 1 s,
+    # refreshes every 1 s while MASTER; nothing once BACKUP.
+    assert len([t for t in garps if t < 0.3]) == 2
+    assert len([t for t in garps if 0.8 < t < 1.4]) == 2
+    assert len([t for t in garps if 1.8 < t < 2.4]) == 2
+    assert not [t for t in sent if t > stopped + 0.1]
+    assert node.record()["announcer_pid"] is None
