@@ -590,10 +590,11 @@ def tear_down(bench: Bench, keep_raw: str | None, say: Callable[[str], None]) ->
 
 
 def interleaved(benches: dict[str, Bench], n: int) -> Iterator[tuple[int, Bench]]:
-    """Round i runs every mode once; the order flips each round so neither always leads."""
-    order = list(benches.values())
+    """Strict turns (haguard, native, haguard, ...): every failover follows one of the
+    other lab, so both modes see the same history, and a lab's settle time passes
+    while the other one is measured."""
     for i in range(n):
-        for bench in (order if i % 2 == 0 else order[::-1]):
+        for bench in benches.values():
             if bench.aborted is None:
                 yield i, bench
 
