@@ -50,10 +50,10 @@ def handle_event(config: Config, event: Event, order: OrderKey, log: Any) -> str
             observed = Observed(
                 interface_index=link.index if link else None,
                 addresses=frozenset((a.address, a.prefixlen) for a in present),
-                sysctls={k: sysctl.read(k) for k, _ in config.sysctl}
+                sysctls={k: sysctl.read(k) for k, _ in config.director_sysctls()}
                 if event.state in ACTIVE_STATES else {},
             )
-            plan = plan_transition(inst, event.state, config.sysctl, observed)
+            plan = plan_transition(inst, event.state, config.director_sysctls(), observed)
             ctx = Context(config=config, instance=inst, netlink=netlink, link=link,
                           state_dir=state_dir, order=order, log=log, received_at=received,
                           previous=previous)

@@ -6,12 +6,14 @@ Every problem is collected (an operator fixes them all in one edit) and reported
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable
 
+from haguard.core.checker import Checker, field, kind, show
+from haguard.core.ipvsconfig import IpvsSettings, RealServerRole, parse_ipvs, parse_realserver
 from haguard.core.yamlsrc import Path, Source, parse
 from haguard.errors import ConfigError
 
@@ -73,7 +75,7 @@ class Instance:
     auth_pass: str | None = None
     unicast_peers: tuple[IPAddress, ...] = ()
     vips: tuple[Vip, ...] = ()
-    announce: Announce = field(default_factory=Announce)
+    announce: Announce = dataclasses.field(default_factory=Announce)
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,14 @@ class Config:
     keepalived: KeepalivedSettings
     sysctl: tuple[tuple[str, str], ...]
     instances: tuple[Instance, ...]
+    ipvs: IpvsSettings | None = None
+    realserver: RealServerRole | None = None
+
+    def director_sysctls(self) -> tuple[tuple[str, str], ...]:
+        """What MASTER applies: the IPVS failover defaults, overridden by ``sysctl``."""
+        merged = dict(self.ipvs.director_sysctls()) if self.ipvs and self.ipvs.services else {}
+        merged.update(self.sysctl)
+        return tuple(merged.items())
 
     def instance(self, name: str) -> Instance | None:
         for inst in self.instances:
@@ -108,153 +118,43 @@ class Config:
         return None
 
 
-# --------------------------------------------------------------------------- checking
-
-_MISSING = object()
-
-
-class _Checker:
-    """Collects problems against a Source; every check returns a usable value."""
-
-    def __init__(self, source: Source) -> None:
-        self.source = source
-        self.problems: list[str] = []
-        # instance path -> list index of each VIP that was accepted, for cross-checks
-        self.vip_positions: dict[Path, list[int]] = {}
-
-    def fail(self, path: Path, message: str, key: bool = False) -> None:
-        self.problems.append(f"{self.source.where(path, key)}: {message}")
-
-    def mapping(self, value: Any, path: Path, allowed: Iterable[str],
-                required: Iterable[str] = ()) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            self.fail(path, f"must be a mapping, not {_kind(value)}")
-            return {}
-        allowed = tuple(allowed)
-        for key in value:
-            if key not in allowed:
-                hint = difflib.get_close_matches(key, allowed, n=1)
-                suffix = f" (did you mean '{hint[0]}'?)" if hint else \
-                    f" (known keys: {', '.join(allowed)})"
-                self.fail(path + (key,), f"unknown key{suffix}", key=True)
-        for key in required:
-            if key not in value:
-                self.fail(path, f"missing required key '{key}'")
-        return value
-
-    def integer(self, value: Any, path: Path, lo: int, hi: int) -> int | None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(path, f"must be an integer, not {_show(value)}")
-            return None
-        if not lo <= value <= hi:
-            self.fail(path, f"{value} is out of range ({lo}-{hi})")
-            return None
-        return value
-
-    def number(self, value: Any, path: Path, lo: float, hi: float) -> float | None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.fail(path, f"must be a number, not {_show(value)}")
-            return None
-        if not lo <= value <= hi:
-            self.fail(path, f"{value} is out of range ({lo:g}-{hi:g})")
-            return None
-        return float(value)
-
-    def boolean(self, value: Any, path: Path) -> bool | None:
-        if not isinstance(value, bool):
-            self.fail(path, f"must be true or false, not {_show(value)}")
-            return None
-        return value
-
-    def string(self, value: Any, path: Path, pattern: re.Pattern[str] | None = None,
-               what: str = "") -> str | None:
-        if not isinstance(value, str) or not value:
-            self.fail(path, f"must be a non-empty string, not {_show(value)}")
-            return None
-        if pattern is not None and not pattern.match(value):
-            self.fail(path, f"{value!r} is not {what}")
-            return None
-        return value
-
-    def abspath(self, value: Any, path: Path) -> str | None:
-        text = self.string(value, path)
-        if text is not None and not text.startswith("/"):
-            self.fail(path, f"{text!r} must be an absolute path")
-            return None
-        return text
-
-    def choice(self, value: Any, path: Path, choices: Iterable[Any]) -> Any:
-        choices = tuple(choices)
-        if value not in choices or isinstance(value, bool) != any(isinstance(c, bool) for c in choices):
-            shown = ", ".join(str(c) for c in choices)
-            self.fail(path, f"{_show(value)} is not one of: {shown}")
-            return None
-        return value
-
-    def listing(self, value: Any, path: Path) -> list[Any]:
-        if not isinstance(value, list):
-            self.fail(path, f"must be a list, not {_kind(value)}")
-            return []
-        return value
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "empty"
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
-            int: "an integer", float: "a number"}.get(type(value), type(value).__name__)
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, (dict, list)) or value is None:
-        return _kind(value)
-    return repr(value)
-
-
-def _field(checker: _Checker, data: Mapping[str, Any], key: str, path: Path,
-           check: Callable[[Any, Path], Any], default: Any = _MISSING) -> Any:
-    if key not in data:
-        return default
-    return check(data[key], path + (key,))
-
-
 # --------------------------------------------------------------------------- sections
 
-def _node(c: _Checker, raw: Any) -> NodeSettings | None:
+def _node(c: Checker, raw: Any) -> NodeSettings | None:
     path: Path = ("node",)
     data = c.mapping(raw, path, ("name", "state_dir", "log_file"), required=("name",))
-    name = _field(c, data, "name", path,
+    name = field(c, data, "name", path,
                   lambda v, p: c.string(v, p, _NAME_RE, "a valid node name (letters, digits, _ . -)"))
-    state_dir = _field(c, data, "state_dir", path, c.abspath, NodeSettings.state_dir)
-    log_file = _field(c, data, "log_file", path, c.abspath, None)
+    state_dir = field(c, data, "state_dir", path, c.abspath, NodeSettings.state_dir)
+    log_file = field(c, data, "log_file", path, c.abspath, None)
     if name is None or state_dir is None:
         return None
     return NodeSettings(name=name, state_dir=state_dir, log_file=log_file)
 
 
-def _keepalived(c: _Checker, raw: Any) -> KeepalivedSettings:
+def _keepalived(c: Checker, raw: Any) -> KeepalivedSettings:
     path: Path = ("keepalived",)
     defaults = KeepalivedSettings()
     if raw is None:
         return defaults
     data = c.mapping(raw, path, ("config", "version", "hooks_dir", "pid_file"))
     return KeepalivedSettings(
-        config=_field(c, data, "config", path, c.abspath, defaults.config) or defaults.config,
-        version=_field(c, data, "version", path, lambda v, p: c.choice(v, p, (2, 3)),
+        config=field(c, data, "config", path, c.abspath, defaults.config) or defaults.config,
+        version=field(c, data, "version", path, lambda v, p: c.choice(v, p, (2, 3)),
                        defaults.version) or defaults.version,
-        hooks_dir=_field(c, data, "hooks_dir", path, c.abspath, defaults.hooks_dir)
+        hooks_dir=field(c, data, "hooks_dir", path, c.abspath, defaults.hooks_dir)
         or defaults.hooks_dir,
-        pid_file=_field(c, data, "pid_file", path, c.abspath, defaults.pid_file)
+        pid_file=field(c, data, "pid_file", path, c.abspath, defaults.pid_file)
         or defaults.pid_file,
     )
 
 
-def _sysctl(c: _Checker, raw: Any) -> tuple[tuple[str, str], ...]:
+def _sysctl(c: Checker, raw: Any) -> tuple[tuple[str, str], ...]:
     path: Path = ("sysctl",)
     if raw is None:
         return ()
     if not isinstance(raw, dict):
-        c.fail(path, f"must be a mapping of sysctl name to value, not {_kind(raw)}")
+        c.fail(path, f"must be a mapping of sysctl name to value, not {kind(raw)}")
         return ()
     out = []
     for key, value in raw.items():
@@ -263,13 +163,13 @@ def _sysctl(c: _Checker, raw: Any) -> tuple[tuple[str, str], ...]:
             c.fail(kpath, f"{key!r} is not a sysctl name (like net.ipv4.ip_forward)", key=True)
             continue
         if isinstance(value, bool) or not isinstance(value, (int, str)) or value == "":
-            c.fail(kpath, f"value must be an integer or a string, not {_show(value)}")
+            c.fail(kpath, f"value must be an integer or a string, not {show(value)}")
             continue
         out.append((key, str(value)))
     return tuple(out)
 
 
-def _advert_int(c: _Checker, value: Any, path: Path, version: int) -> float | None:
+def _advert_int(c: Checker, value: Any, path: Path, version: int) -> float | None:
     if version == 2:
         # VRRPv2 carries whole seconds in an 8-bit field.
         if isinstance(value, float) and value.is_integer():
@@ -288,7 +188,7 @@ def _advert_int(c: _Checker, value: Any, path: Path, version: int) -> float | No
     return result
 
 
-def _vip(c: _Checker, raw: Any, path: Path, interface: str | None) -> Vip | None:
+def _vip(c: Checker, raw: Any, path: Path, interface: str | None) -> Vip | None:
     label = None
     if isinstance(raw, dict):
         data = c.mapping(raw, path, ("address", "label"), required=("address",))
@@ -301,7 +201,7 @@ def _vip(c: _Checker, raw: Any, path: Path, interface: str | None) -> Vip | None
     else:
         address, apath = raw, path
     if not isinstance(address, str):
-        c.fail(apath, f"{_show(address)} is not an IP network")
+        c.fail(apath, f"{show(address)} is not an IP network")
         return None
     if "%" in address:
         c.fail(apath, f"{address!r} must not carry a %scope (the instance's interface is used)")
@@ -333,7 +233,7 @@ def _vip(c: _Checker, raw: Any, path: Path, interface: str | None) -> Vip | None
     return Vip(interface=iface, label=label)
 
 
-def _label(c: _Checker, value: Any, path: Path, interface: str | None) -> str | None:
+def _label(c: Checker, value: Any, path: Path, interface: str | None) -> str | None:
     label = c.string(value, path)
     if label is None:
         return None
@@ -347,17 +247,17 @@ def _label(c: _Checker, value: Any, path: Path, interface: str | None) -> str | 
     return label
 
 
-def _announce(c: _Checker, raw: Any, path: Path) -> Announce:
+def _announce(c: Checker, raw: Any, path: Path) -> Announce:
     defaults = Announce()
     if raw is None:
         return defaults
     data = c.mapping(raw, path, ("count", "interval_ms", "repeat_after_s", "refresh_s"))
-    count = _field(c, data, "count", path, lambda v, p: c.integer(v, p, 0, 100), defaults.count)
-    interval = _field(c, data, "interval_ms", path, lambda v, p: c.integer(v, p, 0, 10_000),
+    count = field(c, data, "count", path, lambda v, p: c.integer(v, p, 0, 100), defaults.count)
+    interval = field(c, data, "interval_ms", path, lambda v, p: c.integer(v, p, 0, 10_000),
                       defaults.interval_ms)
-    repeat = _field(c, data, "repeat_after_s", path, lambda v, p: c.number(v, p, 0, 3600),
+    repeat = field(c, data, "repeat_after_s", path, lambda v, p: c.number(v, p, 0, 3600),
                     defaults.repeat_after_s)
-    refresh = _field(c, data, "refresh_s", path, lambda v, p: c.number(v, p, 0, 86_400),
+    refresh = field(c, data, "refresh_s", path, lambda v, p: c.number(v, p, 0, 86_400),
                      defaults.refresh_s)
     if refresh and refresh < 1:
         c.fail(path + ("refresh_s",), f"{refresh:g} is too often; use 0 (off) or at least 1")
@@ -373,19 +273,19 @@ _INSTANCE_KEYS = ("name", "interface", "virtual_router_id", "priority", "state",
                   "nopreempt", "auth_pass", "unicast_peers", "vips", "announce")
 
 
-def _instance(c: _Checker, raw: Any, path: Path, version: int) -> Instance | None:
+def _instance(c: Checker, raw: Any, path: Path, version: int) -> Instance | None:
     data = c.mapping(raw, path, _INSTANCE_KEYS,
                      required=("name", "interface", "virtual_router_id", "priority", "vips"))
     if not data:
         return None
-    name = _field(c, data, "name", path, lambda v, p: c.string(
+    name = field(c, data, "name", path, lambda v, p: c.string(
         v, p, _NAME_RE, "a valid instance name (letters, digits, _ . -)"))
-    interface = _field(c, data, "interface", path, _ifname_check(c))
-    vrid = _field(c, data, "virtual_router_id", path, lambda v, p: c.integer(v, p, 1, 255))
-    priority = _field(c, data, "priority", path, lambda v, p: c.integer(v, p, 1, 254))
-    state = _field(c, data, "state", path, lambda v, p: c.choice(v, p, STATES_INITIAL), "BACKUP")
-    advert = _field(c, data, "advert_int", path, lambda v, p: _advert_int(c, v, p, version), 1.0)
-    nopreempt = _field(c, data, "nopreempt", path, c.boolean, False)
+    interface = field(c, data, "interface", path, _ifname_check(c))
+    vrid = field(c, data, "virtual_router_id", path, lambda v, p: c.integer(v, p, 1, 255))
+    priority = field(c, data, "priority", path, lambda v, p: c.integer(v, p, 1, 254))
+    state = field(c, data, "state", path, lambda v, p: c.choice(v, p, STATES_INITIAL), "BACKUP")
+    advert = field(c, data, "advert_int", path, lambda v, p: _advert_int(c, v, p, version), 1.0)
+    nopreempt = field(c, data, "nopreempt", path, c.boolean, False)
     auth = None
     if "auth_pass" in data:
         apath = path + ("auth_pass",)
@@ -409,7 +309,7 @@ def _instance(c: _Checker, raw: Any, path: Path, version: int) -> Instance | Non
             except ValueError:
                 peer = None
             if peer is None:
-                c.fail(ppath + (i,), f"{_show(item)} is not an IP address")
+                c.fail(ppath + (i,), f"{show(item)} is not an IP address")
             elif peer.is_multicast or peer.is_unspecified or peer.is_loopback:
                 c.fail(ppath + (i,), f"{item} cannot be a unicast peer (multicast, "
                                      "unspecified or loopback)")
@@ -442,7 +342,7 @@ def _instance(c: _Checker, raw: Any, path: Path, version: int) -> Instance | Non
                     unicast_peers=tuple(peers), vips=tuple(vips), announce=announce)
 
 
-def _ifname_check(c: _Checker) -> Callable[[Any, Path], str | None]:
+def _ifname_check(c: Checker) -> Callable[[Any, Path], str | None]:
     def check(value: Any, path: Path) -> str | None:
         name = c.string(value, path, _IFNAME_RE, "a valid interface name")
         if name is None:
@@ -454,7 +354,7 @@ def _ifname_check(c: _Checker) -> Callable[[Any, Path], str | None]:
     return check
 
 
-def _cross_checks(c: _Checker, instances: list[tuple[int, Instance]]) -> None:
+def _cross_checks(c: Checker, instances: list[tuple[int, Instance]]) -> None:
     seen_names: dict[str, int] = {}
     seen_vrids: dict[tuple[str, int], int] = {}
     seen_vips: dict[IPAddress, tuple[int, int]] = {}
@@ -479,18 +379,22 @@ def _cross_checks(c: _Checker, instances: list[tuple[int, Instance]]) -> None:
                 seen_vips[vip.address] = (index, j)
 
 
-TOP_LEVEL_KEYS = ("node", "keepalived", "sysctl", "instances")
+TOP_LEVEL_KEYS = ("node", "keepalived", "sysctl", "instances", "ipvs", "realserver")
 
 
 def from_source(source: Source, path: str) -> Config:
     """Validate a parsed document; raise ConfigError listing every problem."""
-    c = _Checker(source)
+    c = Checker(source)
     if source.data is None:
-        raise ConfigError([f"{source.filename}:1: the file is empty; it needs at least "
-                           "'node' and 'instances'"])
-    top = c.mapping(source.data, (), TOP_LEVEL_KEYS, required=("node", "instances"))
-    if not top:
+        raise ConfigError([f"{source.filename}:1: the file is empty; it needs 'node' and "
+                           "'instances' (a director) or 'realserver' (a real server)"])
+    top = c.mapping(source.data, (), TOP_LEVEL_KEYS, required=("node",))
+    if not isinstance(source.data, dict):
         raise ConfigError(c.problems)
+    if not any(k in top for k in ("instances", "ipvs",
+                                                                    "realserver")):
+        c.fail((), "missing required key 'instances' (a director) or 'realserver' "
+                   "(a real server)")
     node = _node(c, top["node"]) if "node" in top else None
     keepalived = _keepalived(c, top.get("keepalived"))
     sysctl = _sysctl(c, top.get("sysctl"))
@@ -505,10 +409,16 @@ def from_source(source: Source, path: str) -> Config:
             if inst is not None:
                 instances.append((i, inst))
     _cross_checks(c, instances)
+    ipvs = None
+    if "ipvs" in top:
+        vips = {v.address for _, inst in instances for v in inst.vips} if "instances" in top else None
+        ipvs = parse_ipvs(c, top["ipvs"], vips)
+    realserver = parse_realserver(c, top["realserver"]) if "realserver" in top else None
     if c.problems or node is None:
         raise ConfigError(c.problems or [f"{source.filename}:1: node: invalid"])
     return Config(path=path, node=node, keepalived=keepalived, sysctl=sysctl,
-                  instances=tuple(inst for _, inst in instances))
+                  instances=tuple(inst for _, inst in instances), ipvs=ipvs,
+                  realserver=realserver)
 
 
 def loads(text: str, filename: str = "<config>", path: str | None = None) -> Config:

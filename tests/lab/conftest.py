@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +13,9 @@ from typing import Iterator
 
 import pytest
 
+from haguard.hooks import install
 from haguard.lab import netns
-from haguard.lab.runner import LabRunner, load_lab, teardown
+from haguard.lab.runner import LabRunner, load_lab
 from tests.conftest import lab_prerequisites, require
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,3 +85,64 @@ def make_lab(tmp_path: Path) -> Iterator[object]:
         leftover = [n for n in os.listdir("/run/netns") if n.startswith(f"hg-{lab.name}-")] \
             if os.path.isdir("/run/netns") else []
         assert not leftover, f"namespaces left behind: {leftover}"
+
+
+VIPS = ("192.0.2.100/32", "2001:db8::100/64")
+
+CONFIG = """\
+node: {{name: lb1, state_dir: {state}, log_file: {log}}}
+keepalived: {{hooks_dir: {hooks}, pid_file: {state}/keepalived.pid}}
+sysctl: {{net.ipv4.ip_nonlocal_bind: 1}}
+instances:
+  - name: VI_1
+    interface: eth0
+    virtual_router_id: 51
+    priority: 150
+    vips: [192.0.2.100/32, {{address: 2001:db8::100/64, label: eth0:0}}]
+    announce: {{count: 1, interval_ms: 0, repeat_after_s: 0}}
+"""
+
+
+class Node:
+    """One namespace with eth0 (a veth whose peer stays in it too) and the hooks."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.name = f"hg-{lab_name()}-node"
+        self.root = f"/run/haguard-lab/{self.name}"
+        self.hooks = f"{self.root}/hooks"
+        self.state = f"{self.root}/state"
+        self.log = f"{self.root}/haguard.log"
+        self.config = tmp_path / "lb1.yaml"
+        self.config.write_text(CONFIG.format(state=self.state, log=self.log, hooks=self.hooks))
+        netns.create(self.name)
+        netns.run(["ip", "-n", self.name, "link", "add", "eth0", "type", "veth", "peer",
+                   "name", "peer0"])
+        netns.link_up(self.name, "eth0")
+        netns.link_up(self.name, "peer0")
+        install(self.hooks)
+
+    def hook(self, *args: str, name: str = "notify") -> list[str]:
+        return netns.ns_exec(self.name, f"{self.hooks}/{name}", *args)
+
+    def vips(self) -> list[str]:
+        out = netns.run(["ip", "-n", self.name, "-o", "addr", "show", "dev", "eth0"]).stdout
+        return sorted(w.split()[3] for w in out.splitlines() if w.split()[3] in VIPS)
+
+    def record(self) -> dict:
+        with open(f"{self.state}/VI_1.json", encoding="utf-8") as fh:
+            return json.load(fh)
+
+    def close(self) -> None:
+        netns.kill_all_in(self.name)
+        netns.delete(self.name)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    n = Node(tmp_path)
+    try:
+        yield n
+    finally:
+        n.close()
+    assert not netns.exists(n.name)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from haguard.lab import netns
 from haguard.lab.runner import read_jsonl
-from tests.lab.test_hooks import Node, node  # noqa: F401 - the fixture
+from tests.lab.conftest import Node
 from tests.lab.test_transitions import wait_until
 
 
@@ -62,7 +62,7 @@ def test_every_action_is_one_structured_event_with_its_facts(make_lab) -> None:
     assert announced["frames"] == 3  # GARP request + reply for IPv4, one NA for IPv6
 
 
-def test_events_reach_the_syslog_socket(node: Node, tmp_path: Path) -> None:  # noqa: F811
+def test_events_reach_the_syslog_socket(node: Node, tmp_path: Path) -> None:
     path = str(tmp_path / "dev-log")
     sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sink.bind(path)

@@ -160,12 +160,12 @@ DOCUMENT_CASES = [
     ),
     pytest.param(
         "",
-        [at(1, "the file is empty; it needs at least 'node' and 'instances'")],
+        [at(1, "the file is empty; it needs 'node' and 'instances' (a director) or 'realserver' (a real server)")],
         id="empty-file",
     ),
     pytest.param(
         "# nothing but a comment\n",
-        [at(1, "the file is empty; it needs at least 'node' and 'instances'")],
+        [at(1, "the file is empty; it needs 'node' and 'instances' (a director) or 'realserver' (a real server)")],
         id="comment-only-file",
     ),
     pytest.param(
@@ -181,7 +181,7 @@ DOCUMENT_CASES = [
     pytest.param(
         "{}\n",
         [at(1, "(top level): missing required key 'node'"),
-         at(1, "(top level): missing required key 'instances'")],
+         at(1, "(top level): missing required key 'instances' (a director) or 'realserver' (a real server)")],
         id="top-level-empty-mapping",
     ),
 ]
@@ -247,7 +247,7 @@ KEY_CASES = [
     ),
     pytest.param(
         BEFORE_INSTANCES,
-        [at(1, "(top level): missing required key 'instances'")],
+        [at(1, "(top level): missing required key 'instances' (a director) or 'realserver' (a real server)")],
         id="missing-instances",
     ),
     pytest.param(

@@ -1,0 +1,118 @@
+"""Validation primitives shared by the config sections: problems with file, line, path."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any, Callable, Iterable, Mapping
+
+from haguard.core.yamlsrc import Path, Source
+
+MISSING = object()
+
+
+class Checker:
+    """Collects problems against a Source; every check returns a usable value."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self.problems: list[str] = []
+        # instance path -> list index of each VIP that was accepted, for cross-checks
+        self.vip_positions: dict[Path, list[int]] = {}
+
+    def fail(self, path: Path, message: str, key: bool = False) -> None:
+        self.problems.append(f"{self.source.where(path, key)}: {message}")
+
+    def mapping(self, value: Any, path: Path, allowed: Iterable[str],
+                required: Iterable[str] = ()) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.fail(path, f"must be a mapping, not {kind(value)}")
+            return {}
+        allowed = tuple(allowed)
+        for key in value:
+            if key not in allowed:
+                hint = difflib.get_close_matches(key, allowed, n=1)
+                suffix = f" (did you mean '{hint[0]}'?)" if hint else \
+                    f" (known keys: {', '.join(allowed)})"
+                self.fail(path + (key,), f"unknown key{suffix}", key=True)
+        for key in required:
+            if key not in value:
+                self.fail(path, f"missing required key '{key}'")
+        return value
+
+    def integer(self, value: Any, path: Path, lo: int, hi: int) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(path, f"must be an integer, not {show(value)}")
+            return None
+        if not lo <= value <= hi:
+            self.fail(path, f"{value} is out of range ({lo}-{hi})")
+            return None
+        return value
+
+    def number(self, value: Any, path: Path, lo: float, hi: float) -> float | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(path, f"must be a number, not {show(value)}")
+            return None
+        if not lo <= value <= hi:
+            self.fail(path, f"{value} is out of range ({lo:g}-{hi:g})")
+            return None
+        return float(value)
+
+    def boolean(self, value: Any, path: Path) -> bool | None:
+        if not isinstance(value, bool):
+            self.fail(path, f"must be true or false, not {show(value)}")
+            return None
+        return value
+
+    def string(self, value: Any, path: Path, pattern: re.Pattern[str] | None = None,
+               what: str = "") -> str | None:
+        if not isinstance(value, str) or not value:
+            self.fail(path, f"must be a non-empty string, not {show(value)}")
+            return None
+        if pattern is not None and not pattern.match(value):
+            self.fail(path, f"{value!r} is not {what}")
+            return None
+        return value
+
+    def abspath(self, value: Any, path: Path) -> str | None:
+        text = self.string(value, path)
+        if text is not None and not text.startswith("/"):
+            self.fail(path, f"{text!r} must be an absolute path")
+            return None
+        return text
+
+    def choice(self, value: Any, path: Path, choices: Iterable[Any]) -> Any:
+        choices = tuple(choices)
+        if value not in choices or isinstance(value, bool) != any(isinstance(c, bool) for c in choices):
+            shown = ", ".join(str(c) for c in choices)
+            self.fail(path, f"{show(value)} is not one of: {shown}")
+            return None
+        return value
+
+    def listing(self, value: Any, path: Path) -> list[Any]:
+        if not isinstance(value, list):
+            self.fail(path, f"must be a list, not {kind(value)}")
+            return []
+        return value
+
+
+def kind(value: Any) -> str:
+    if value is None:
+        return "empty"
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
+            int: "an integer", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def show(value: Any) -> str:
+    if isinstance(value, (dict, list)) or value is None:
+        return kind(value)
+    return repr(value)
+
+
+def field(checker: Checker, data: Mapping[str, Any], key: str, path: Path,
+           check: Callable[[Any, Path], Any], default: Any = MISSING) -> Any:
+    if key not in data:
+        return default
+    return check(data[key], path + (key,))
+
+

@@ -1,0 +1,368 @@
+"""The ``ipvs`` and ``realserver`` sections: the seed runbook's ipvsadm lines as data.
+
+Model (frozen dataclasses) and path-precise validation. The kernel's numbers for
+protocols, forwarding methods, scheduler flags and tunnel types live here too, so the
+planner, the netlink adapter and the ipvsadm save-file codec agree on them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+from haguard.core.checker import Checker, field, show
+from haguard.core.yamlsrc import Path
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf",
+              "mh", "twos")
+# IP_VS_SVC_F_SCHED1 / SCHED2, meaning per scheduler.
+SCHEDULER_FLAGS = {"sh-fallback": ("sh", 0x08), "sh-port": ("sh", 0x10),
+                   "mh-fallback": ("mh", 0x08), "mh-port": ("mh", 0x10)}
+SVC_F_PERSISTENT = 0x01
+PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132}
+FORWARDING = {"nat": 0, "tun": 2, "dr": 3}      # IP_VS_CONN_F_MASQ / TUNNEL / DROUTE
+TUNNEL_TYPES = {"ipip": 0, "gue": 1, "gre": 2}  # IP_VS_CONN_F_TUNNEL_TYPE_*
+ON_BACKUP = ("keep", "remove")
+REALSERVER_MODES = ("dr", "tun")
+MAX_WEIGHT = 65535
+MAX_THRESHOLD = 2**31 - 1
+
+# Director sysctls that matter for failover; declared by `ipvs`, overridable in `sysctl`.
+# expire_nodest_conn drops connections to a removed real server at once instead of
+# black-holing them; expire_quiescent_template lets persistence move off weight-0
+# servers; conntrack keeps NAT working with connection sync.
+FAILOVER_SYSCTLS = (("net.ipv4.vs.expire_nodest_conn", "1"),
+                    ("net.ipv4.vs.expire_quiescent_template", "1"))
+NAT_SYSCTLS = (("net.ipv4.vs.conntrack", "1"), ("net.ipv4.ip_forward", "1"))
+
+
+@dataclass(frozen=True, order=True)
+class ServiceKey:
+    """What identifies a virtual service in the kernel."""
+
+    family: int          # 4 or 6
+    protocol: str        # tcp | udp | sctp | fwmark
+    address: str         # the VIP, or the mark as text
+    port: int            # 0 for fwmark services
+
+    def __str__(self) -> str:
+        if self.protocol == "fwmark":
+            return f"fwmark {self.address}" + (" (IPv6)" if self.family == 6 else "")
+        host = f"[{self.address}]" if self.family == 6 else self.address
+        return f"{self.protocol} {host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class RealServer:
+    address: IPAddress
+    port: int
+    forwarding: str = "dr"
+    weight: int = 1
+    upper_threshold: int = 0
+    lower_threshold: int = 0
+    tunnel_type: str = "ipip"
+    tunnel_port: int = 0
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (str(self.address), self.port)
+
+    def __str__(self) -> str:
+        host = f"[{self.address}]" if self.address.version == 6 else str(self.address)
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Persistence:
+    timeout_s: int
+    netmask: str         # IPv4: a dotted mask; IPv6: a prefix length
+
+
+@dataclass(frozen=True)
+class VirtualService:
+    key: ServiceKey
+    scheduler: str = "wlc"
+    flags: tuple[str, ...] = ()
+    persistence: Persistence | None = None
+    real_servers: tuple[RealServer, ...] = ()
+
+    @property
+    def flag_bits(self) -> int:
+        bits = SVC_F_PERSISTENT if self.persistence else 0
+        for name in self.flags:
+            bits |= SCHEDULER_FLAGS[name][1]
+        return bits
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    interface: str
+    syncid: int = 0
+
+
+@dataclass(frozen=True)
+class IpvsSettings:
+    on_backup: str = "keep"
+    sync: SyncSettings | None = None
+    services: tuple[VirtualService, ...] = ()
+
+    def director_sysctls(self) -> tuple[tuple[str, str], ...]:
+        nat = any(rs.forwarding == "nat" for s in self.services for rs in s.real_servers)
+        return FAILOVER_SYSCTLS + (NAT_SYSCTLS if nat else ())
+
+
+@dataclass(frozen=True)
+class RealServerRole:
+    """What `haguard realserver` sets up: the VIPs on lo (DR) or tunl0 (TUN)."""
+
+    mode: str
+    vips: tuple[IPAddress, ...]
+
+    @property
+    def interface(self) -> str:
+        return "lo" if self.mode == "dr" else "tunl0"
+
+
+# --------------------------------------------------------------------------- validation
+
+_SERVICE_KEYS = ("vip", "port", "protocol", "fwmark", "family", "scheduler", "flags",
+                 "persistence", "real_servers")
+_RS_KEYS = ("address", "port", "forwarding", "weight", "upper_threshold", "lower_threshold",
+            "tunnel_type", "tunnel_port")
+
+
+def _address(c: Checker, value: Any, path: Path) -> IPAddress | None:
+    if not isinstance(value, str) or "/" in value:
+        what = "an IP address without a prefix" if isinstance(value, str) else "an IP address"
+        c.fail(path, f"{show(value)} is not {what}")
+        return None
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        c.fail(path, f"{value!r} is not an IP address")
+        return None
+
+
+def _persistence(c: Checker, raw: Any, path: Path, family: int) -> Persistence | None:
+    data = c.mapping(raw, path, ("timeout_s", "netmask"), required=("timeout_s",))
+    timeout = field(c, data, "timeout_s", path, lambda v, p: c.integer(v, p, 1, 2**31 - 1))
+    default_mask = "255.255.255.255" if family == 4 else "128"
+    netmask: str | None = default_mask
+    if "netmask" in data:
+        npath = path + ("netmask",)
+        value = data["netmask"]
+        netmask = None
+        if family == 6:
+            bits = c.integer(value, npath, 1, 128)
+            netmask = None if bits is None else str(bits)
+        else:
+            try:
+                mask = ipaddress.IPv4Network(f"0.0.0.0/{value}") if isinstance(value, str) else None
+            except ValueError:
+                mask = None
+            if mask is None:
+                c.fail(npath, f"{show(value)} is not an IPv4 netmask (like 255.255.255.0)")
+            else:
+                netmask = str(mask.netmask)
+    if timeout is None or netmask is None:
+        return None
+    return Persistence(timeout_s=timeout, netmask=netmask)
+
+
+def _real_server(c: Checker, raw: Any, path: Path, key: ServiceKey) -> RealServer | None:
+    data = c.mapping(raw, path, _RS_KEYS, required=("address",))
+    if not data:
+        return None
+    address = field(c, data, "address", path, lambda v, p: _address(c, v, p))
+    default_port = key.port
+    port = field(c, data, "port", path,
+                 lambda v, p: c.integer(v, p, 0 if key.protocol == "fwmark" else 1, 65535),
+                 default_port)
+    forwarding = field(c, data, "forwarding", path, lambda v, p: c.choice(v, p, tuple(FORWARDING)),
+                       "dr")
+    weight = field(c, data, "weight", path, lambda v, p: c.integer(v, p, 0, MAX_WEIGHT), 1)
+    upper = field(c, data, "upper_threshold", path,
+                  lambda v, p: c.integer(v, p, 0, MAX_THRESHOLD), 0)
+    lower = field(c, data, "lower_threshold", path,
+                  lambda v, p: c.integer(v, p, 0, MAX_THRESHOLD), 0)
+    tunnel_type = field(c, data, "tunnel_type", path,
+                        lambda v, p: c.choice(v, p, tuple(TUNNEL_TYPES)), "ipip")
+    tunnel_port = field(c, data, "tunnel_port", path, lambda v, p: c.integer(v, p, 1, 65535), 0)
+    if None in (address, port, forwarding, weight, upper, lower, tunnel_type, tunnel_port):
+        return None
+    assert address is not None
+    if address.version != key.family:
+        c.fail(path + ("address",), f"{address} is IPv{address.version} but the service is "
+                                    f"IPv{key.family}")
+        return None
+    if forwarding in ("dr", "tun") and key.protocol != "fwmark" and port != key.port:
+        c.fail(path + ("port",), f"{port} differs from the service port {key.port}; a "
+                                 f"{forwarding.upper()} real server receives the packet "
+                                 "unchanged, so it must listen on the service port (use "
+                                 "forwarding: nat to map ports)")
+        return None
+    if upper and lower > upper:
+        c.fail(path + ("lower_threshold",), f"{lower} is above upper_threshold {upper}")
+        return None
+    if forwarding != "tun" and ("tunnel_type" in data or "tunnel_port" in data):
+        c.fail(path + ("tunnel_type" if "tunnel_type" in data else "tunnel_port",),
+               "only applies to forwarding: tun")
+        return None
+    if tunnel_type == "gue" and not tunnel_port:
+        c.fail(path, "tunnel_type: gue needs tunnel_port (the real server's GUE port)")
+        return None
+    if tunnel_type != "gue" and "tunnel_port" in data:
+        c.fail(path + ("tunnel_port",), "only applies to tunnel_type: gue")
+        return None
+    return RealServer(address=address, port=port, forwarding=forwarding, weight=weight,
+                      upper_threshold=upper, lower_threshold=lower, tunnel_type=tunnel_type,
+                      tunnel_port=tunnel_port)
+
+
+def _service(c: Checker, raw: Any, path: Path) -> VirtualService | None:
+    data = c.mapping(raw, path, _SERVICE_KEYS)
+    if not data:
+        if isinstance(raw, dict):
+            c.fail(path, "is empty; give vip, port and real_servers (or fwmark)")
+        return None
+    key: ServiceKey | None = None
+    if "fwmark" in data:
+        for other in ("vip", "port", "protocol"):
+            if other in data:
+                c.fail(path + (other,), "does not go with fwmark (the mark selects the "
+                                        "packets; drop vip, port and protocol)", key=True)
+        mark = c.integer(data["fwmark"], path + ("fwmark",), 1, 2**32 - 1)
+        family = field(c, data, "family", path, lambda v, p: c.choice(v, p, ("inet", "inet6")),
+                       "inet")
+        if mark is not None and family is not None:
+            key = ServiceKey(4 if family == "inet" else 6, "fwmark", str(mark), 0)
+    else:
+        if "family" in data:
+            c.fail(path + ("family",), "only applies to fwmark services (a VIP has its own)",
+                   key=True)
+        if "vip" not in data:
+            c.fail(path, "missing required key 'vip' (or 'fwmark')")
+        if "port" not in data:
+            c.fail(path, "missing required key 'port'")
+        vip = field(c, data, "vip", path, lambda v, p: _address(c, v, p))
+        port = field(c, data, "port", path, lambda v, p: c.integer(v, p, 1, 65535))
+        protocol = field(c, data, "protocol", path, lambda v, p: c.choice(v, p, tuple(PROTOCOLS)),
+                         "tcp")
+        if vip is not None and port is not None and protocol is not None:
+            key = ServiceKey(vip.version, protocol, str(vip), port)
+    scheduler = field(c, data, "scheduler", path, lambda v, p: c.choice(v, p, SCHEDULERS), "wlc")
+    flags: list[str] = []
+    if "flags" in data:
+        fpath = path + ("flags",)
+        for i, flag in enumerate(c.listing(data["flags"], fpath)):
+            if flag not in SCHEDULER_FLAGS:
+                c.fail(fpath + (i,), f"{show(flag)} is not one of: {', '.join(SCHEDULER_FLAGS)}")
+            elif scheduler is not None and SCHEDULER_FLAGS[flag][0] != scheduler:
+                c.fail(fpath + (i,), f"{flag} is a flag of the {SCHEDULER_FLAGS[flag][0]} "
+                                     f"scheduler, not of {scheduler}")
+            elif flag in flags:
+                c.fail(fpath + (i,), f"{flag} is listed twice")
+            else:
+                flags.append(flag)
+    persistence = None
+    if "persistence" in data and key is not None:
+        persistence = _persistence(c, data["persistence"], path + ("persistence",), key.family)
+    servers: list[RealServer] = []
+    if "real_servers" in data and key is not None:
+        rpath = path + ("real_servers",)
+        seen: dict[tuple[str, int], int] = {}
+        for i, item in enumerate(c.listing(data["real_servers"], rpath)):
+            rs = _real_server(c, item, rpath + (i,), key)
+            if rs is None:
+                continue
+            if rs.key in seen:
+                c.fail(rpath + (i,), f"{rs} is already real_servers[{seen[rs.key]}]")
+                continue
+            seen[rs.key] = i
+            servers.append(rs)
+    if key is None or scheduler is None:
+        return None
+    return VirtualService(key=key, scheduler=scheduler, flags=tuple(flags),
+                          persistence=persistence, real_servers=tuple(servers))
+
+
+def parse_ipvs(c: Checker, raw: Any, vips: set[IPAddress] | None) -> IpvsSettings | None:
+    """The ``ipvs`` section; ``vips`` are the instances' VIPs (None: no instances)."""
+    path: Path = ("ipvs",)
+    data = c.mapping(raw, path, ("on_backup", "sync", "services"))
+    if not isinstance(raw, dict):
+        return None
+    on_backup = field(c, data, "on_backup", path, lambda v, p: c.choice(v, p, ON_BACKUP), "keep")
+    sync = None
+    if "sync" in data:
+        spath = path + ("sync",)
+        sdata = c.mapping(data["sync"], spath, ("interface", "syncid"), required=("interface",))
+        iface = field(c, sdata, "interface", spath, lambda v, p: c.string(v, p))
+        syncid = field(c, sdata, "syncid", spath, lambda v, p: c.integer(v, p, 0, 255), 0)
+        if iface is not None and syncid is not None:
+            sync = SyncSettings(interface=iface, syncid=syncid)
+    services: list[VirtualService] = []
+    seen: dict[ServiceKey, int] = {}
+    if "services" in data:
+        spath = path + ("services",)
+        for i, item in enumerate(c.listing(data["services"], spath)):
+            service = _service(c, item, spath + (i,))
+            if service is None:
+                continue
+            if service.key in seen:
+                c.fail(spath + (i,), f"{service.key} is already services[{seen[service.key]}]")
+                continue
+            seen[service.key] = i
+            if vips is not None and service.key.protocol != "fwmark" and \
+                    ipaddress.ip_address(service.key.address) not in vips:
+                c.fail(spath + (i, "vip"), f"{service.key.address} is not a VIP of any "
+                                           "instance; haguard moves a service's VIP with "
+                                           "its instance, so list it under instances[].vips")
+                continue
+            services.append(service)
+    if on_backup is None:
+        return None
+    return IpvsSettings(on_backup=on_backup, sync=sync, services=tuple(services))
+
+
+def parse_realserver(c: Checker, raw: Any) -> RealServerRole | None:
+    path: Path = ("realserver",)
+    data = c.mapping(raw, path, ("mode", "vips"), required=("vips",))
+    if not isinstance(raw, dict):
+        return None
+    mode = field(c, data, "mode", path, lambda v, p: c.choice(v, p, REALSERVER_MODES), "dr")
+    vips: list[IPAddress] = []
+    if "vips" in data:
+        vpath = path + ("vips",)
+        items = c.listing(data["vips"], vpath)
+        if isinstance(data["vips"], list) and not items:
+            c.fail(vpath, "must list at least one VIP")
+        for i, item in enumerate(items):
+            if isinstance(item, str) and "/" in item:
+                address, _, bits = item.partition("/")
+                try:
+                    ip = ipaddress.ip_address(address)
+                except ValueError:
+                    c.fail(vpath + (i,), f"{item!r} is not an IP address")
+                    continue
+                if bits != str(ip.max_prefixlen):
+                    c.fail(vpath + (i,), f"{item!r}: a real server holds the VIP as a host "
+                                         f"address (/{ip.max_prefixlen}); a /{bits} on lo makes "
+                                         f"it claim the whole subnet and answer for its "
+                                         f"neighbours (the seed runbook's lo:1 netmask "
+                                         f"255.255.255.0 mistake)")
+                    continue
+                item = address
+            ip = _address(c, item, vpath + (i,))
+            if ip is None:
+                continue
+            if ip in vips:
+                c.fail(vpath + (i,), f"{ip} is listed twice")
+                continue
+            vips.append(ip)
+    if mode is None:
+        return None
+    return RealServerRole(mode=mode, vips=tuple(vips))
