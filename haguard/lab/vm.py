@@ -56,8 +56,9 @@ mount -t devtmpfs devtmpfs /root/dev
 mkdir -p /root/dev/pts /root/dev/shm
 mount -t devpts devpts /root/dev/pts
 mount -t tmpfs tmpfs /root/dev/shm
+# A clean /run (the host's holds its own pid files and netns mounts). /tmp stays the
+# overlay's: a checkout or test file under the host's /tmp must be visible here.
 mount -t tmpfs tmpfs /root/run
-mount -t tmpfs tmpfs /root/tmp
 work=$(arg haguard.work)
 if [ -n "$work" ]; then
     mkdir -p "/root$work"
