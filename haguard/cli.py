@@ -107,6 +107,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable result")
     p.set_defaults(func=cmd_status)
 
+    _add_ipvs_parser(sub)
+
+    p = sub.add_parser(
+        "realserver", help="set up a DR / TUN real server (VIP on lo, ARP sysctls)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Configure a real server from the config's `realserver:` section, the way "
+        "the runbook did by hand, correctly:\n"
+        "  DR:  each VIP as a /32 (/128) on lo; arp_ignore=1, arp_announce=2\n"
+        "  TUN: each VIP on tunl0 (ip6tnl0); the same ARP settings; rp_filter off\n"
+        "A VIP with another prefix is refused: on lo a /24 claims the whole subnet.\n"
+        "`up` also installs a systemd unit so the setup survives a reboot (not rc.local).")
+    _add_config(p)
+    p.add_argument("action", choices=("up", "down", "status"))
+    p.add_argument("--no-persist", action="store_true",
+                   help="up: do not install the systemd unit")
+    p.add_argument("--unit-dir", default="/etc/systemd/system", metavar="DIR",
+                   help="where the unit goes (default /etc/systemd/system)")
+    p.add_argument("--json", action="store_true", help="status: machine-readable")
+    p.set_defaults(func=cmd_realserver)
+
     p = sub.add_parser("hooks", help="install the notify hooks for keepalived",
                        description="Copy hooks/ to a root-owned directory (keepalived's "
                        "enable_script_security requires every path component to be "
@@ -121,6 +141,58 @@ def build_parser() -> argparse.ArgumentParser:
     hp.add_argument("--dir", metavar="DIR", help="target directory (created 0755 root)")
     hp.set_defaults(func=cmd_hooks_install)
     return parser
+
+
+IPVS_HELP = """\
+The director's IPVS (LVS) rules, declared in the config's `ipvs:` section and
+reconciled through netlink: only the services haguard owns are added, changed or
+deleted (those in the config, and those it applied before that have left it); a
+service added by hand with ipvsadm is never touched, and nothing is flushed.
+
+  haguard ipvs diff  -c lb1.yaml            what apply would change (a dry run)
+  haguard ipvs apply -c lb1.yaml            make the kernel match the config
+  haguard ipvs show  [-c lb1.yaml]          the kernel's table, with counters
+  haguard ipvs import rules.txt             `ipvsadm -S -n` output -> the YAML section
+  haguard ipvs export -c lb1.yaml           the config as `ipvsadm -R` input
+"""
+
+
+def _add_ipvs_parser(sub: Any) -> None:
+    p = sub.add_parser("ipvs", help="IPVS rules: diff, apply, show, import, export",
+                       description=IPVS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    isub = p.add_subparsers(dest="ipvs_command", metavar="ACTION", required=True,
+                            parser_class=_Parser)
+    q = isub.add_parser("diff", help="what apply would change (dry run)",
+                        description="Read the kernel's table and print the changes `apply` "
+                        "would make: + added, ~ changed, - removed.")
+    _add_config(q)
+    q.add_argument("--json", action="store_true")
+    q.add_argument("--exit-code", action="store_true",
+                   help="exit 1 when there are changes (like git diff --exit-code)")
+    q.set_defaults(func=cmd_ipvs_diff)
+    q = isub.add_parser("apply", help="make the kernel match the config",
+                        description="Apply the minimal changes; print each. On failure the "
+                        "message says what was and was not done; run it again to finish.")
+    _add_config(q)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_ipvs_apply)
+    q = isub.add_parser("show", help="the kernel's IPVS table with counters",
+                        description="Every service in the kernel with its real servers and "
+                        "connection counters; with -c, services not in that config are marked.")
+    q.add_argument("-c", "--config", metavar="FILE", help="mark the services this config owns")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_ipvs_show)
+    q = isub.add_parser("import", help="ipvsadm save format -> the YAML `ipvs:` section",
+                        description="Read `ipvsadm -S -n` output (FILE, or - for standard "
+                        "input) and print the equivalent `ipvs:` section. A bad line is an "
+                        "error naming its line (exit 2).")
+    q.add_argument("file", metavar="FILE")
+    q.set_defaults(func=cmd_ipvs_import)
+    q = isub.add_parser("export", help="the config's services as `ipvsadm -R` input",
+                        description="Print the `ipvs:` section as the lines `ipvsadm -R` "
+                        "accepts (the format of `ipvsadm -S -n`).")
+    _add_config(q)
+    q.set_defaults(func=cmd_ipvs_export)
 
 
 # ------------------------------------------------------------------------- commands
@@ -256,6 +328,67 @@ def cmd_hooks_install(args: argparse.Namespace) -> int:
         target = _load(args.config).keepalived.hooks_dir
     for line in install(target):
         print(line)
+    return EXIT_OK
+
+
+def cmd_realserver(args: argparse.Namespace) -> int:
+    from haguard import realserver
+
+    config = _load(args.config)
+    realserver.role_of(config)
+    if args.action == "status":
+        data = realserver.status(config, args.unit_dir)
+        _emit(data, args.json, realserver.format_status)
+        return EXIT_FAILED if data["problems"] else EXIT_OK
+    lines = realserver.up(config) if args.action == "up" else realserver.down(config)
+    if args.action == "up" and not args.no_persist:
+        lines += realserver.install_unit(config, args.unit_dir)
+    print("\n".join(lines) or "nothing to change")
+    return EXIT_OK
+
+
+def cmd_ipvs_diff(args: argparse.Namespace) -> int:
+    from haguard import ipvsops
+    from haguard.core.ipvsplan import describe
+
+    plan = ipvsops.diff(_load(args.config))
+    _emit([describe(a) for a in plan], args.json, lambda _: ipvsops.format_plan(plan))
+    return EXIT_FAILED if args.exit_code and plan else EXIT_OK
+
+
+def cmd_ipvs_apply(args: argparse.Namespace) -> int:
+    from haguard import ipvsops
+
+    done = ipvsops.apply(_load(args.config))
+    _emit(done, args.json, lambda d: "\n".join(d) or "nothing to change")
+    return EXIT_OK
+
+
+def cmd_ipvs_show(args: argparse.Namespace) -> int:
+    from haguard import ipvsops
+
+    data = ipvsops.show(_load(args.config) if args.config else None)
+    _emit(data, args.json, ipvsops.format_show)
+    return EXIT_OK
+
+
+def cmd_ipvs_import(args: argparse.Namespace) -> int:
+    from haguard.core.ipvsadm import dump_yaml, parse_save
+
+    name = "<stdin>" if args.file == "-" else args.file
+    try:
+        text = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8").read()
+    except OSError as exc:
+        raise BadInput(f"{args.file}: cannot read: {exc.strerror}") from None
+    sys.stdout.write(dump_yaml(parse_save(text, name)))
+    return EXIT_OK
+
+
+def cmd_ipvs_export(args: argparse.Namespace) -> int:
+    from haguard import ipvsops
+    from haguard.core.ipvsadm import format_save
+
+    sys.stdout.write(format_save(ipvsops.settings(_load(args.config)).services))
     return EXIT_OK
 
 

@@ -17,8 +17,9 @@ from haguard.adapters.netlink import Link, Netlink
 from haguard.adapters.statefile import StateDir, frame_cache_path
 from haguard.core.config import Config, Instance
 from haguard.core.events import OrderKey
-from haguard.core.plan import (Action, AddVip, Plan, RecordState, RemoveVip, SendAnnouncements,
-                               SetSysctl, StartAnnouncer, StopAnnouncer)
+from haguard.core.plan import (Action, AddVip, Plan, ReconcileIpvs, RecordState, RemoveIpvs,
+                               RemoveVip, SendAnnouncements, SetSysctl, StartAnnouncer,
+                               StopAnnouncer, SyncDaemon)
 from haguard.errors import HaguardError, OperationFailed
 
 ANNOUNCER_COMMAND = "announce-loop"
@@ -62,6 +63,12 @@ def describe(action: Action) -> str:
             return "start re-announcer"
         case StopAnnouncer():
             return "stop re-announcer"
+        case ReconcileIpvs():
+            return "reconcile IPVS rules"
+        case RemoveIpvs():
+            return "remove IPVS rules"
+        case SyncDaemon(role=role, interface=iface, syncid=syncid):
+            return f"IPVS sync daemon {role} on {iface} (syncid {syncid})"
         case RecordState(state=state):
             return f"record {state}"
     return type(action).__name__
@@ -101,7 +108,9 @@ def _fail(plan: Plan, ctx: Context, index: int, action: Action, exc: HaguardErro
 def _event_name(action: Action) -> str:
     return {SetSysctl: "sysctl_set", AddVip: "vip_added", RemoveVip: "vip_removed",
             SendAnnouncements: "announced", StartAnnouncer: "announcer_started",
-            StopAnnouncer: "announcer_stopped", RecordState: "state_recorded"}[type(action)]
+            StopAnnouncer: "announcer_stopped", RecordState: "state_recorded",
+            ReconcileIpvs: "ipvs_reconciled", RemoveIpvs: "ipvs_removed",
+            SyncDaemon: "sync_daemon"}[type(action)]
 
 
 def _apply(action: Action, ctx: Context) -> dict[str, Any] | None:
@@ -140,6 +149,19 @@ def _apply(action: Action, ctx: Context) -> dict[str, Any] | None:
         case StartAnnouncer():
             ctx.announcer_pid = _spawn_announcer(ctx)
             return {"announcer_pid": ctx.announcer_pid}
+        case ReconcileIpvs():
+            from haguard import ipvsops
+
+            return {"changes": ipvsops.apply(ctx.config)}
+        case RemoveIpvs():
+            from haguard import ipvsops
+
+            return {"changes": ipvsops.remove(ctx.config)}
+        case SyncDaemon(role=role, interface=iface, syncid=syncid):
+            from haguard.adapters.ipvs import sync_daemon
+
+            sync_daemon(role, iface, syncid)
+            return {"role": role, "interface": iface, "syncid": syncid}
         case RecordState(state=state):
             _record(ctx, state, complete=True)
             return {"transition_ms": round((time.time() - ctx.received_at) * 1000, 3)}

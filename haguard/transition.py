@@ -53,7 +53,8 @@ def handle_event(config: Config, event: Event, order: OrderKey, log: Any) -> str
                 sysctls={k: sysctl.read(k) for k, _ in config.director_sysctls()}
                 if event.state in ACTIVE_STATES else {},
             )
-            plan = plan_transition(inst, event.state, config.director_sysctls(), observed)
+            plan = plan_transition(inst, event.state, config.director_sysctls(), observed,
+                                   config.ipvs)
             ctx = Context(config=config, instance=inst, netlink=netlink, link=link,
                           state_dir=state_dir, order=order, log=log, received_at=received,
                           previous=previous)

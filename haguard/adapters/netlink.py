@@ -121,6 +121,10 @@ class Netlink:
             raise OperationFailed(f"adding {vip} to {link.name} failed: {exc}") from exc
         return True
 
+    def set_up(self, link: Link) -> None:
+        """Bring a link up (idempotent)."""
+        self._ipr.link("set", index=link.index, state="up")
+
     def remove_address(self, link: Link, address: IPAddress, prefixlen: int) -> bool:
         """Remove an address; False when it was not there."""
         from pyroute2.netlink.exceptions import NetlinkError

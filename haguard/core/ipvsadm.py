@@ -99,8 +99,8 @@ _OTHER_COMMANDS = ("-E", "--edit-service", "-D", "--delete-service", "-C", "--cl
 # ipvsadm options the model cannot express: refusing them beats dropping them silently.
 _UNSUPPORTED = {
     "-o": "one-packet scheduling", "--ops": "one-packet scheduling",
-    "--pe": "a persistence engine", "--tun-csum": "tunnel checksums",
-    "--tun-remcsum": "tunnel remote checksums",
+    "--pe": "persistence engines", "--tun-csum": "tunnel checksums",
+    "--tun-remcsum": "remote tunnel checksums",
 }
 # ipvsadm's listing and sync-daemon options: meaningless on an add command.
 _OTHER_OPTIONS = ("-n", "--numeric", "-c", "--connection", "--timeout", "--daemon", "--stats",
@@ -211,8 +211,11 @@ def _integer(text: str, lo: int, hi: int, what: str) -> int:
 def _split_hostport(text: str, port_required: bool) -> tuple[IPAddress, int | None]:
     """``ADDR:PORT`` / ``[V6]:PORT`` (and without the port when it is optional)."""
     shape = "ADDRESS:PORT" if port_required else "ADDRESS[:PORT]"
-    hint = " (save with ipvsadm -S -n for numeric addresses and ports)" \
-        if _NAME_HINT.search(text) else ""
+    hint = ""
+    if "$" in text:
+        hint = " (a shell variable: write the value)"
+    elif _NAME_HINT.search(text):
+        hint = " (save with ipvsadm -S -n for numeric addresses and ports)"
     bad = _Bad(f"'{text}' is not {shape}{hint}")
     host: str
     port: str | None
@@ -376,8 +379,8 @@ def _add_server(line: _Line, service: _Service | None) -> RealServer:
         if port is None:
             port = key.port
         if address.version != key.family:
-            raise _Bad(f"{_host(address, address.version)} is IPv{address.version} but "
-                       f"{key} is IPv{key.family}")
+            raise _Bad(f"{address} is IPv{address.version} but {key} is an "
+                       f"IPv{key.family} service")
         if key.protocol != "fwmark":
             if port == 0:
                 raise _Bad(f"'{text}': port 0 only applies to -f (fwmark) services")

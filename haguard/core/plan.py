@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from haguard.core.config import Announce, Instance, IPAddress, Vip
+from haguard.core.ipvsconfig import IpvsSettings
 from haguard.core.events import ACTIVE_STATES
 from haguard.errors import OperationFailed
 
@@ -67,11 +68,29 @@ class StartAnnouncer:
 
 
 @dataclass(frozen=True)
+class ReconcileIpvs:
+    """Make the kernel's IPVS table match the config (before the VIPs draw traffic)."""
+
+
+@dataclass(frozen=True)
+class RemoveIpvs:
+    """Delete the IPVS services haguard owns (``ipvs.on_backup: remove``)."""
+
+
+@dataclass(frozen=True)
+class SyncDaemon:
+    role: str          # master | backup
+    interface: str
+    syncid: int
+
+
+@dataclass(frozen=True)
 class RecordState:
     state: str
 
 
-Action = StopAnnouncer | SetSysctl | AddVip | RemoveVip | SendAnnouncements | StartAnnouncer | RecordState
+Action = (StopAnnouncer | SetSysctl | ReconcileIpvs | AddVip | RemoveVip | SendAnnouncements
+          | StartAnnouncer | RemoveIpvs | SyncDaemon | RecordState)
 
 
 @dataclass(frozen=True)
@@ -82,8 +101,13 @@ class Plan:
 
 
 def plan_transition(instance: Instance, state: str, sysctls: tuple[tuple[str, str], ...],
-                    observed: Observed) -> Plan:
-    """Plan one transition; raise OperationFailed when MASTER cannot be honoured."""
+                    observed: Observed, ipvs: IpvsSettings | None = None) -> Plan:
+    """Plan one transition; raise OperationFailed when MASTER cannot be honoured.
+
+    With an ``ipvs`` section: MASTER reconciles the rules before adding the VIPs and
+    turns the sync daemon to master after announcing; the passive states remove the
+    VIPs first, then the rules if ``on_backup: remove``, then sync as backup.
+    """
     actions: list[Action] = [StopAnnouncer()]
     present = observed.addresses
     if state in ACTIVE_STATES:
@@ -95,6 +119,8 @@ def plan_transition(instance: Instance, state: str, sysctls: tuple[tuple[str, st
             current = observed.sysctls.get(key)
             if current is None or current.split() != value.split():
                 actions.append(SetSysctl(key, value, current))
+        if ipvs is not None and ipvs.services:
+            actions.append(ReconcileIpvs())
         for vip in instance.vips:
             wrong = sorted(p for a, p in present if a == vip.address and p != vip.prefixlen)
             actions += [RemoveVip(vip.address, p, instance.interface) for p in wrong]
@@ -106,10 +132,16 @@ def plan_transition(instance: Instance, state: str, sysctls: tuple[tuple[str, st
                                              a.interval_ms))
             if a.repeat_after_s > 0 or a.refresh_s > 0:
                 actions.append(StartAnnouncer(instance.interface, instance.vips, a))
+        if ipvs is not None and ipvs.sync is not None:
+            actions.append(SyncDaemon("master", ipvs.sync.interface, ipvs.sync.syncid))
     else:
         for vip in instance.vips:
             for addr, prefix in sorted(present, key=str):
                 if addr == vip.address:
                     actions.append(RemoveVip(addr, prefix, instance.interface))
+        if ipvs is not None and ipvs.on_backup == "remove" and ipvs.services:
+            actions.append(RemoveIpvs())
+        if ipvs is not None and ipvs.sync is not None:
+            actions.append(SyncDaemon("backup", ipvs.sync.interface, ipvs.sync.syncid))
     actions.append(RecordState(state))
     return Plan(instance=instance.name, state=state, actions=tuple(actions))
