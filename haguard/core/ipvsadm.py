@@ -25,6 +25,8 @@ Things about ipvsadm's format this codec relies on (ipvsadm 1.31, ipvsadm.c):
 * ``-R`` silently replaces the port of a ``-g``/``-i`` real server with the service
   port; here a different port is an error, as in the YAML.
 * ``-R`` drops any ``ipvsadm`` word, so runbook lines ``ipvsadm -A -t ...`` are accepted.
+* ``-S`` sorts services and, within each, real servers by address and port; the order
+  here is the file's (and ``format_save`` keeps the model's), so compare tables as sets.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from typing import Any, Iterable
 import yaml
 
 from haguard.core.checker import Checker
-from haguard.core.ipvsconfig import (FORWARDING, MAX_THRESHOLD, MAX_WEIGHT, SCHEDULER_FLAGS,
+from haguard.core.ipvsconfig import (MAX_THRESHOLD, MAX_WEIGHT, SCHEDULER_FLAGS,
                                      SCHEDULERS, TUNNEL_TYPES, IPAddress, Persistence,
                                      RealServer, ServiceKey, VirtualService, parse_ipvs)
 from haguard.core.yamlsrc import Path, Source

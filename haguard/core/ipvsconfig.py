@@ -29,6 +29,7 @@ ON_BACKUP = ("keep", "remove")
 REALSERVER_MODES = ("dr", "tun")
 MAX_WEIGHT = 65535
 MAX_THRESHOLD = 2**31 - 1
+MAX_PERSISTENCE_S = 2678400  # 31 days: ipvsadm's limit (the kernel keeps it in jiffies)
 
 # Director sysctls that matter for failover; declared by `ipvs`, overridable in `sysctl`.
 # expire_nodest_conn drops connections to a removed real server at once instead of
@@ -148,7 +149,8 @@ def _address(c: Checker, value: Any, path: Path) -> IPAddress | None:
 
 def _persistence(c: Checker, raw: Any, path: Path, family: int) -> Persistence | None:
     data = c.mapping(raw, path, ("timeout_s", "netmask"), required=("timeout_s",))
-    timeout = field(c, data, "timeout_s", path, lambda v, p: c.integer(v, p, 1, 2**31 - 1))
+    timeout = field(c, data, "timeout_s", path,
+                    lambda v, p: c.integer(v, p, 1, MAX_PERSISTENCE_S))
     default_mask = "255.255.255.255" if family == 4 else "128"
     netmask: str | None = default_mask
     if "netmask" in data:
@@ -161,6 +163,9 @@ def _persistence(c: Checker, raw: Any, path: Path, family: int) -> Persistence |
         else:
             try:
                 mask = ipaddress.IPv4Network(f"0.0.0.0/{value}") if isinstance(value, str) else None
+                # IPv4Network also reads prefix lengths and host masks; only a netmask goes.
+                if mask is not None and ipaddress.IPv4Address(value) != mask.netmask:
+                    mask = None
             except ValueError:
                 mask = None
             if mask is None:
@@ -267,6 +272,7 @@ def _service(c: Checker, raw: Any, path: Path) -> VirtualService | None:
                 c.fail(fpath + (i,), f"{flag} is listed twice")
             else:
                 flags.append(flag)
+    flags.sort(key=list(SCHEDULER_FLAGS).index)  # the kernel keeps a bit mask, not a list
     persistence = None
     if "persistence" in data and key is not None:
         persistence = _persistence(c, data["persistence"], path + ("persistence",), key.family)

@@ -27,7 +27,8 @@ from haguard.errors import BadInput, LabError
 from haguard.hooks import install as install_hooks
 from haguard.lab import netns
 from haguard.lab.timeline import Timeline, build_timeline
-from haguard.lab.topology import LAB_ROOT, Director, Lab, build, check_lab_name
+from haguard.lab.topology import (LAB_ROOT, Director, Lab, RealServerNode, build,
+                                  check_lab_name)
 
 Say = Callable[[str], None]
 
@@ -148,11 +149,48 @@ class LabRunner:
                 netns.link_up(ns, leg.ifname)
         for prefix, ifname in self.lab.client.onlink_routes:
             netns.add_route(self.lab.client.namespace, prefix, ifname)
+        for address in self.lab.client.extra_ipv4:
+            netns.add_address(self.lab.client.namespace, self.lab.client.legs[0].ifname, address)
+        for rs in self.lab.real_servers:
+            self._start_real_server(rs)
         for director in self.lab.directors:
             self._start_director(director)
         self.say(f"lab {self.lab.name} is up: directors "
                  + ", ".join(f"{d.node} ({d.namespace})" for d in self.lab.directors)
                  + f", client {self.lab.client.namespace}, switch {self.lab.switch_namespace}")
+
+    def _start_real_server(self, rs: RealServerNode) -> None:
+        ns = rs.namespace
+        for key, value in HOST_SYSCTLS:
+            netns.set_sysctl(ns, key, value)
+        netns.add_port(self.lab.switch_namespace, self.lab.bridges[rs.leg.segment], rs.leg.port,
+                       ns, rs.leg.ifname)
+        netns.add_address(ns, rs.leg.ifname, rs.leg.ipv4 or rs.leg.ipv6)
+        netns.link_up(ns, rs.leg.ifname)
+        if rs.gateway:
+            netns.run([netns.IP, "-n", ns, "route", "add", "default", "via", rs.gateway])
+        os.makedirs(rs.workdir, mode=0o755, exist_ok=True)
+        write_atomic(rs.config_path, "# Written by `haguard lab`.\n"
+                     + yaml.safe_dump(rs.config_doc, sort_keys=False))
+        if rs.mode in ("dr", "tun"):
+            netns.run(netns.ns_exec(ns, sys.executable, "-m", "haguard", "realserver", "-c",
+                                    rs.config_path, "up", "--no-persist"), timeout=120)
+        self.record.setdefault("real_servers", {})[rs.node] = {
+            "namespace": ns, "address": rs.address, "mode": rs.mode, "ports": list(rs.ports),
+            "config": rs.config_path}
+        for port in rs.ports:
+            out = os.path.join(rs.workdir, f"http-{port}.out")
+            with open(out, "wb") as fh:
+                proc = subprocess.Popen(
+                    netns.ns_exec(ns, sys.executable, "-m", "haguard.lab.http", "serve", "--name",
+                                  rs.node, "--port", str(port)),
+                    stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    start_new_session=True)
+            self._children[proc.pid] = proc
+            self.record["pids"][f"{rs.node}:{port}"] = proc.pid
+            self._save()
+            self.wait_for(lambda: "serving" in _read_text(out), 120,
+                          f"{rs.node}'s HTTP server on port {port}")
 
     def _start_director(self, director: Director) -> None:
         os.makedirs(director.workdir, mode=0o755, exist_ok=True)
@@ -398,6 +436,14 @@ def read_jsonl(path: str | None) -> list[dict[str, Any]]:
     except FileNotFoundError:
         pass
     return out
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return ""
 
 
 def _read_json(path: str) -> dict[str, Any] | None:

@@ -24,6 +24,7 @@ SEGMENTS_V4 = (ipaddress.ip_network("192.0.2.0/24"), ipaddress.ip_network("198.5
                ipaddress.ip_network("203.0.113.0/24"))
 SEGMENT_V6 = "2001:db8:0:{k:x}::/64"
 CLIENT_HOST = 2
+CLIENT_EXTRA_HOSTS = range(3, 10)
 NAMESPACED_SYSCTLS = ("net.ipv4.", "net.ipv6.")
 DIRECTOR_HOST_BASE = 11
 
@@ -57,6 +58,33 @@ class Client:
     namespace: str
     legs: tuple[Leg, ...]
     onlink_routes: tuple[tuple[str, str], ...]   # (VIP/host-prefix, ifname)
+    extra_ipv4: tuple[str, ...] = ()             # more source addresses, for per-source tests
+
+
+@dataclass(frozen=True)
+class RealServerNode:
+    """A real server of the config's ipvs section, serving HTTP on its ports."""
+
+    node: str
+    namespace: str
+    address: str                 # as configured
+    leg: Leg
+    mode: str                    # dr | tun | nat
+    vips: tuple[str, ...]        # the service VIPs it serves (DR/TUN: held on lo/tunl0)
+    ports: tuple[int, ...]
+    gateway: str | None          # NAT: the instance VIP that routes its replies back
+    workdir: str
+
+    @property
+    def config_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"node": {"name": self.node, "state_dir": f"{self.workdir}/state"}}
+        if self.mode in ("dr", "tun"):
+            doc["realserver"] = {"mode": self.mode, "vips": list(self.vips)}
+        return doc
+
+    @property
+    def config_path(self) -> str:
+        return f"{self.workdir}/haguard.yaml"
 
 
 @dataclass(frozen=True)
@@ -69,6 +97,7 @@ class Lab:
     directors: tuple[Director, ...]
     client: Client
     vips: tuple[str, ...]
+    real_servers: tuple[RealServerNode, ...] = ()
 
     @property
     def hooks_dir(self) -> str:
@@ -77,7 +106,8 @@ class Lab:
     @property
     def namespaces(self) -> tuple[str, ...]:
         return (self.switch_namespace, self.client.namespace,
-                *(d.namespace for d in self.directors))
+                *(d.namespace for d in self.directors),
+                *(r.namespace for r in self.real_servers))
 
 
 def check_lab_name(name: str) -> str:
@@ -167,12 +197,76 @@ def build(name: str, configs: list[Config], docs: list[dict[str, Any]]) -> Lab:
                               legs=legs, workdir=f"{workdir}/{doc['node']['name']}",
                               config_doc=_lab_doc(doc, f"{workdir}/{doc['node']['name']}",
                                                   f"{workdir}/hooks", interfaces, other_legs)))
+    extra = tuple(f"{SEGMENTS_V4[0].network_address + h}/{SEGMENTS_V4[0].prefixlen}"
+                  for h in CLIENT_EXTRA_HOSTS)
+    host_addresses.update(ipaddress.ip_interface(a).ip for a in extra)
+    real_servers = _real_servers(configs[0], interfaces, workdir, prefix, host_addresses)
     return Lab(name=name, workdir=workdir, switch_namespace=f"{prefix}-sw",
                bridges=tuple(f"br{k}" for k in range(len(interfaces))),
                interfaces=tuple(interfaces), directors=tuple(built),
                client=Client(namespace=f"{prefix}-cl", legs=client_legs,
-                             onlink_routes=tuple(routes)),
-               vips=tuple(vips))
+                             onlink_routes=tuple(routes), extra_ipv4=extra),
+               vips=tuple(vips), real_servers=real_servers)
+
+
+def _segment_of(address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+                interfaces: list[str]) -> int | None:
+    for k in range(len(interfaces)):
+        net = SEGMENTS_V4[k] if address.version == 4 else \
+            ipaddress.ip_network(SEGMENT_V6.format(k=k))
+        if address in net:
+            return k
+    return None
+
+
+def _real_servers(config: Config, interfaces: list[str], workdir: str, prefix: str,
+                  taken: set[Any]) -> tuple[RealServerNode, ...]:
+    """One lab host per real server address in the config's ipvs section."""
+    if config.ipvs is None:
+        return ()
+    found: dict[str, dict[str, Any]] = {}
+    for service in config.ipvs.services:
+        for rs in service.real_servers:
+            entry = found.setdefault(str(rs.address), {"address": rs.address, "modes": set(),
+                                                       "vips": [], "ports": []})
+            entry["modes"].add(rs.forwarding)
+            if service.key.protocol != "fwmark" and service.key.address not in entry["vips"]:
+                entry["vips"].append(service.key.address)
+            if rs.port and rs.port not in entry["ports"]:
+                entry["ports"].append(rs.port)
+    instance_vips = [v for inst in config.instances for v in inst.vips]
+    nodes = []
+    for i, (text, entry) in enumerate(found.items()):
+        address = entry["address"]
+        if len(entry["modes"]) != 1:
+            raise BadInput(f"lab: real server {text} is used with several forwarding methods "
+                           f"({', '.join(sorted(entry['modes']))}); the lab sets up one per host")
+        if address in taken:
+            raise BadInput(f"lab: real server {text} collides with a lab host address")
+        segment = _segment_of(address, interfaces)
+        if segment is None:
+            raise BadInput(f"lab: real server {text} is in none of the lab's segments "
+                           f"({', '.join(str(SEGMENTS_V4[k]) for k in range(len(interfaces)))})")
+        mode = next(iter(entry["modes"]))
+        gateway = None
+        if mode == "nat":
+            gateway = next((str(v.address) for v in instance_vips
+                            if v.family == address.version
+                            and _segment_of(v.address, interfaces) == segment), None)
+            if gateway is None:
+                raise BadInput(f"lab: NAT real server {text} needs a VIP on its own segment as "
+                               "its gateway (an instance on that interface)")
+        net = SEGMENTS_V4[segment] if address.version == 4 else \
+            ipaddress.ip_network(SEGMENT_V6.format(k=segment))
+        name = f"rs{i + 1}"
+        leg = Leg(segment=segment, ifname="eth0", port=f"r{i}-{segment}",
+                  ipv4=f"{address}/{net.prefixlen}" if address.version == 4 else "",
+                  ipv6=f"{address}/{net.prefixlen}" if address.version == 6 else "")
+        nodes.append(RealServerNode(node=name, namespace=f"{prefix}-r{i}", address=text, leg=leg,
+                                    mode=mode, vips=tuple(entry["vips"]),
+                                    ports=tuple(entry["ports"]) or (80,), gateway=gateway,
+                                    workdir=f"{workdir}/{name}"))
+    return tuple(nodes)
 
 
 def _lab_doc(doc: dict[str, Any], workdir: str, hooks_dir: str, interfaces: list[str],

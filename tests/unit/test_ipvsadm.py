@@ -9,6 +9,7 @@ from a save file loads back from YAML unchanged), and reject every bad line with
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -16,7 +17,8 @@ from hypothesis import strategies as st
 
 from haguard.core.config import loads
 from haguard.core.ipvsadm import dump_yaml, format_save, parse_save, to_yaml_section
-from haguard.core.ipvsconfig import (SCHEDULER_FLAGS, SCHEDULERS, Persistence, RealServer,
+from haguard.core.ipvsconfig import (MAX_PERSISTENCE_S, SCHEDULER_FLAGS, SCHEDULERS, Persistence,
+                                     RealServer,
                                      ServiceKey, VirtualService)
 from haguard.errors import EXIT_BAD_INPUT, ConfigError
 
@@ -101,8 +103,8 @@ def config_services(text: str) -> tuple[VirtualService, ...]:
     return config.ipvs.services
 
 
-def rs(address: str, port: int, **kw: object) -> RealServer:
-    return RealServer(address=ipaddress.ip_address(address), port=port, **kw)  # type: ignore[arg-type]
+def rs(address: str, port: int, **kw: Any) -> RealServer:
+    return RealServer(address=ipaddress.ip_address(address), port=port, **kw)
 
 
 # --------------------------------------------------------------------------- round trips
@@ -457,8 +459,9 @@ BAD_LINES = {
                           "rules.txt:2: lower threshold 10 (-y) is above upper threshold 5 (-x)"),
     "flag_of_another_scheduler": ("-A -t 192.0.2.100:80 -s wrr -b sh-port\n",
                                   "rules.txt:1: sh-port is a flag of the sh scheduler, not of wrr"),
-    "flag_with_default_scheduler": ("-A -t 192.0.2.100:80 -b mh-port\n",
-                                    "rules.txt:1: mh-port is a flag of the mh scheduler, not of wlc"),
+    "flag_with_default_scheduler": (
+        "-A -t 192.0.2.100:80 -b mh-port\n",
+        "rules.txt:1: mh-port is a flag of the mh scheduler, not of wlc"),
     "generic_flag": (
         "-A -t 192.0.2.100:80 -s rr -b flag-1\n",
         "rules.txt:1: unknown scheduler flag 'flag-1' (known: " + ", ".join(SCHEDULER_FLAGS)
@@ -617,7 +620,7 @@ def _services(draw: st.DrawFn) -> VirtualService:
             netmask = str(ipaddress.IPv4Network(f"0.0.0.0/{bits}").netmask)
         else:
             netmask = str(draw(st.integers(1, 128)))
-        persistence = Persistence(draw(st.integers(1, 2**31 - 1)), netmask)
+        persistence = Persistence(draw(st.integers(1, MAX_PERSISTENCE_S)), netmask)
     servers: dict[tuple[str, int], RealServer] = {}
     for _ in range(draw(st.integers(0, 4))):
         forwarding = draw(st.sampled_from(("dr", "tun", "nat")))
@@ -649,6 +652,7 @@ def _tables(draw: st.DrawFn) -> tuple[VirtualService, ...]:
 
 @settings(max_examples=200, deadline=None)
 @given(_tables())
-def test_any_valid_table_survives_save_format_and_yaml(services: tuple[VirtualService, ...]) -> None:
+def test_any_valid_table_survives_save_format_and_yaml(
+        services: tuple[VirtualService, ...]) -> None:
     assert parse_save(format_save(services), FILE) == services
     assert config_services(NODE + dump_yaml(services)) == services
