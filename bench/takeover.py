@@ -327,6 +327,8 @@ def make_bench(mode: str, config_path: str, args: argparse.Namespace, say: Calla
     runner = LabRunner(lab, [config_path], say=say,
                        render_fn=native_render if mode == "native" else render)
     primary, backup = lab.directors[0].node, lab.directors[1].node
+    if not configs[0].instances:
+        raise SystemExit(f"{config_path}: no vrrp instance; nothing fails over")
     inst = configs[0].instances[0]
     if any(i.nopreempt for i in configs[0].instances):
         # Each failover ends with the primary taking the VIPs back by preemption.

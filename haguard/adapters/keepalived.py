@@ -42,8 +42,12 @@ def binary() -> str | None:
         (p for p in ("/usr/sbin/keepalived", "/sbin/keepalived") if os.path.exists(p)), None)
 
 
-def check_text(text: str) -> CheckResult | None:
-    """Run ``keepalived -t`` on rendered text; None when keepalived is not installed."""
+def check_text(text: str, netns: str | None = None) -> CheckResult | None:
+    """Run ``keepalived -t`` on rendered text; None when keepalived is not installed.
+
+    keepalived checks that the interfaces exist, so a config for a network namespace
+    is checked inside it (``netns``).
+    """
     exe = binary()
     if exe is None:
         return None
@@ -51,8 +55,10 @@ def check_text(text: str) -> CheckResult | None:
         fh.write(text)
         fh.flush()
         try:
-            proc = subprocess.run([exe, "-t", "-f", fh.name, "-l", "-n"], capture_output=True,
-                                  text=True, timeout=30, stdin=subprocess.DEVNULL)
+            prefix = ["ip", "netns", "exec", netns] if netns else []
+            proc = subprocess.run([*prefix, exe, "-t", "-f", fh.name, "-l", "-n"],
+                                  capture_output=True, text=True, timeout=60,
+                                  stdin=subprocess.DEVNULL)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise KeepalivedError(f"running {exe} -t failed: {exc}") from exc
     output = (proc.stdout + proc.stderr).replace(fh.name, "<rendered>")

@@ -9,6 +9,8 @@ from typing import Any, Callable, Iterable, Mapping
 from haguard.core.yamlsrc import Path, Source
 
 MISSING = object()
+IFNAME_MAX = 15  # IFNAMSIZ - 1; also the limit for IPv4 address labels
+_IFNAME_RE = re.compile(r"^[^\s/:]+$")
 
 
 class Checker:
@@ -88,6 +90,16 @@ class Checker:
             self.fail(path, f"{show(value)} is not one of: {shown}")
             return None
         return value
+
+    def ifname(self, value: Any, path: Path) -> str | None:
+        """A Linux interface name: 1-15 characters, no whitespace, '/' or ':'."""
+        name = self.string(value, path, _IFNAME_RE, "a valid interface name")
+        if name is None:
+            return None
+        if len(name) > IFNAME_MAX or name in (".", ".."):
+            self.fail(path, f"{name!r} is not a valid interface name (1-{IFNAME_MAX} characters)")
+            return None
+        return name
 
     def listing(self, value: Any, path: Path) -> list[Any]:
         if not isinstance(value, list):

@@ -10,9 +10,9 @@ import ipaddress
 import re
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from haguard.core.checker import Checker, field, kind, show
+from haguard.core.checker import IFNAME_MAX, Checker, field, kind, show
 from haguard.core.ipvsconfig import IpvsSettings, RealServerRole, parse_ipvs, parse_realserver
 from haguard.core.yamlsrc import Path, Source, parse
 from haguard.errors import ConfigError
@@ -21,10 +21,8 @@ IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 STATES_INITIAL = ("MASTER", "BACKUP")
-IFNAME_MAX = 15  # IFNAMSIZ - 1; also the limit for IPv4 address labels
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_IFNAME_RE = re.compile(r"^[^\s/:]+$")
 _SYSCTL_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[A-Za-z0-9_-]+)+$")
 
 
@@ -280,7 +278,7 @@ def _instance(c: Checker, raw: Any, path: Path, version: int) -> Instance | None
         return None
     name = field(c, data, "name", path, lambda v, p: c.string(
         v, p, _NAME_RE, "a valid instance name (letters, digits, _ . -)"))
-    interface = field(c, data, "interface", path, _ifname_check(c))
+    interface = field(c, data, "interface", path, c.ifname)
     vrid = field(c, data, "virtual_router_id", path, lambda v, p: c.integer(v, p, 1, 255))
     priority = field(c, data, "priority", path, lambda v, p: c.integer(v, p, 1, 254))
     state = field(c, data, "state", path, lambda v, p: c.choice(v, p, STATES_INITIAL), "BACKUP")
@@ -340,18 +338,6 @@ def _instance(c: Checker, raw: Any, path: Path, version: int) -> Instance | None
     return Instance(name=name, interface=interface, virtual_router_id=vrid, priority=priority,
                     state=state, advert_int=advert, nopreempt=nopreempt, auth_pass=auth,
                     unicast_peers=tuple(peers), vips=tuple(vips), announce=announce)
-
-
-def _ifname_check(c: Checker) -> Callable[[Any, Path], str | None]:
-    def check(value: Any, path: Path) -> str | None:
-        name = c.string(value, path, _IFNAME_RE, "a valid interface name")
-        if name is None:
-            return None
-        if len(name) > IFNAME_MAX or name in (".", ".."):
-            c.fail(path, f"{name!r} is not a valid interface name (1-{IFNAME_MAX} characters)")
-            return None
-        return name
-    return check
 
 
 def _cross_checks(c: Checker, instances: list[tuple[int, Instance]]) -> None:

@@ -135,16 +135,24 @@ _RS_KEYS = ("address", "port", "forwarding", "weight", "upper_threshold", "lower
             "tunnel_type", "tunnel_port")
 
 
-def _address(c: Checker, value: Any, path: Path) -> IPAddress | None:
+def _address(c: Checker, value: Any, path: Path, role: str = "") -> IPAddress | None:
+    """An address without a prefix; with ``role``, one that can serve as that role."""
     if not isinstance(value, str) or "/" in value:
         what = "an IP address without a prefix" if isinstance(value, str) else "an IP address"
         c.fail(path, f"{show(value)} is not {what}")
         return None
     try:
-        return ipaddress.ip_address(value)
+        ip = ipaddress.ip_address(value)
     except ValueError:
         c.fail(path, f"{value!r} is not an IP address")
         return None
+    if role and (ip.is_multicast or ip.is_unspecified
+                 or (role == "a VIP" and (ip.is_loopback or ip.is_link_local))):
+        kinds = "multicast, unspecified, loopback or link-local" if role == "a VIP" \
+            else "multicast or unspecified"
+        c.fail(path, f"{value!r} cannot be {role} ({kinds})")
+        return None
+    return ip
 
 
 def _persistence(c: Checker, raw: Any, path: Path, family: int) -> Persistence | None:
@@ -181,7 +189,8 @@ def _real_server(c: Checker, raw: Any, path: Path, key: ServiceKey) -> RealServe
     data = c.mapping(raw, path, _RS_KEYS, required=("address",))
     if not data:
         return None
-    address = field(c, data, "address", path, lambda v, p: _address(c, v, p))
+    address = field(c, data, "address", path, lambda v, p: _address(c, v, p, "a real server"),
+                    None)
     default_port = key.port
     port = field(c, data, "port", path,
                  lambda v, p: c.integer(v, p, 0 if key.protocol == "fwmark" else 1, 65535),
@@ -252,8 +261,8 @@ def _service(c: Checker, raw: Any, path: Path) -> VirtualService | None:
             c.fail(path, "missing required key 'vip' (or 'fwmark')")
         if "port" not in data:
             c.fail(path, "missing required key 'port'")
-        vip = field(c, data, "vip", path, lambda v, p: _address(c, v, p))
-        port = field(c, data, "port", path, lambda v, p: c.integer(v, p, 1, 65535))
+        vip = field(c, data, "vip", path, lambda v, p: _address(c, v, p, "a VIP"), None)
+        port = field(c, data, "port", path, lambda v, p: c.integer(v, p, 1, 65535), None)
         protocol = field(c, data, "protocol", path, lambda v, p: c.choice(v, p, tuple(PROTOCOLS)),
                          "tcp")
         if vip is not None and port is not None and protocol is not None:
@@ -277,6 +286,11 @@ def _service(c: Checker, raw: Any, path: Path) -> VirtualService | None:
     if "persistence" in data and key is not None:
         persistence = _persistence(c, data["persistence"], path + ("persistence",), key.family)
     servers: list[RealServer] = []
+    if "real_servers" in data and key is None:
+        # Without a valid key the entries cannot be judged in full; still name bad keys.
+        rpath = path + ("real_servers",)
+        for i, item in enumerate(c.listing(data["real_servers"], rpath)):
+            c.mapping(item, rpath + (i,), _RS_KEYS, required=("address",))
     if "real_servers" in data and key is not None:
         rpath = path + ("real_servers",)
         seen: dict[tuple[str, int], int] = {}
@@ -306,7 +320,7 @@ def parse_ipvs(c: Checker, raw: Any, vips: set[IPAddress] | None) -> IpvsSetting
     if "sync" in data:
         spath = path + ("sync",)
         sdata = c.mapping(data["sync"], spath, ("interface", "syncid"), required=("interface",))
-        iface = field(c, sdata, "interface", spath, lambda v, p: c.string(v, p))
+        iface = field(c, sdata, "interface", spath, c.ifname)
         syncid = field(c, sdata, "syncid", spath, lambda v, p: c.integer(v, p, 0, 255), 0)
         if iface is not None and syncid is not None:
             sync = SyncSettings(interface=iface, syncid=syncid)
@@ -354,15 +368,20 @@ def parse_realserver(c: Checker, raw: Any) -> RealServerRole | None:
                 except ValueError:
                     c.fail(vpath + (i,), f"{item!r} is not an IP address")
                     continue
+                if not bits.isdigit():
+                    c.fail(vpath + (i,), f"{item!r} is not an IP address (prefix must be a "
+                                         "length)")
+                    continue
                 if bits != str(ip.max_prefixlen):
+                    device = "lo" if mode != "tun" else "the tunnel device"
                     c.fail(vpath + (i,), f"{item!r}: a real server holds the VIP as a host "
-                                         f"address (/{ip.max_prefixlen}); a /{bits} on lo makes "
-                                         f"it claim the whole subnet and answer for its "
+                                         f"address (/{ip.max_prefixlen}); a /{bits} on {device} "
+                                         f"makes it claim the whole subnet and answer for its "
                                          f"neighbours (the seed runbook's lo:1 netmask "
                                          f"255.255.255.0 mistake)")
                     continue
                 item = address
-            ip = _address(c, item, vpath + (i,))
+            ip = _address(c, item, vpath + (i,), "a VIP")
             if ip is None:
                 continue
             if ip in vips:

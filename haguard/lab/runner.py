@@ -198,7 +198,7 @@ class LabRunner:
                      "config.\n" + yaml.safe_dump(director.config_doc, sort_keys=False))
         config = load_config(director.config_path)
         text = self.render_fn(config)
-        result = keepalived_adapter.check_text(text)
+        result = keepalived_adapter.check_text(text, netns=director.namespace)
         if result is not None and not result.ok:
             raise LabError(f"{director.node}: keepalived -t rejected the rendered config: "
                            + "; ".join(result.complaints))

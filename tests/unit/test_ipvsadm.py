@@ -597,8 +597,13 @@ def test_servers_of_a_rejected_service_are_checked_but_not_called_undefined() ->
 
 # --------------------------------------------------------------------------- property
 
-_V4 = st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address)
-_V6 = st.integers(0, 2**128 - 1).map(ipaddress.IPv6Address)
+def _usable(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """An address the config accepts as a VIP and as a real server."""
+    return not (ip.is_multicast or ip.is_unspecified or ip.is_loopback or ip.is_link_local)
+
+
+_V4 = st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address).filter(_usable)
+_V6 = st.integers(0, 2**128 - 1).map(ipaddress.IPv6Address).filter(_usable)
 
 
 @st.composite
