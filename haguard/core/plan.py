@@ -106,7 +106,8 @@ def plan_transition(instance: Instance, state: str, sysctls: tuple[tuple[str, st
 
     With an ``ipvs`` section: MASTER reconciles the rules before adding the VIPs and
     turns the sync daemon to master after announcing; the passive states remove the
-    VIPs first, then the rules if ``on_backup: remove``, then sync as backup.
+    VIPs first, then remove the rules (``on_backup: remove``) or, on BACKUP and FAULT,
+    keep them reconciled (``keep``), then sync as backup.
     """
     actions: list[Action] = [StopAnnouncer()]
     present = observed.addresses
@@ -139,8 +140,13 @@ def plan_transition(instance: Instance, state: str, sysctls: tuple[tuple[str, st
             for addr, prefix in sorted(present, key=str):
                 if addr == vip.address:
                     actions.append(RemoveVip(addr, prefix, instance.interface))
-        if ipvs is not None and ipvs.on_backup == "remove" and ipvs.services:
-            actions.append(RemoveIpvs())
+        if ipvs is not None and ipvs.services:
+            if ipvs.on_backup == "remove":
+                actions.append(RemoveIpvs())
+            elif state in ("BACKUP", "FAULT"):
+                # keep: the rules stand ready on the backup too, so a takeover (and the
+                # connections the sync daemon copies here) needs no rule churn.
+                actions.append(ReconcileIpvs())
         if ipvs is not None and ipvs.sync is not None:
             actions.append(SyncDaemon("backup", ipvs.sync.interface, ipvs.sync.syncid))
     actions.append(RecordState(state))

@@ -371,8 +371,23 @@ def test_passive_with_on_backup_remove_drops_vips_then_rules_then_syncs_as_backu
     )
 
 
-@pytest.mark.parametrize("state", PASSIVE_STATES, ids=PASSIVE_STATES)
-def test_passive_with_on_backup_keep_leaves_the_rules_and_syncs_as_backup(state: str) -> None:
+@pytest.mark.parametrize("state", ["BACKUP", "FAULT"])
+def test_passive_with_on_backup_keep_keeps_the_rules_reconciled_and_syncs_as_backup(
+        state: str) -> None:
+    plan = plan_transition(_instance(), state, SYSCTLS, _observed(*VIPS),
+                           _ipvs(on_backup="keep"))
+    assert plan.actions == (
+        StopAnnouncer(),
+        RemoveVip(VIP4.address, 32, IF),
+        RemoveVip(VIP6.address, 64, IF),
+        ReconcileIpvs(),
+        SyncDaemon("backup", "eth1", 7),
+        RecordState(state),
+    )
+
+
+@pytest.mark.parametrize("state", ["STOP", "DELETED"])
+def test_stopping_with_on_backup_keep_leaves_the_rules_alone(state: str) -> None:
     plan = plan_transition(_instance(), state, SYSCTLS, _observed(*VIPS),
                            _ipvs(on_backup="keep"))
     assert plan.actions == (
@@ -395,11 +410,11 @@ def test_backup_with_on_backup_remove_and_no_sync_removes_the_rules_only() -> No
     )
 
 
-def test_backup_with_on_backup_keep_and_no_sync_has_no_ipvs_action() -> None:
+def test_backup_with_on_backup_keep_and_no_sync_only_reconciles_the_rules() -> None:
     plan = plan_transition(_instance(), "BACKUP", (), _observed(VIP4),
                            _ipvs(on_backup="keep", sync=None))
     assert plan.actions == (StopAnnouncer(), RemoveVip(VIP4.address, 32, IF),
-                            RecordState("BACKUP"))
+                            ReconcileIpvs(), RecordState("BACKUP"))
 
 
 def test_master_and_backup_without_an_ipvs_section_have_no_ipvs_actions() -> None:
