@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from haguard.core.ipvsconfig import RealServer, ServiceKey, VirtualService
+from haguard.core.ipvsconfig import SVC_F_PERSISTENT, RealServer, ServiceKey, VirtualService
 
 # Flag bits haguard manages (persistent, one-packet, the three scheduler flags);
 # the kernel also reports IP_VS_SVC_F_HASHED, which is its own business.
@@ -61,7 +61,9 @@ def _service_changes(want: VirtualService, have: VirtualService) -> tuple[str, .
     changes = []
     if want.scheduler != have.scheduler:
         changes.append(f"scheduler {have.scheduler} -> {want.scheduler}")
-    if want.flag_bits & MANAGED_FLAG_BITS != have.flag_bits & MANAGED_FLAG_BITS:
+    # The persistent bit is reported as persistence below, not as a flag.
+    scheduler_bits = MANAGED_FLAG_BITS & ~SVC_F_PERSISTENT
+    if want.flag_bits & scheduler_bits != have.flag_bits & scheduler_bits:
         changes.append(f"flags {_flags(have)} -> {_flags(want)}")
     wp, hp = want.persistence, have.persistence
     if (wp and wp.timeout_s) != (hp and hp.timeout_s):
@@ -73,8 +75,7 @@ def _service_changes(want: VirtualService, have: VirtualService) -> tuple[str, .
 
 
 def _flags(service: VirtualService) -> str:
-    names = list(service.flags) + (["persistent"] if service.persistence else [])
-    return ",".join(names) or "none"
+    return ",".join(service.flags) or "none"
 
 
 _DEST_FIELDS = ("forwarding", "weight", "upper_threshold", "lower_threshold", "tunnel_type",

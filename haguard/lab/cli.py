@@ -24,6 +24,7 @@ only net.ipv4/net.ipv6 sysctls are applied (they are per namespace).
   haguard lab up -c lb1.yaml           build it and leave it running
   haguard lab status                   who is MASTER, who holds the VIPs
   haguard lab failover                 stop the MASTER's keepalived, print the timeline
+  haguard lab restore                  start it again (and plug pulled links back in)
   haguard lab down                     remove everything the lab made
 
 Needs root. Addresses: 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32.
@@ -57,6 +58,11 @@ def add_lab_parser(sub: Any) -> None:
     q = lsub.add_parser("down", help="remove everything the lab made")
     common(q, configs=False)
     q.set_defaults(func=cmd_down)
+    q = lsub.add_parser("restore", help="restart stopped keepalived, plug pulled links back in",
+                        description="Undo a failover drill: start keepalived again on each "
+                        "director where it is not running and bring every switch port up.")
+    common(q, configs=False)
+    q.set_defaults(func=cmd_restore)
     q = lsub.add_parser("status", help="each director's state and VIPs")
     common(q, configs=False)
     q.add_argument("--json", action="store_true")
@@ -119,6 +125,14 @@ def cmd_down(args: argparse.Namespace) -> int:
         print(line)
     if not lines:
         print(f"lab {args.name}: nothing to remove")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from haguard.lab.runner import LabRunner
+
+    lines = LabRunner.attach(args.name).restore()
+    print("\n".join(lines) or "every director's keepalived is running")
     return 0
 
 

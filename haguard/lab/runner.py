@@ -395,6 +395,18 @@ class LabRunner:
             read_jsonl(probe_file), read_jsonl(old_info["log_file"]),
             read_jsonl(new_info["log_file"]), client_addresses, ping_interval_ms)
 
+    def restore(self) -> list[str]:
+        """Start keepalived again on every director where it no longer runs."""
+        started = []
+        for node in self.record["directors"]:
+            pid = self.record["pids"].get(node)
+            if not pid or not process.alive(pid):
+                started.append(f"started keepalived on {node} (pid {self.start_keepalived(node)})")
+        for director in self.lab.directors:
+            for leg in director.legs:
+                netns.link_up(self.lab.switch_namespace, leg.port)
+        return started
+
     # ------------------------------------------------------------------ down
     def down(self) -> list[str]:
         """Remove what this runner made; nothing when it never claimed the name."""

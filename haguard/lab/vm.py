@@ -317,6 +317,18 @@ class VM:
                            f"{result.stdout}\n{result.stderr}")
         return result
 
+    def spawn(self, argv: Sequence[str], out: str, env: dict[str, str] | None = None) -> int:
+        """Start a process in the guest that outlives the call; its output goes to ``out``."""
+        assert self._file is not None
+        self._next_id += 1
+        request = {"id": self._next_id, "op": "spawn", "argv": list(argv), "out": out,
+                   "env": env or {}}
+        self._file.write(json.dumps(request).encode() + b"\n")
+        answer = self._read_line(60)
+        if answer.get("rc") != 0:
+            raise LabError(f"in the VM: cannot start {' '.join(argv)}: {answer.get('stderr')}")
+        return int(answer["pid"])
+
     def stop(self) -> None:
         """Ask the agent to power off; kill qemu by its pid if it does not go."""
         if self._file is not None:

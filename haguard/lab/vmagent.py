@@ -49,6 +49,18 @@ def handle(request: dict) -> dict:
     return answer
 
 
+def spawn(request: dict) -> dict:
+    """Start a process that outlives the request, output to a file; answer its pid."""
+    try:
+        with open(request["out"], "ab") as out:
+            proc = subprocess.Popen(request["argv"], stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    env={**os.environ, **(request.get("env") or {})})
+    except OSError as exc:
+        return {"id": request.get("id"), "rc": 127, "stderr": f"cannot start: {exc}"}
+    return {"id": request.get("id"), "rc": 0, "pid": proc.pid}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--name", required=True, help="virtio-serial port name")
@@ -77,7 +89,7 @@ def main() -> int:
                 continue
             if request.get("op") == "poweroff":
                 return 0
-            send(handle(request))
+            send(spawn(request) if request.get("op") == "spawn" else handle(request))
 
 
 if __name__ == "__main__":

@@ -101,16 +101,16 @@ def test_scheduler_change_is_a_set_service() -> None:
     assert plan_reconcile((WEB,), table(kernel)) == (SetService(WEB, ("scheduler rr -> wrr",)),)
 
 
-def test_persistence_switched_on_changes_the_flag_and_the_timeout() -> None:
+def test_persistence_switched_on_is_one_change_line() -> None:
     kernel = replace(TLS, persistence=None)
     assert plan_reconcile((TLS,), table(kernel)) == (
-        SetService(TLS, ("flags none -> persistent", "persistence off -> 300")),)
+        SetService(TLS, ("persistence off -> 300",)),)
 
 
-def test_persistence_switched_off_changes_the_flag_and_the_timeout() -> None:
+def test_persistence_switched_off_is_one_change_line() -> None:
     want = replace(TLS, persistence=None)
     assert plan_reconcile((want,), table(TLS)) == (
-        SetService(want, ("flags persistent -> none", "persistence 300 -> off")),)
+        SetService(want, ("persistence 300 -> off",)),)
 
 
 def test_persistence_timeout_change() -> None:
