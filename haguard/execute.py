@@ -152,11 +152,11 @@ def _apply(action: Action, ctx: Context) -> dict[str, Any] | None:
         case ReconcileIpvs():
             from haguard import ipvsops
 
-            return {"changes": ipvsops.apply(ctx.config)}
+            return {"changes": ipvsops.apply(ctx.config, ctx.instance.name)}
         case RemoveIpvs():
             from haguard import ipvsops
 
-            return {"changes": ipvsops.remove(ctx.config)}
+            return {"changes": ipvsops.remove(ctx.config, ctx.instance.name)}
         case SyncDaemon(role=role, interface=iface, syncid=syncid):
             from haguard.adapters.ipvs import sync_daemon
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import fcntl
+import os
+from typing import Any, Iterator
 
 from haguard.adapters.ipvs import Ipvs, read_owned, write_owned
 from haguard.core.config import Config
-from haguard.core.ipvsconfig import IpvsSettings
+from haguard.core.ipvsconfig import IpvsSettings, ServiceKey, VirtualService
 from haguard.core.ipvsplan import IpvsAction, describe, plan_reconcile, plan_removal
 from haguard.errors import BadInput
 
@@ -17,32 +20,63 @@ def settings(config: Config) -> IpvsSettings:
     return config.ipvs
 
 
-def diff(config: Config) -> tuple[IpvsAction, ...]:
+def services_for(config: Config, instance: str | None) -> tuple[VirtualService, ...]:
+    """The services that move with ``instance``: those on its VIPs (fwmark services go
+    with the first instance); all of them when ``instance`` is None."""
+    services = settings(config).services
+    if instance is None:
+        return services
+    inst = config.instance(instance)
+    if inst is None:
+        return ()
+    vips = {str(v.address) for v in inst.vips}
+    first = bool(config.instances) and config.instances[0].name == instance
+    return tuple(s for s in services
+                 if s.key.address in vips or (s.key.protocol == "fwmark" and first))
+
+
+@contextlib.contextmanager
+def _table_lock(config: Config) -> Iterator[None]:
+    """One writer of the IPVS table per node: instances transition concurrently."""
+    os.makedirs(config.node.state_dir, mode=0o755, exist_ok=True)
+    fd = os.open(os.path.join(config.node.state_dir, "ipvs.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _stale(config: Config) -> set[ServiceKey]:
+    """Services haguard applied before that have since left the config."""
+    current = {s.key for s in settings(config).services}
+    return set(read_owned(config.node.state_dir)) - current
+
+
+def diff(config: Config, instance: str | None = None) -> tuple[IpvsAction, ...]:
     """What `apply` would change, read from the kernel now."""
-    wanted = settings(config)
     with Ipvs() as ipvs:
-        return plan_reconcile(wanted.services, ipvs.dump(), read_owned(config.node.state_dir))
+        return plan_reconcile(services_for(config, instance), ipvs.dump(), _stale(config))
 
 
-def apply(config: Config) -> list[str]:
+def apply(config: Config, instance: str | None = None) -> list[str]:
     """Make the kernel match the config for the services haguard owns; the changes made."""
-    wanted = settings(config)
     state_dir = config.node.state_dir
-    with Ipvs() as ipvs:
-        plan = plan_reconcile(wanted.services, ipvs.dump(), read_owned(state_dir))
+    every = {s.key for s in settings(config).services}
+    with _table_lock(config), Ipvs() as ipvs:
+        stale = _stale(config)
+        plan = plan_reconcile(services_for(config, instance), ipvs.dump(), stale)
         # Record ownership first: a service created and then interrupted is still ours.
-        write_owned(state_dir, {s.key for s in wanted.services} | set(read_owned(state_dir)))
+        write_owned(state_dir, every | stale)
         done = ipvs.apply(plan)
-    write_owned(state_dir, {s.key for s in wanted.services})
+        write_owned(state_dir, every)
     return done
 
 
-def remove(config: Config) -> list[str]:
-    """Delete every service haguard owns (on_backup: remove)."""
-    wanted = settings(config)
-    state_dir = config.node.state_dir
-    with Ipvs() as ipvs:
-        plan = plan_removal(wanted.services, ipvs.dump(), read_owned(state_dir))
+def remove(config: Config, instance: str | None = None) -> list[str]:
+    """Delete the services haguard owns that move with ``instance`` (on_backup: remove)."""
+    with _table_lock(config), Ipvs() as ipvs:
+        plan = plan_removal(services_for(config, instance), ipvs.dump())
         return ipvs.apply(plan)
 
 

@@ -54,7 +54,7 @@ def handle_event(config: Config, event: Event, order: OrderKey, log: Any) -> str
                 if event.state in ACTIVE_STATES else {},
             )
             plan = plan_transition(inst, event.state, config.director_sysctls(), observed,
-                                   config.ipvs)
+                                   config.ipvs, config.drives_sync(inst.name))
             ctx = Context(config=config, instance=inst, netlink=netlink, link=link,
                           state_dir=state_dir, order=order, log=log, received_at=received,
                           previous=previous)

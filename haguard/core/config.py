@@ -103,6 +103,15 @@ class Config:
     ipvs: IpvsSettings | None = None
     realserver: RealServerRole | None = None
 
+    def drives_sync(self, instance: str) -> bool:
+        """Whether ``instance``'s state sets the IPVS sync daemon's role: the instances on
+        the sync interface do (the first instance when none is on it)."""
+        if self.ipvs is None or self.ipvs.sync is None:
+            return False
+        on_iface = [i.name for i in self.instances if i.interface == self.ipvs.sync.interface]
+        return instance in on_iface if on_iface else \
+            bool(self.instances) and self.instances[0].name == instance
+
     def director_sysctls(self) -> tuple[tuple[str, str], ...]:
         """What MASTER applies: the IPVS failover defaults, overridden by ``sysctl``."""
         merged = dict(self.ipvs.director_sysctls()) if self.ipvs and self.ipvs.services else {}

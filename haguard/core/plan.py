@@ -101,13 +101,15 @@ class Plan:
 
 
 def plan_transition(instance: Instance, state: str, sysctls: tuple[tuple[str, str], ...],
-                    observed: Observed, ipvs: IpvsSettings | None = None) -> Plan:
+                    observed: Observed, ipvs: IpvsSettings | None = None,
+                    drives_sync: bool = True) -> Plan:
     """Plan one transition; raise OperationFailed when MASTER cannot be honoured.
 
     With an ``ipvs`` section: MASTER reconciles the rules before adding the VIPs and
     turns the sync daemon to master after announcing; the passive states remove the
     VIPs first, then remove the rules (``on_backup: remove``) or, on BACKUP and FAULT,
-    keep them reconciled (``keep``), then sync as backup.
+    keep them reconciled (``keep``), then sync as backup. Only an instance that
+    ``drives_sync`` (see Config.drives_sync) touches the node's one sync daemon.
     """
     actions: list[Action] = [StopAnnouncer()]
     present = observed.addresses
@@ -133,7 +135,7 @@ def plan_transition(instance: Instance, state: str, sysctls: tuple[tuple[str, st
                                              a.interval_ms))
             if a.repeat_after_s > 0 or a.refresh_s > 0:
                 actions.append(StartAnnouncer(instance.interface, instance.vips, a))
-        if ipvs is not None and ipvs.sync is not None:
+        if ipvs is not None and ipvs.sync is not None and drives_sync:
             actions.append(SyncDaemon("master", ipvs.sync.interface, ipvs.sync.syncid))
     else:
         for vip in instance.vips:
@@ -147,7 +149,7 @@ def plan_transition(instance: Instance, state: str, sysctls: tuple[tuple[str, st
                 # keep: the rules stand ready on the backup too, so a takeover (and the
                 # connections the sync daemon copies here) needs no rule churn.
                 actions.append(ReconcileIpvs())
-        if ipvs is not None and ipvs.sync is not None:
+        if ipvs is not None and ipvs.sync is not None and drives_sync:
             actions.append(SyncDaemon("backup", ipvs.sync.interface, ipvs.sync.syncid))
     actions.append(RecordState(state))
     return Plan(instance=instance.name, state=state, actions=tuple(actions))
