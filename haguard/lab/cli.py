@@ -21,6 +21,9 @@ two, both are used as written. Unicast peers are rewritten to the lab's addresse
 only net.ipv4/net.ipv6 sysctls are applied (they are per namespace).
 
   haguard lab run                      up, wait for a MASTER, fail over, timeline, down
+  haguard lab run --kernel vm -c conf/lab-dr.yaml
+                                       the same inside a real Debian kernel with IPVS:
+                                       real servers answer HTTP through the VIP
   haguard lab up -c lb1.yaml           build it and leave it running
   haguard lab status                   who is MASTER, who holds the VIPs
   haguard lab failover                 stop the MASTER's keepalived, print the timeline
@@ -77,6 +80,11 @@ def add_lab_parser(sub: Any) -> None:
         q.add_argument("--ping-interval-ms", type=int, default=10, metavar="MS",
                        help="client ping interval for the outage measurement (default 10)")
         q.add_argument("--json", action="store_true", help="print the timeline as JSON")
+        if action == "run":
+            q.add_argument("--kernel", choices=("host", "vm"), default="host",
+                           help="host: this machine's kernel (default); vm: boot the Debian "
+                           "kernel under qemu and run the lab inside it, for what the host "
+                           "kernel lacks (IPVS). Slow under emulation; ratios, not absolutes")
         q.set_defaults(func=cmd_failover if action == "failover" else cmd_run)
 
 
@@ -162,6 +170,7 @@ def _drill(runner: Any, args: argparse.Namespace) -> int:
     master = runner.wait_for_master()
     for vip in runner.lab.vips:  # the client learns the current owner the normal way
         runner.client_ping(vip)
+    http_before = runner.client_fetch()
     ping_target = next((v for v in runner.lab.vips if ":" not in v), runner.lab.vips[0])
     probe_file = os.path.join(runner.lab.workdir, f"probe-{int(time.time())}.jsonl")
     probe = runner.start_probe(probe_file, ping_target, args.ping_interval_ms)
@@ -171,11 +180,19 @@ def _drill(runner: Any, args: argparse.Namespace) -> int:
         timeline = runner.failover(probe_file, args.ping_interval_ms, args.method)
     finally:
         runner.stop_probe(probe)
+    http_after = runner.client_fetch()
+    ok = timeline.learned_from_announcement and (http_after is None or http_after["failed"] == 0)
     if args.json:
-        print(json.dumps(timeline.as_dict(), indent=2, sort_keys=True))
+        print(json.dumps({**timeline.as_dict(), "http_before": http_before,
+                          "http_after": http_after}, indent=2, sort_keys=True))
     else:
         print(format_timeline(timeline))
-    return 0 if timeline.learned_from_announcement else 1
+        for when, result in (("before", http_before), ("after", http_after)):
+            if result is not None:
+                counts = ", ".join(f"{k} {v}" for k, v in sorted(result["counts"].items()))
+                print(f"HTTP through the VIP {when} the failover: {counts or 'nothing'}; "
+                      f"{result['failed']} failed")
+    return 0 if ok else 1
 
 
 def cmd_failover(args: argparse.Namespace) -> int:
@@ -185,7 +202,34 @@ def cmd_failover(args: argparse.Namespace) -> int:
     return _drill(runner, args)
 
 
+def _run_in_vm(args: argparse.Namespace) -> int:
+    import sys as _sys
+
+    from haguard.lab.runner import require_root
+    from haguard.lab.vm import VM, prepare_kernel
+
+    require_root()
+    configs = [os.path.abspath(c) for c in (args.config or [_default_config()])]
+    argv = [_sys.executable, "-m", "haguard", "lab", "run", "--name", args.name, "--method",
+            args.method, "--ping-interval-ms", str(args.ping_interval_ms)]
+    for config in configs:
+        argv += ["-c", config]
+    if args.json:
+        argv.append("--json")
+    _say("preparing the Debian kernel (cached after the first time) ...")
+    kernel = prepare_kernel()
+    _say(f"booting {kernel.version} under qemu (no KVM needed) ...")
+    with VM(kernel) as vm:
+        _say(f"booted in {vm.boot_seconds:.0f} s; running the lab inside (slow under emulation)")
+        result = vm.run(argv, timeout=3600)
+    _sys.stdout.write(result.stdout)
+    _sys.stderr.write(result.stderr)
+    return result.returncode
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.kernel == "vm":
+        return _run_in_vm(args)
     runner = _runner(args)
     _sigterm_as_interrupt()
     runner.claim()

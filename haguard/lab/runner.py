@@ -348,6 +348,24 @@ class LabRunner:
                                        str(count), "-i", "0.2", "-W", "1", target), check=False)
         return proc.returncode == 0
 
+    def client_fetch(self, count: int = 4) -> dict[str, Any] | None:
+        """HTTP requests from the client to the first service's VIP, if the lab has one."""
+        sources = self.record.get("sources") or []
+        config = load_config(sources[0]) if sources else None
+        services = [s for s in (config.ipvs.services if config and config.ipvs else ())
+                    if s.key.protocol == "tcp"]
+        if not services or not self.lab.real_servers:
+            return None
+        key = services[0].key
+        out = netns.run(netns.ns_exec(self.lab.client.namespace, sys.executable, "-m",
+                                      "haguard.lab.http", "fetch", key.address, "--port",
+                                      str(key.port), "--count", str(count)),
+                        check=False, timeout=120 * self.time_scale).stdout
+        try:
+            return json.loads(out)
+        except ValueError:
+            return {"failed": count, "counts": {}, "errors": [out.strip() or "no answer"]}
+
     def failover(self, probe_file: str, ping_interval_ms: int, method: str = "stop",
                  timeout: float = 20.0) -> Timeline:
         """Fail the current MASTER over to the other director; measure from the client."""
