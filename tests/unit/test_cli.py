@@ -79,3 +79,31 @@ def test_help_teaches_each_command(command: list[str], capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     assert "usage: haguard" in out and len(out.splitlines()) > 5
     assert "announce-loop" not in out
+
+
+def test_ipvs_import_of_a_save_file_with_garbage_exits_2_naming_the_lines(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rules = tmp_path / "rules.txt"
+    rules.write_text("-A -t 192.0.2.100:80 -s rr\n"
+                     "-a -t 192.0.2.100:80 -r 192.0.2.21:80 -g -w 1\n"
+                     "this is not a rule\n"
+                     "-a -t 192.0.2.100:80 -r 192.0.2.300:80 -g\n")
+    assert main(["ipvs", "import", str(rules)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2
+    assert err[0].startswith(f"error: {rules}:3: ")
+    assert err[1].startswith(f"error: {rules}:4: ")
+
+
+def test_ipvs_import_then_export_gives_back_the_rules(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rules = tmp_path / "rules.txt"
+    rules.write_text("-A -t 192.0.2.100:80 -s wrr -p 300\n"
+                     "-a -t 192.0.2.100:80 -r 192.0.2.21:80 -g -w 1\n"
+                     "-a -t 192.0.2.100:80 -r 192.0.2.22:80 -g -w 2\n")
+    assert main(["ipvs", "import", str(rules)]) == 0
+    section = capsys.readouterr().out
+    config = tmp_path / "lb1.yaml"
+    config.write_text(LAB.read_text() + section)
+    assert main(["ipvs", "export", "-c", str(config)]) == 0
+    assert capsys.readouterr().out == rules.read_text()
