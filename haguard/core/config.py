@@ -10,12 +10,14 @@ import ipaddress
 import re
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from haguard.core.checker import IFNAME_MAX, Checker, field, kind, show
-from haguard.core.ipvsconfig import IpvsSettings, RealServerRole, parse_ipvs, parse_realserver
 from haguard.core.yamlsrc import Path, Source, parse
 from haguard.errors import ConfigError
+
+if TYPE_CHECKING:  # the ipvs model loads only for files that have those sections
+    from haguard.core.ipvsconfig import IpvsSettings, RealServerRole
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -404,11 +406,14 @@ def from_source(source: Source, path: str) -> Config:
             if inst is not None:
                 instances.append((i, inst))
     _cross_checks(c, instances)
-    ipvs = None
+    ipvs = realserver = None
+    if "ipvs" in top or "realserver" in top:
+        from haguard.core.ipvsconfig import parse_ipvs, parse_realserver
     if "ipvs" in top:
         vips = {v.address for _, inst in instances for v in inst.vips} if "instances" in top else None
         ipvs = parse_ipvs(c, top["ipvs"], vips)
-    realserver = parse_realserver(c, top["realserver"]) if "realserver" in top else None
+    if "realserver" in top:
+        realserver = parse_realserver(c, top["realserver"])
     if c.problems or node is None:
         raise ConfigError(c.problems or [f"{source.filename}:1: node: invalid"])
     return Config(path=path, node=node, keepalived=keepalived, sysctl=sysctl,

@@ -8,12 +8,14 @@ first so this node stops attracting traffic at once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from haguard.core.config import Announce, Instance, IPAddress, Vip
-from haguard.core.ipvsconfig import IpvsSettings
 from haguard.core.events import ACTIVE_STATES
 from haguard.errors import OperationFailed
+
+if TYPE_CHECKING:
+    from haguard.core.ipvsconfig import IpvsSettings
 
 
 @dataclass(frozen=True)
