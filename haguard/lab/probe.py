@@ -194,8 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     for t in threads:
         t.start()
     for r in readies:
-        if not r.wait(10):
-            emit({"kind": "error", "error": "a witness did not start within 10 s"})
+        # Generous: under emulation (the VM lab) importing pyroute2 alone takes seconds.
+        if not r.wait(180):
+            emit({"kind": "error", "error": "a witness did not start within 180 s"})
             return 1
     emit({"kind": "ready", "pid": os.getpid()})
     while not stop.is_set():

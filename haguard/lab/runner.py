@@ -331,8 +331,14 @@ class LabRunner:
         self._children[proc.pid] = proc
         self.record["pids"]["probe"] = proc.pid
         self._save()
-        self.wait_for(lambda: any(e.get("kind") == "ready" for e in read_jsonl(out)), 15,
-                      "the client probe to start")
+        def probe_ready() -> bool:
+            events = read_jsonl(out)
+            failed = [e["error"] for e in events if e.get("kind") == "error"]
+            if failed or proc.poll() is not None:
+                raise LabError(f"the client probe failed: {'; '.join(failed) or 'it exited'}")
+            return any(e.get("kind") == "ready" for e in events)
+
+        self.wait_for(probe_ready, 20, "the client probe to start")
         return proc
 
     def stop_probe(self, proc: subprocess.Popen[bytes]) -> None:

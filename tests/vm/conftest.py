@@ -86,15 +86,40 @@ class GuestLab:
         return json.loads(self.haguard("lab", "status", "--name", self.name, "--json",
                                        check=False).stdout)
 
+    def is_master(self, node: str, record: dict) -> bool:
+        """Recorded MASTER (complete) for every instance, and every VIP on the node.
+
+        Cheap on purpose: `cat` and `ip`, no Python start-up (seconds under emulation).
+        """
+        info = record["directors"][node]
+        config = self.director_config(node)
+        names = [i["name"] for i in config["instances"]]
+        files = [f"{info['state_dir']}/{n}.json" for n in names]
+        text = self.vm.run(["cat", *files]).stdout
+        decoder, pos, states = json.JSONDecoder(), 0, []
+        while pos < len(text.rstrip()):
+            obj, end = decoder.raw_decode(text, pos)
+            states.append(obj)
+            pos = end
+            while pos < len(text) and text[pos].isspace():
+                pos += 1
+        if len(states) != len(names) or not all(
+                st.get("state") == "MASTER" and st.get("complete") for st in states):
+            return False
+        links = json.loads(self.vm.run(["ip", "-n", info["namespace"], "-j", "addr"]).stdout)
+        present = {a["local"] for link in links for a in link.get("addr_info", [])}
+        vips = {str(v).split("/")[0] if isinstance(v, str) else str(v["address"]).split("/")[0]
+                for i in config["instances"] for v in i["vips"]}
+        return vips <= present
+
     def wait_master(self, node: str, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
-        last: dict = {}
+        record = self.record()
         while time.monotonic() < deadline:
-            last = self.status()
-            if last.get("master") == node:
+            if self.is_master(node, record):
                 return
             time.sleep(1)
-        raise AssertionError(f"{node} did not become MASTER in {timeout} s: {last}")
+        raise AssertionError(f"{node} did not become MASTER in {timeout} s: {self.status()}")
 
     def fetch(self, count: int = 6, source: str | None = None, host: str = "192.0.2.100",
               port: int = 80) -> dict:
