@@ -158,19 +158,21 @@ class LabRunner:
         for ns, legs in hosts:
             for key, value in HOST_SYSCTLS:
                 netns.set_sysctl(ns, key, value)
-            if ns == self.lab.client.namespace and self.time_scale > 1:
-                # Under emulation a takeover takes tens of seconds; a client that would
-                # have learned the new owner from the announcement on real hardware must
-                # not re-ask on its own first just because the clock ran slow.
-                for family in ("ipv4", "ipv6"):
-                    netns.set_sysctl(ns, f"net.{family}.neigh.default.base_reachable_time_ms",
-                                     str(int(30000 * self.time_scale)))
+
             for leg in legs:
                 netns.add_port(self.lab.switch_namespace, self.lab.bridges[leg.segment],
                                leg.port, ns, leg.ifname)
                 netns.add_address(ns, leg.ifname, leg.ipv4)
                 netns.add_address(ns, leg.ifname, leg.ipv6)
                 netns.link_up(ns, leg.ifname)
+                if ns == self.lab.client.namespace and self.time_scale > 1:
+                    # Under emulation a takeover takes tens of seconds; a client that would
+                    # learn the new owner from the announcement on real hardware must not
+                    # re-ask on its own first just because the clock runs slow.
+                    for family in ("ipv4", "ipv6"):
+                        netns.set_sysctl(ns, f"net.{family}.neigh.{leg.ifname}."
+                                         "base_reachable_time_ms",
+                                         str(int(30000 * self.time_scale)))
         for prefix, ifname in self.lab.client.onlink_routes:
             netns.add_route(self.lab.client.namespace, prefix, ifname)
         for address in self.lab.client.extra_ipv4:
