@@ -561,10 +561,12 @@ def host_main(args: argparse.Namespace) -> int:
     report = format_report(summary, meta)
     to_stdout = args.json != "-"
     print(report, file=sys.stdout if to_stdout else sys.stderr)
-    for part, what in (("apply", "one haguard full apply"), ("dump", "haguard's dump of it")):
+    size = guest["profile_size"]
+    for part, what in (("apply", f"one haguard full apply of {size} services from empty"),
+                       ("dump", f"haguard's dump of the {size}-service table it applied")):
         if part in guest["profile"]:
-            print(f"\ncProfile of {what} of {guest['profile_size']} services (in the guest, "
-                  f"not counted above):\n{guest['profile'][part]}",
+            print(f"\ncProfile of {what} (in the guest, not counted above):\n"
+                  f"{guest['profile'][part]}",
                   file=sys.stdout if to_stdout else sys.stderr)
     if args.json:
         doc = {"meta": meta, "summary": summary, "samples": guest["samples"],
