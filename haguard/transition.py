@@ -44,7 +44,7 @@ def handle_event(config: Config, event: Event, order: OrderKey, log: Any) -> str
             log.info("event_superseded", order=order.as_list(),
                      waited_ms=round((time.time() - received) * 1000, 3))
             return "superseded"
-        with Netlink() as netlink:  # noqa: SIM117 - ctx outlives the socket on purpose
+        with Netlink() as netlink:
             link = netlink.link(inst.interface)
             present = netlink.addresses(link) if link is not None else []
             observed = Observed(
