@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import ctypes
 import io
 import ipaddress
 import json
@@ -54,6 +55,8 @@ VIP_BASE = int(ipaddress.IPv4Address("198.18.0.0"))
 RS_BASE = int(ipaddress.IPv4Address("198.19.0.0"))
 PORT = 80
 SCRATCH = "/tmp/haguard-bench-ipvs"  # in the guest: its tmpfs overlay
+CLONE_NEWNET = 0x40000000
+SETTLE_S = 1.0
 FORWARD_NAMES = {"Route": "dr", "Masq": "nat", "Tunnel": "tun"}  # /proc/net/ip_vs wording
 
 
@@ -133,11 +136,42 @@ def ipvsadm(*args: str, stdin: TextIO | None = None) -> None:
                    stdout=subprocess.DEVNULL)
 
 
-def clear() -> None:
-    """Empty the table (benchmark only: this is the guest's throwaway kernel)."""
-    ipvsadm("-C")
-    if kernel_table():
-        raise SystemExit("ipvsadm -C left services behind")
+class Netns:
+    """A new network namespace for one measurement: an IPVS table that is really empty.
+
+    Emptying the table with `ipvsadm -C` is not enough: the kernel keeps every deleted
+    real server in its per-namespace dest trash until a timer frees it, one to three
+    minutes later (IP_VS_DEST_TRASH_PERIOD), and every real server added meanwhile
+    scans that list (ip_vs_trash_get_dest). Re-adding 40,000 real servers right after
+    flushing them took ipvsadm-restore about twice as long. A new namespace has
+    its own empty trash. The guest process moves itself (unshare, setns: Python 3.11's
+    os module has neither); ipvsadm and /proc/net/ip_vs follow it.
+    """
+
+    _libc = ctypes.CDLL(None, use_errno=True)
+
+    def __init__(self) -> None:
+        self._home = os.open("/proc/self/ns/net", os.O_RDONLY)
+        self._check(self._libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+        # With lo down the namespace has no local routing table, every address then
+        # counts as broadcast and the kernel refuses real servers ("address not unicast").
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        if kernel_table():
+            raise SystemExit("a new network namespace already has IPVS services")
+
+    def leave(self) -> None:
+        # Flush here, synchronously: the namespace's own teardown runs in a kernel
+        # worker and would otherwise overlap the next measurement.
+        ipvsadm("-C")
+        self._check(self._libc.setns(self._home, CLONE_NEWNET), "setns")
+        os.close(self._home)
+        time.sleep(SETTLE_S)  # what is left (freeing the flushed entries) is quick
+
+    @staticmethod
+    def _check(rc: int, what: str) -> None:
+        if rc != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
 def haguard_apply(services: tuple[VirtualService, ...]) -> dict[str, Any]:
@@ -194,7 +228,8 @@ class Guest:
         self.tables = {n: make_services(n, args.servers) for n in self.sizes}
         self.save_files: dict[int, str] = {}
         self.samples: list[dict[str, Any]] = []
-        self.last_run: tuple[int, str] | None = None  # what the kernel holds now
+        self.netns: Netns | None = None  # the namespace of the last run, still entered
+        self.last_run: tuple[int, str] | None = None  # what that namespace holds
         self.started = time.perf_counter()
 
     def say(self, text: str) -> None:
@@ -215,15 +250,21 @@ class Guest:
         small = make_services(10, self.args.servers)  # one small round trip of each tool
         small_file = write_save(small, f"{SCRATCH}/warmup.save")
         for run in (lambda: haguard_apply(small), lambda: restore_apply(small_file)):
-            clear()
+            self.fresh()
             run()
             verify(small, "warm-up")
-        clear()
+        self.last_run = None
+
+    def fresh(self) -> None:
+        """Leave the namespace of the last run (flushing it) for a new, empty one."""
+        if self.netns is not None:
+            self.netns.leave()
+        self.netns = Netns()
 
     def measure(self, size: int, tool: str, rep: int) -> float:
         """One full apply from empty, verified; the wall time it took, all included."""
         started = time.perf_counter()
-        clear()
+        self.fresh()
         services = self.tables[size]
         result = haguard_apply(services) if tool == "haguard" \
             else restore_apply(self.save_files[size])
@@ -273,7 +314,7 @@ class Guest:
         """One weight changed on the ``size`` table applied by haguard, repeatedly."""
         services = list(self.tables[size])
         if self.last_run != (size, "haguard"):
-            clear()
+            self.fresh()
             haguard_apply(tuple(services))
             verify(tuple(services), "haguard before the delta")
         target = size // 2  # a service in the middle: no help from dump order
@@ -321,7 +362,7 @@ class Guest:
         from haguard.adapters.ipvs import Ipvs
 
         services = self.tables.get(size) or make_services(size, self.args.servers)
-        clear()
+        self.fresh()
         apply_prof = cProfile.Profile()
         apply_prof.runcall(haguard_apply, services)
         verify(services, "profiled apply")
@@ -341,7 +382,8 @@ class Guest:
             self.run_size(size, reps[size], 1 if size == first else 0)
         delta = self.delta(max(self.sizes))
         prof = self.profile(self.args.profile) if self.args.profile else {}
-        clear()
+        if self.netns is not None:
+            self.netns.leave()
         return {"kernel": os.uname().release, "python": platform.python_version(),
                 "cpus": os.cpu_count(), "reps": reps, "samples": self.samples,
                 "delta": delta, "profile": prof, "profile_size": self.args.profile,

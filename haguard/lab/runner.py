@@ -278,12 +278,16 @@ class LabRunner:
                          "keepalived_pid": pid if pid and process.alive(pid) else None}
         return out
 
+    def masters(self) -> list[str]:
+        """Directors that are MASTER of every instance and hold all its VIPs."""
+        return [node for node, s in self.states().items()
+                if s["instances"] and all(i["state"] == "MASTER" and i["complete"]
+                                          and set(i["vips_present"]) == set(i["vips"])
+                                          for i in s["instances"].values())]
+
     def master(self) -> str | None:
         """The one director that is MASTER of every instance with all VIPs, if any."""
-        found = [node for node, s in self.states().items()
-                 if s["instances"] and all(i["state"] == "MASTER" and i["complete"]
-                                           and set(i["vips_present"]) == set(i["vips"])
-                                           for i in s["instances"].values())]
+        found = self.masters()
         return found[0] if len(found) == 1 else None
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -401,7 +405,9 @@ class LabRunner:
                 netns.link_down(self.lab.switch_namespace, leg.port)
         else:
             raise BadInput(f"failover method {method!r}: use stop, kill or link")
-        self.wait_for(lambda: self.master() == new, timeout, f"{new} to become MASTER")
+        # The new MASTER is what the client needs; whether the old one let go is
+        # reported below (a STOP hook killed by keepalived leaves its VIPs behind).
+        self.wait_for(lambda: new in self.masters(), timeout, f"{new} to become MASTER")
         # Let the client's witnesses see the announcement burst and the neighbour change.
         new_mac = new_info["mac"][iface]
 
@@ -421,12 +427,15 @@ class LabRunner:
         except LabError:
             pass  # the timeline counts what was seen
         time.sleep(max(0.3, 3 * ping_interval_ms / 1000))
+        old_kept = [v for i in self.states()[old]["instances"].values() for v in i["vips_present"]]
         client_addresses = [leg.ipv4.split("/")[0] for leg in self.lab.client.legs]
         client_addresses += [leg.ipv6.split("/")[0] for leg in self.lab.client.legs]
-        return build_timeline(
+        timeline = build_timeline(
             trigger, old, new, old_info["mac"][iface], new_mac, list(self.lab.vips),
             read_jsonl(probe_file), read_jsonl(old_info["log_file"]),
             read_jsonl(new_info["log_file"]), client_addresses, ping_interval_ms)
+        timeline.old_master_kept = old_kept
+        return timeline
 
     def restore(self) -> list[str]:
         """Start keepalived again on every director where it no longer runs."""

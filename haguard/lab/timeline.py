@@ -30,6 +30,7 @@ class Timeline:
     garp_replies: int = 0
     unsolicited_nas: int = 0
     first_announcement_seen_at: float | None = None
+    old_master_kept: list[str] = field(default_factory=list)   # VIPs the old MASTER still held
 
     def ms(self, at: float | None) -> float | None:
         return None if at is None else round((at - self.trigger_at) * 1000, 1)
@@ -54,6 +55,7 @@ class Timeline:
             "unsolicited_na_frames": self.unsolicited_nas,
             "first_announcement_seen_ms": self.ms(self.first_announcement_seen_at),
             "learned_from_announcement": self.learned_from_announcement,
+            "old_master_kept_vips": self.old_master_kept,
         }
 
 
@@ -165,6 +167,9 @@ def format_timeline(tl: Timeline) -> str:
                      + (f"{tl.new_mac} at {tl.ms(switched):+.1f} ms" if switched else "NOT switched")
                      + ("; the client asked (ARP request) itself" if asked else
                         "; the client never asked"))
+    if tl.old_master_kept:
+        lines.append(f"WARNING: {tl.old_node} still held {', '.join(tl.old_master_kept)} after "
+                     f"the takeover (its STOP transition did not finish)")
     lines.append("learned the new MAC from haguard's announcement: "
                  + ("yes" if tl.learned_from_announcement else "NO"))
     return "\n".join(lines)
