@@ -513,7 +513,7 @@ def print_report(benches: dict[str, Bench], figs: dict[str, Any], meta: dict[str
 
     p(f"takeover benchmark: {meta['failovers']} failovers per mode, interleaved; "
       f"keepalived {meta['keepalived']}, kernel {meta['kernel']}, {meta['cpus']} CPUs")
-    p(f"labs: " + ", ".join(f"{m}={b.runner.lab.name}" for m, b in benches.items())
+    p("labs: " + ", ".join(f"{m}={b.runner.lab.name}" for m, b in benches.items())
       + f"; config {meta['config']}")
     p()
     p(f"{'figure':48} {'mode':8} {'n':>3} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}  (ms)")

@@ -68,16 +68,17 @@ def apply(config: Config, instance: str | None = None) -> list[str]:
         plan = plan_reconcile(services_for(config, instance), ipvs.dump(), stale)
         # Record ownership first: a service created and then interrupted is still ours.
         write_owned(state_dir, every | stale)
-        done = ipvs.apply(plan)
+        ipvs.apply(plan)
         write_owned(state_dir, every)
-    return done
+    return [describe(a) for a in plan]
 
 
 def remove(config: Config, instance: str | None = None) -> list[str]:
     """Delete the services haguard owns that move with ``instance`` (on_backup: remove)."""
     with _table_lock(config), Ipvs() as ipvs:
         plan = plan_removal(services_for(config, instance), ipvs.dump())
-        return ipvs.apply(plan)
+        ipvs.apply(plan)
+    return [describe(a) for a in plan]
 
 
 def show(config: Config | None) -> dict[str, Any]:

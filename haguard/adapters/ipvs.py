@@ -1,34 +1,36 @@
-"""The kernel's IPVS table through generic netlink (pyroute2), and the sync daemon.
+"""The kernel's IPVS table through generic netlink, and the sync daemon.
 
-pyroute2 has services and destinations; the connection-sync daemon is driven with
-ipvsadm, which speaks the same netlink family. Use "set" to modify: pyroute2's
-"update" deletes.
+One netlink socket and haguard's own codec (``core.ipvsnl``): changes go to the kernel
+many per sendmsg with their acknowledgements read after, and a dump is decoded as it
+arrives, so a large table costs what the kernel spends on it. The connection-sync daemon
+is driven with ipvsadm, which speaks the same netlink family.
 """
 
 from __future__ import annotations
 
 import errno
-import ipaddress
 import json
 import os
 import socket
 import subprocess
-import sys
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Iterable, Sequence
 
-from haguard.core.ipvsconfig import (FORWARDING, PROTOCOLS, SVC_F_PERSISTENT, SCHEDULER_FLAGS,
-                                     TUNNEL_TYPES, Persistence, RealServer, ServiceKey,
-                                     VirtualService)
-from haguard.core.ipvsplan import (AddDest, AddService, DelDest, DelService, IpvsAction,
-                                   SetDest, SetService)
+from haguard.core import ipvsnl
+from haguard.core.ipvsconfig import ServiceKey, VirtualService
+from haguard.core.ipvsplan import (AddService, DelDest, DelService, IpvsAction, SetService,
+                                   describe)
 from haguard.errors import OperationFailed
 
-_PROTO_BY_NUMBER = {n: name for name, n in PROTOCOLS.items()}
-_FWD_BY_NUMBER = {n: name for name, n in FORWARDING.items()}
-_TUN_BY_NUMBER = {n: name for name, n in TUNNEL_TYPES.items()}
-_FWD_MASK = 0x07  # IP_VS_CONN_F_FWD_MASK
-_FLAG_MASK = 0xFFFF
+NETLINK_GENERIC = 16
+SOL_NETLINK = 270
+NETLINK_CAP_ACK = 10     # errors do not echo the request back: the sequence number names it
+SO_RCVBUFFORCE = 33
+RECV_SIZE = 1 << 16      # above the kernel's largest dump skb (32 KiB)
+RCVBUF = 8 << 20         # room for a whole batch of acknowledgements
+BATCH_MESSAGES = 256
+BATCH_BYTES = 48 << 10   # well under the socket's send buffer: one sendmsg, one skb
+TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -40,194 +42,211 @@ class ServiceStats:
     inactive: dict[str, int]
 
 
-def _family(key: ServiceKey) -> int:
-    return socket.AF_INET if key.family == 4 else socket.AF_INET6
-
-
-def _netmask_attr(service: VirtualService) -> str:
-    """IPVS_SVC_ATTR_NETMASK as pyroute2 encodes it (a dotted quad, network order)."""
-    if service.key.family == 4:
-        return service.persistence.netmask if service.persistence else "255.255.255.255"
-    # For IPv6 the kernel reads the prefix length as a host-order u32 in that field.
-    return _v6_prefix_attr(int(service.persistence.netmask) if service.persistence else 128)
-
-
-def _v6_prefix_attr(bits: int) -> str:
-    return str(ipaddress.IPv4Address(int.from_bytes(bits.to_bytes(4, sys.byteorder), "big")))
-
-
-def _v6_prefix_from_attr(value: str) -> int:
-    return int.from_bytes(ipaddress.IPv4Address(value).packed, sys.byteorder)
-
-
 class Ipvs:
     """One IPVS netlink socket; a context manager, one per thread."""
 
     def __init__(self) -> None:
-        from pyroute2 import IPVS
-
         try:
-            self._ipvs: Any = IPVS()
-        except Exception as exc:  # noqa: BLE001 - pyroute2 raises several kinds here
-            raise OperationFailed(f"IPVS is not available in this kernel ({exc}); load it "
-                                  "with `modprobe ip_vs`") from exc
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
+        except OSError as exc:
+            raise OperationFailed(f"cannot open a generic netlink socket: {exc}") from exc
+        self._sock = sock
+        self._seq = 0
+        try:
+            sock.bind((0, 0))
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+            except PermissionError:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * BATCH_BYTES)
+            sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
+            sock.settimeout(TIMEOUT_S)
+            self._family = self._resolve_family()
+        except BaseException:
+            sock.close()
+            raise
 
     def __enter__(self) -> "Ipvs":
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._ipvs.close()
+        self._sock.close()
 
-    # ---------------------------------------------------------------- conversions
-    @staticmethod
-    def _service_msg(service: VirtualService | ServiceKey, full: bool = True) -> Any:
-        from pyroute2 import IPVSService
+    # ---------------------------------------------------------------- plumbing
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
 
-        key = service if isinstance(service, ServiceKey) else service.key
-        fields: dict[str, Any] = {"af": _family(key)}
-        if key.protocol == "fwmark":
-            fields["fwmark"] = int(key.address)
-        else:
-            fields.update(protocol=PROTOCOLS[key.protocol], addr=key.address, port=key.port)
-        if full and isinstance(service, VirtualService):
-            fields.update(sched_name=service.scheduler,
-                          flags={"flags": service.flag_bits, "mask": _FLAG_MASK},
-                          timeout=service.persistence.timeout_s if service.persistence else 0,
-                          netmask=_netmask_attr(service))
-        elif key.protocol == "fwmark" or key.family == 6:
-            fields["netmask"] = "255.255.255.255" if key.family == 4 else _v6_prefix_attr(128)
-        return IPVSService(**fields)
+    def _recv(self) -> bytes:
+        try:
+            return self._sock.recv(RECV_SIZE)
+        except socket.timeout:
+            raise OperationFailed(f"IPVS: the kernel did not answer within {TIMEOUT_S:.0f} s"
+                                  ) from None
+        except OSError as exc:
+            if exc.errno == errno.ENOBUFS:
+                raise OperationFailed("IPVS: replies from the kernel were lost (receive buffer "
+                                      "full); run the command again, it only makes the "
+                                      "changes still missing") from None
+            raise OperationFailed(f"IPVS: reading from the kernel failed: {exc}") from None
 
-    @staticmethod
-    def _dest_msg(server: RealServer) -> Any:
-        from pyroute2 import IPVSDest
+    def _resolve_family(self) -> int:
+        seq = self._next_seq()
+        self._sock.send(ipvsnl.family_request(seq))
+        while True:
+            for reply in ipvsnl.replies(self._recv()):
+                if reply.seq != seq:
+                    continue
+                if reply.kind == ipvsnl.NLMSG_ERROR:
+                    code = ipvsnl.error_code(reply.payload)
+                    if code == errno.ENOENT:
+                        raise OperationFailed("IPVS is not available in this kernel; load it "
+                                              "with `modprobe ip_vs`")
+                    raise OperationFailed(f"IPVS: resolving the netlink family failed: "
+                                          f"{os.strerror(code)}")
+                return ipvsnl.family_id(reply.payload)
 
-        return IPVSDest(addr=str(server.address), port=server.port,
-                        fwd_method=FORWARDING[server.forwarding], weight=server.weight,
-                        u_thresh=server.upper_threshold, l_thresh=server.lower_threshold,
-                        tun_type=TUNNEL_TYPES[server.tunnel_type] if server.forwarding == "tun"
-                        else 0,
-                        # The kernel's attribute is big-endian; pyroute2 packs host order.
-                        tun_port=socket.htons(server.tunnel_port), tun_flags=0)
-
-    @staticmethod
-    def _key_of(attrs: dict[str, Any]) -> ServiceKey:
-        family = 4 if attrs.get("af") == socket.AF_INET else 6
-        if attrs.get("fwmark"):
-            return ServiceKey(family, "fwmark", str(attrs["fwmark"]), 0)
-        return ServiceKey(family, _PROTO_BY_NUMBER.get(attrs.get("protocol"), "tcp"),
-                          str(ipaddress.ip_address(attrs["addr"])), attrs.get("port") or 0)
+    def _dump(self, request: bytes, seq: int) -> list[bytes]:
+        """Every message of one dump, until NLMSG_DONE."""
+        self._sock.send(request)
+        payloads: list[bytes] = []
+        while True:
+            for reply in ipvsnl.replies(self._recv()):
+                if reply.seq != seq:
+                    continue  # a late reply to something abandoned earlier
+                if reply.kind == ipvsnl.NLMSG_DONE:
+                    return payloads
+                if reply.kind == ipvsnl.NLMSG_ERROR:
+                    code = ipvsnl.error_code(reply.payload)
+                    if code == 0:
+                        continue
+                    raise OperationFailed(f"IPVS: reading the table failed: {os.strerror(code)}")
+                payloads.append(reply.payload)
 
     # ---------------------------------------------------------------- reading
-    def _raw_services(self) -> list[Any]:
-        return list(self._ipvs.service("dump"))
-
     def dump(self) -> dict[ServiceKey, VirtualService]:
         """Every service in the kernel with its real servers, in the config's model."""
-        table, _ = self._dump(with_stats=False)
+        table, _ = self._read(with_stats=False)
         return table
 
     def stats(self) -> dict[ServiceKey, ServiceStats]:
         """Connection counters per service (and per real server)."""
-        _, stats = self._dump(with_stats=True)
+        _, stats = self._read(with_stats=True)
         return stats
 
-    def _dump(self, with_stats: bool) -> tuple[dict[ServiceKey, VirtualService],
+    def _read(self, with_stats: bool) -> tuple[dict[ServiceKey, VirtualService],
                                                 dict[ServiceKey, ServiceStats]]:
+        seq = self._next_seq()
+        services = [ipvsnl.decode_service(p)
+                    for p in self._dump(ipvsnl.dump_services_request(self._family, seq), seq)]
         table: dict[ServiceKey, VirtualService] = {}
         stats: dict[ServiceKey, ServiceStats] = {}
-        for msg in self._raw_services():
-            svc = _nla(msg.get_attr("IPVS_CMD_ATTR_SERVICE"), "IPVS_SVC_ATTR_")
-            key = self._key_of(svc)
-            flag_bits = (svc.get("flags") or {}).get("flags", 0)
-            persistence = None
-            if flag_bits & SVC_F_PERSISTENT:
-                mask = svc.get("netmask") or "255.255.255.255"
-                netmask = mask if key.family == 4 else str(_v6_prefix_from_attr(mask))
-                persistence = Persistence(timeout_s=svc.get("timeout") or 0, netmask=netmask)
-            flags = tuple(name for name, (sched, bit) in SCHEDULER_FLAGS.items()
-                          if sched == svc.get("sched_name") and flag_bits & bit)
-            servers = []
-            active: dict[str, int] = {}
-            inactive: dict[str, int] = {}
-            for dmsg in self._ipvs.dest("dump", service=self._service_msg(key, full=False)):
-                d = _nla(dmsg.get_attr("IPVS_CMD_ATTR_DEST"), "IPVS_DEST_ATTR_")
-                rs = RealServer(address=ipaddress.ip_address(d["addr"]), port=d.get("port") or 0,
-                                forwarding=_FWD_BY_NUMBER.get((d.get("fwd_method") or 0) & _FWD_MASK,
-                                                              "nat"),
-                                weight=d.get("weight", 0),
-                                upper_threshold=d.get("u_thresh", 0),
-                                lower_threshold=d.get("l_thresh", 0),
-                                tunnel_type=_TUN_BY_NUMBER.get(d.get("tun_type") or 0, "ipip"),
-                                tunnel_port=socket.ntohs(d.get("tun_port") or 0))
-                servers.append(rs)
-                active[str(rs)] = int(d.get("active_conns") or 0)
-                inactive[str(rs)] = int(d.get("inact_conns") or 0)
-            table[key] = VirtualService(key=key, scheduler=svc.get("sched_name", "wlc"),
-                                        flags=flags, persistence=persistence,
-                                        real_servers=tuple(servers))
+        for found in services:
+            key = found.service.key
+            seq = self._next_seq()
+            dests = [ipvsnl.decode_dest(p, key.family) for p in
+                     self._dump(ipvsnl.dump_dests_request(self._family, seq, key), seq)]
+            table[key] = VirtualService(key=key, scheduler=found.service.scheduler,
+                                        flags=found.service.flags,
+                                        persistence=found.service.persistence,
+                                        real_servers=tuple(d.server for d in dests))
             if with_stats:
-                counters = {k: int(v) for k, v in (svc.get("stats64") or {}).get("attrs", [])}
-                stats[key] = ServiceStats(connections=counters.get("IPVS_STATS_ATTR_CONNS", 0),
-                                          in_packets=counters.get("IPVS_STATS_ATTR_INPKTS", 0),
-                                          out_packets=counters.get("IPVS_STATS_ATTR_OUTPKTS", 0),
-                                          active=active, inactive=inactive)
+                stats[key] = ServiceStats(connections=found.connections,
+                                          in_packets=found.in_packets,
+                                          out_packets=found.out_packets,
+                                          active={str(d.server): d.active for d in dests},
+                                          inactive={str(d.server): d.inactive for d in dests})
         return table, stats
 
     # ---------------------------------------------------------------- writing
-    def apply(self, actions: Iterable[IpvsAction]) -> list[str]:
-        """Apply planned changes in order; raise OperationFailed naming done/not done."""
-        from haguard.core.ipvsplan import describe
+    def apply(self, actions: Iterable[IpvsAction]) -> int:
+        """Apply planned changes in order (how many); raise OperationFailed naming done/not done.
 
+        Changes go in batches. A batch that holds a failure is still carried out by the
+        kernel to its end, so deletions are never batched with additions: when an
+        addition fails, nothing is deleted.
+        """
         actions = list(actions)
-        done: list[str] = []
-        for i, action in enumerate(actions):
-            try:
-                self._apply_one(action)
-            except Exception as exc:  # noqa: BLE001 - netlink errors come in many classes
-                if isinstance(exc, OperationFailed):
-                    raise
-                left = [describe(a) for a in actions[i:]]
+        encoded = [ipvsnl.action_request(self._family, 0, a) for a in actions]
+        applied = 0
+        for batch in _batches(actions, [len(m) for m in encoded]):
+            failures = self._send_batch([encoded[i] for i in batch])
+            failures = [(batch[n], code) for n, code in failures]
+            if failures:
+                outcome = {index: code for index, code in failures}
+                first_index, first_code = failures[0]
+                failed = actions[first_index]
+                done = [describe(a) for a in actions[:applied]]
+                done += [describe(actions[i]) for i in batch if i not in outcome]
+                left = [describe(actions[i]) for i in range(len(actions))
+                        if i in outcome or i > batch[-1]]
                 raise OperationFailed(
-                    f"IPVS: '{describe(action)}' failed: {_explain(exc, action)}. Done: "
-                    f"{'; '.join(done) or 'nothing'}. Not done: {'; '.join(left)}") from exc
-            done.append(describe(action))
-        return done
+                    f"IPVS: '{describe(failed)}' failed: {_explain(first_code, failed)}. "
+                    f"Done: {_listing(done)}. Not done: {_listing(left)}")
+            applied += len(batch)
+        return applied
 
-    def _apply_one(self, action: IpvsAction) -> None:
-        match action:
-            case AddService(service=s):
-                self._ipvs.service("add", service=self._service_msg(s))
-            case SetService(service=s):
-                self._ipvs.service("set", service=self._service_msg(s))
-            case DelService(key=key):
-                self._ipvs.service("del", service=self._service_msg(key, full=False))
-            case AddDest(key=key, server=rs):
-                self._ipvs.dest("add", service=self._service_msg(key, full=False),
-                                dest=self._dest_msg(rs))
-            case SetDest(key=key, server=rs):
-                self._ipvs.dest("set", service=self._service_msg(key, full=False),
-                                dest=self._dest_msg(rs))
-            case DelDest(key=key, server=rs):
-                self._ipvs.dest("del", service=self._service_msg(key, full=False),
-                                dest=self._dest_msg(rs))
-
-
-def _nla(msg: Any, prefix: str) -> dict[str, Any]:
-    """A nested netlink attribute set as {"short_name": value} ("IPVS_SVC_ATTR_PORT" -> "port")."""
-    if msg is None:
-        return {}
-    return {name[len(prefix):].lower(): value for name, value in msg["attrs"]}
+    def _send_batch(self, messages: Sequence[bytes]) -> list[tuple[int, int]]:
+        """Send ``messages`` in one sendmsg; (position, errno) of those that failed."""
+        first_seq = self._seq + 1
+        self._seq += len(messages)
+        buf = bytearray(b"".join(messages))
+        offset = 0
+        for n, msg in enumerate(messages):
+            ipvsnl.set_seq(buf, offset, first_seq + n)
+            offset += len(msg)
+        self._sock.send(buf)
+        pending = set(range(first_seq, first_seq + len(messages)))
+        failures: list[tuple[int, int]] = []
+        while pending:
+            for reply in ipvsnl.replies(self._recv()):
+                if reply.kind != ipvsnl.NLMSG_ERROR or reply.seq not in pending:
+                    continue
+                pending.discard(reply.seq)
+                code = ipvsnl.error_code(reply.payload)
+                if code:
+                    failures.append((reply.seq - first_seq, code))
+        return sorted(failures)
 
 
-def _explain(exc: Exception, action: IpvsAction) -> str:
-    code = getattr(exc, "code", None)
+def _batches(actions: Sequence[IpvsAction], sizes: Sequence[int]) -> list[list[int]]:
+    """Indices of ``actions`` in send batches: bounded in count and bytes, deletions apart."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    used = 0
+    deleting = False
+    for i, (action, size) in enumerate(zip(actions, sizes)):
+        is_delete = isinstance(action, (DelService, DelDest))
+        if current and (len(current) >= BATCH_MESSAGES or used + size > BATCH_BYTES
+                        or is_delete != deleting):
+            batches.append(current)
+            current, used = [], 0
+        current.append(i)
+        used += size
+        deleting = is_delete
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _listing(items: list[str], limit: int = 8) -> str:
+    if not items:
+        return "nothing"
+    shown = "; ".join(items[:limit])
+    return shown if len(items) <= limit else f"{shown}; and {len(items) - limit} more"
+
+
+def _explain(code: int, action: IpvsAction) -> str:
     if code == errno.ENOENT and isinstance(action, (AddService, SetService)):
         return (f"the kernel has no scheduler '{action.service.scheduler}' "
                 f"(module ip_vs_{action.service.scheduler} missing)")
     if code == errno.EEXIST:
         return "it already exists"
-    return str(exc)
+    if code == errno.ESRCH and not isinstance(action, (AddService, DelService)):
+        return "the kernel has no such service"
+    if code == errno.ENOENT and isinstance(action, DelDest):
+        return "the kernel has no such real server"
+    return os.strerror(code)
 
 
 # ------------------------------------------------------------------ ownership record

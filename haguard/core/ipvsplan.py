@@ -107,7 +107,16 @@ def plan_reconcile(desired: Iterable[VirtualService],
             adds.append(AddService(want))
             adds += [AddDest(want.key, rs) for rs in want.real_servers]
             continue
-        changes = _service_changes(want, have)
+        # The usual case on a large table is "nothing changed": settle it with one
+        # comparison of the service fields and one of the real servers as sets (the
+        # kernel lists them newest first, so their order tells nothing).
+        same_service = (want.scheduler == have.scheduler and want.flags == have.flags
+                        and want.persistence == have.persistence)
+        if same_service and (want.real_servers == have.real_servers
+                             or (len(want.real_servers) == len(have.real_servers)
+                                 and set(want.real_servers) == set(have.real_servers))):
+            continue
+        changes = () if same_service else _service_changes(want, have)
         if changes:
             sets.append(SetService(want, changes))
         have_dests = {rs.key: rs for rs in have.real_servers}
