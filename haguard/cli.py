@@ -86,6 +86,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_notify)
 
     p = sub.add_parser(
+        "agent", help="apply keepalived's events from its notify FIFO (production mode)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Run until stopped, applying keepalived's VRRP events in the order keepalived wrote them
+to its notify FIFO (the config's `agent:` section; `haguard render` adds
+`vrrp_notify_fifo` to keepalived.conf). Compared with the hooks alone:
+  - events are applied strictly in order, an overtaken one is skipped;
+  - a takeover costs a netlink call and a frame: no process start on the failover path;
+  - the state is re-asserted when keepalived reloads and on MASTER_RX_LOWER_PRI;
+  - when keepalived's VRRP process ends without a STOP (SIGKILL, crash, OOM) the VIPs
+    are removed at once, so the surviving peer is their only owner;
+  - on start it applies what it missed and re-asserts the rest (no blip on restart).
+The hooks stay configured: while the agent runs they hand events to it; when it does not
+they do the work (fallback). Stopping the agent leaves the VIPs as they are.
+
+Run it under systemd: `haguard agent -c FILE --unit` prints a unit to install.""")
+    _add_config(p)
+    p.add_argument("--unit", action="store_true",
+                   help="print a systemd unit (haguard-agent.service) for this config and exit")
+    p.set_defaults(func=cmd_agent)
+
+    p = sub.add_parser(
         "announce-loop",
         description="Internal: re-announce the VIPs after repeat_after_s and every refresh_s "
         "while the MASTER that started it is still current.")
@@ -295,6 +317,18 @@ def _order_from_env(value: str | None) -> Any:
     except ValueError:
         return None
     return OrderKey(ticks, pid)
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if args.unit:
+        from haguard.units import agent_unit
+
+        sys.stdout.write(agent_unit(config))
+        return EXIT_OK
+    from haguard.agent import serve
+
+    return serve(config)
 
 
 def cmd_announce_loop(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from haguard import failpoint
 from haguard.adapters import announce, process, sysctl
 from haguard.adapters.netlink import Link, Netlink
 from haguard.adapters.statefile import StateDir, frame_cache_path
@@ -41,6 +42,7 @@ class Context:
     announcer_pid: int | None = None
     first_announcement_at: float | None = None
     rest_of_burst: tuple[list[bytes], int, int] | None = None   # frames, rounds, interval
+    packet_sockets: announce.PacketSockets | None = None         # the agent's, kept open
     done: list[str] = field(default_factory=list)
 
     @property
@@ -77,6 +79,7 @@ def describe(action: Action) -> str:
 def execute(plan: Plan, ctx: Context) -> None:
     """Apply every action in order; raise OperationFailed naming done / not done."""
     for i, action in enumerate(plan.actions):
+        failpoint.hit(f"before:{_event_name(action)}")
         start = time.perf_counter()
         try:
             fields = _apply(action, ctx)
@@ -138,7 +141,8 @@ def _apply(action: Action, ctx: Context) -> dict[str, Any] | None:
             frames, cached = announce.frames_for(ctx.frame_cache, ctx.link.mac, vips)
             # Only the first round is sent under the transition lock; the rest follow
             # after it is released, so a newer event never waits for a whole burst.
-            result = announce.send_burst(iface, frames, 1, interval)
+            sock = ctx.packet_sockets.get(iface, ctx.link.index) if ctx.packet_sockets else None
+            result = announce.send_burst(iface, frames, 1, interval, sock=sock)
             ctx.first_announcement_at = result.first_sent_at
             ctx.rest_of_burst = (frames, count - 1, interval)
             ctx.log.release()

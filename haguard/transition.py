@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from typing import Any
+from typing import Any, Callable
 
 from haguard.adapters import announce, process, sysctl
 from haguard.adapters.netlink import Netlink
@@ -24,8 +25,16 @@ def find_instance(config: Config, name: str) -> Instance:
     return inst
 
 
-def handle_event(config: Config, event: Event, order: OrderKey, log: Any) -> str:
-    """Apply one event; return 'applied', 'superseded' or 'ignored'."""
+def handle_event(config: Config, event: Event, order: OrderKey, log: Any,
+                 netlink: Netlink | None = None,
+                 in_background: Callable[[Callable[[], None]], None] | None = None,
+                 packet_sockets: announce.PacketSockets | None = None) -> str:
+    """Apply one event; return 'applied', 'superseded' or 'ignored'.
+
+    The agent passes its open ``netlink`` and ``packet_sockets`` and ``in_background``
+    (runs the rest of an announcement burst and the frame preparation off its event
+    loop); a hook does everything here, in its own process.
+    """
     received = time.time()
     if event.kind == "GROUP":
         log.info("group_event_ignored", group=event.name, state=event.state)
@@ -44,9 +53,9 @@ def handle_event(config: Config, event: Event, order: OrderKey, log: Any) -> str
             log.info("event_superseded", order=order.as_list(),
                      waited_ms=round((time.time() - received) * 1000, 3))
             return "superseded"
-        with Netlink() as netlink:
-            link = netlink.link(inst.interface)
-            present = netlink.addresses(link) if link is not None else []
+        with contextlib.nullcontext(netlink) if netlink is not None else Netlink() as nl:
+            link = nl.link(inst.interface)
+            present = nl.addresses(link) if link is not None else []
             observed = Observed(
                 interface_index=link.index if link else None,
                 addresses=frozenset((a.address, a.prefixlen) for a in present),
@@ -55,17 +64,19 @@ def handle_event(config: Config, event: Event, order: OrderKey, log: Any) -> str
             )
             plan = plan_transition(inst, event.state, config.director_sysctls(), observed,
                                    config.ipvs, config.drives_sync(inst.name))
-            ctx = Context(config=config, instance=inst, netlink=netlink, link=link,
+            ctx = Context(config=config, instance=inst, netlink=nl, link=link,
                           state_dir=state_dir, order=order, log=log, received_at=received,
-                          previous=previous)
+                          previous=previous, packet_sockets=packet_sockets)
             execute(plan, ctx)
     log.release()
     log.info("transition_done", priority=event.priority,
              duration_ms=round((time.time() - received) * 1000, 3))
+    run = in_background or (lambda work: work())
     if ctx.rest_of_burst is not None:
-        _finish_burst(ctx, inst, state_dir, order, log)
+        run(lambda: _finish_burst(ctx, inst, state_dir, order, log))
     elif event.state not in ACTIVE_STATES and link is not None:
-        _prepare_frames(ctx, inst, link.mac, log)
+        mac = link.mac
+        run(lambda: _prepare_frames(ctx, inst, mac, log))
     return "applied"
 
 

@@ -108,7 +108,8 @@ class BurstResult:
 
 
 def send_burst(interface: str, frames: list[bytes], count: int, interval_ms: int,
-               keep_going: Callable[[], bool] = lambda: True, wait_first: bool = False) -> BurstResult:
+               keep_going: Callable[[], bool] = lambda: True, wait_first: bool = False,
+               sock: socket.socket | None = None) -> BurstResult:
     """Send every frame ``count`` times, rounds ``interval_ms`` apart, on one socket.
 
     Before each later round (and the first when ``wait_first``) ``keep_going`` is asked
@@ -118,9 +119,12 @@ def send_burst(interface: str, frames: list[bytes], count: int, interval_ms: int
         return BurstResult(0, None, None)
     sent = 0
     first = last = None
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    own = sock is None
+    if sock is None:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     try:
-        sock.bind((interface, 0))
+        if own:
+            sock.bind((interface, 0))
         for round_no in range(count):
             if round_no or wait_first:
                 time.sleep(interval_ms / 1000.0)
@@ -132,5 +136,30 @@ def send_burst(interface: str, frames: list[bytes], count: int, interval_ms: int
                 first = first or last
                 sent += 1
     finally:
-        sock.close()
+        if own:
+            sock.close()  # slow (the kernel waits for a grace period): the agent keeps one
     return BurstResult(sent, first, last)
+
+
+class PacketSockets:
+    """AF_PACKET sockets kept open per interface, for a process that announces often."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, tuple[int, socket.socket]] = {}
+
+    def get(self, interface: str, index: int) -> socket.socket:
+        """The socket bound to ``interface``; a new one when the interface was recreated."""
+        held = self._open.get(interface)
+        if held is not None and held[0] == index:
+            return held[1]
+        if held is not None:
+            held[1].close()
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        sock.bind((interface, 0))
+        self._open[interface] = (index, sock)
+        return sock
+
+    def close(self) -> None:
+        for _, sock in self._open.values():
+            sock.close()
+        self._open.clear()

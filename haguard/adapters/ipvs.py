@@ -16,7 +16,8 @@ import subprocess
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from haguard.core import ipvsnl
+from haguard import failpoint
+from haguard.core import ipvsnl, nlmsg
 from haguard.core.ipvsconfig import ServiceKey, VirtualService
 from haguard.core.ipvsplan import (AddService, DelDest, DelService, IpvsAction, SetService,
                                    describe)
@@ -94,11 +95,11 @@ class Ipvs:
         seq = self._next_seq()
         self._sock.send(ipvsnl.family_request(seq))
         while True:
-            for reply in ipvsnl.replies(self._recv()):
+            for reply in nlmsg.replies(self._recv()):
                 if reply.seq != seq:
                     continue
-                if reply.kind == ipvsnl.NLMSG_ERROR:
-                    code = ipvsnl.error_code(reply.payload)
+                if reply.kind == nlmsg.NLMSG_ERROR:
+                    code = nlmsg.error_code(reply.payload)
                     if code == errno.ENOENT:
                         raise OperationFailed("IPVS is not available in this kernel; load it "
                                               "with `modprobe ip_vs`")
@@ -111,13 +112,13 @@ class Ipvs:
         self._sock.send(request)
         payloads: list[bytes] = []
         while True:
-            for reply in ipvsnl.replies(self._recv()):
+            for reply in nlmsg.replies(self._recv()):
                 if reply.seq != seq:
                     continue  # a late reply to something abandoned earlier
-                if reply.kind == ipvsnl.NLMSG_DONE:
+                if reply.kind == nlmsg.NLMSG_DONE:
                     return payloads
-                if reply.kind == ipvsnl.NLMSG_ERROR:
-                    code = ipvsnl.error_code(reply.payload)
+                if reply.kind == nlmsg.NLMSG_ERROR:
+                    code = nlmsg.error_code(reply.payload)
                     if code == 0:
                         continue
                     raise OperationFailed(f"IPVS: reading the table failed: {os.strerror(code)}")
@@ -184,6 +185,7 @@ class Ipvs:
                     f"IPVS: '{describe(failed)}' failed: {_explain(first_code, failed)}. "
                     f"Done: {_listing(done)}. Not done: {_listing(left)}")
             applied += len(batch)
+            failpoint.hit("ipvs:between_batches")
         return applied
 
     def _send_batch(self, messages: Sequence[bytes]) -> list[tuple[int, int]]:
@@ -193,17 +195,17 @@ class Ipvs:
         buf = bytearray(b"".join(messages))
         offset = 0
         for n, msg in enumerate(messages):
-            ipvsnl.set_seq(buf, offset, first_seq + n)
+            nlmsg.set_seq(buf, offset, first_seq + n)
             offset += len(msg)
         self._sock.send(buf)
         pending = set(range(first_seq, first_seq + len(messages)))
         failures: list[tuple[int, int]] = []
         while pending:
-            for reply in ipvsnl.replies(self._recv()):
-                if reply.kind != ipvsnl.NLMSG_ERROR or reply.seq not in pending:
+            for reply in nlmsg.replies(self._recv()):
+                if reply.kind != nlmsg.NLMSG_ERROR or reply.seq not in pending:
                     continue
                 pending.discard(reply.seq)
-                code = ipvsnl.error_code(reply.payload)
+                code = nlmsg.error_code(reply.payload)
                 if code:
                     failures.append((reply.seq - first_seq, code))
         return sorted(failures)

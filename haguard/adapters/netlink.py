@@ -1,16 +1,18 @@
-"""Links and addresses through rtnetlink (pyroute2).
+"""Links and addresses through rtnetlink, with haguard's own small codec (core.rtnl).
 
-pyroute2 is imported when a Netlink is opened, not at module import, because the notify
-hook's start-up time is on the failover's critical path.
+A transition needs a link by name, its addresses, an add and a delete: each is one
+request and its acknowledgement on one socket, with nothing to import first, so neither
+a hook's start-up nor the agent's takeover waits on a netlink library.
 """
 
 from __future__ import annotations
 
 import errno
-import ipaddress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
+from haguard.adapters.nlsock import NETLINK_ROUTE, NetlinkError, NetlinkSocket
+from haguard.core import rtnl
 from haguard.core.config import IPAddress, Vip
 from haguard.errors import OperationFailed
 
@@ -22,13 +24,18 @@ def _transient(exc: BaseException) -> bool:
     return getattr(exc, "code", None) in _TRANSIENT
 
 
-def _with_retry(call: Any, *args: Any, **kwargs: Any) -> Any:
+def _with_retry(call: Callable[[], Any]) -> Any:
     """Call, retrying only what the kernel called transient (tenacity, imported late)."""
+    try:
+        return call()
+    except NetlinkError as exc:
+        if not _transient(exc):
+            raise
     from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
     retrying = retry(retry=retry_if_exception(_transient), stop=stop_after_attempt(5),
                      wait=wait_exponential(multiplier=0.005, max=0.1), reraise=True)
-    return retrying(call)(*args, **kwargs)
+    return retrying(call)()
 
 
 @dataclass(frozen=True)
@@ -51,9 +58,7 @@ class Netlink:
     """One rtnetlink socket; use as a context manager, one per thread."""
 
     def __init__(self) -> None:
-        from pyroute2 import IPRoute
-
-        self._ipr: Any = IPRoute()
+        self._sock = NetlinkSocket(NETLINK_ROUTE, what="rtnetlink")
 
     def __enter__(self) -> "Netlink":
         return self
@@ -62,78 +67,69 @@ class Netlink:
         self.close()
 
     def close(self) -> None:
-        self._ipr.close()
+        self._sock.close()
 
     def link(self, name: str) -> Link | None:
         """The link called ``name``, or None when it does not exist."""
-        found = self._ipr.link_lookup(ifname=name)
+        try:
+            found = self._sock.request(lambda seq: rtnl.get_link(seq, name), f"link {name}")
+        except NetlinkError as exc:
+            if exc.code in (errno.ENODEV, errno.ENOENT):
+                return None
+            raise
         if not found:
             return None
-        msg = self._ipr.get_links(found[0])[0]
-        return Link(index=msg["index"], name=name,
-                    mac=msg.get_attr("IFLA_ADDRESS") or "00:00:00:00:00:00",
-                    up=bool(msg["flags"] & 1))
+        info = rtnl.decode_link(found[0])
+        return Link(index=info.index, name=info.name or name, mac=info.mac, up=info.up)
+
+    def _link_names(self) -> dict[int, str]:
+        return {info.index: info.name for info in
+                map(rtnl.decode_link, self._sock.dump(rtnl.dump_links, "links"))}
 
     def addresses(self, link: Link | None = None) -> list[Address]:
         """Addresses on one link (or all links), excluding IPv6 link-local ones."""
-        names = {l["index"]: l.get_attr("IFLA_IFNAME") for l in self._ipr.get_links()}
-        kwargs = {"index": link.index} if link is not None else {}
+        names = {link.index: link.name} if link is not None else self._link_names()
         out = []
-        for msg in self._ipr.get_addr(**kwargs):
-            text = msg.get_attr("IFA_ADDRESS") if msg["family"] == 10 else \
-                (msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS"))
-            if text is None:
+        for payload in self._sock.dump(rtnl.dump_addresses, "addresses"):
+            info = rtnl.decode_address(payload)
+            if info is None or (link is not None and info.index != link.index):
                 continue
-            addr = ipaddress.ip_address(text)
-            if addr.version == 6 and addr.is_link_local:
+            if info.address.version == 6 and info.address.is_link_local:
                 continue
-            out.append(Address(address=addr, prefixlen=msg["prefixlen"],
-                               label=msg.get_attr("IFA_LABEL"),
-                               interface=names.get(msg["index"], str(msg["index"]))))
+            out.append(Address(address=info.address, prefixlen=info.prefixlen, label=info.label,
+                               interface=names.get(info.index, str(info.index))))
         return out
-
-    def _addr(self, command: str, **kwargs: Any) -> None:
-        try:
-            self._ipr.addr(command, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - sorted by errno just below
-            if not _transient(exc):
-                raise
-            _with_retry(self._ipr.addr, command, **kwargs)
 
     def add_vip(self, link: Link, vip: Vip) -> bool:
         """Add a VIP; False when it was already there. IPv6 VIPs skip DAD."""
-        from pyroute2.netlink.exceptions import NetlinkError
-        from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
-
-        kwargs: dict[str, Any] = {"index": link.index, "address": str(vip.address),
-                                  "prefixlen": vip.prefixlen}
-        if vip.family == 4:
-            if vip.label:
-                kwargs["label"] = vip.label
-        else:
-            # A VIP is moving, not new: waiting out DAD would delay the takeover.
-            kwargs["flags"] = IFA_F_NODAD
+        # A VIP is moving, not new: waiting out DAD would delay the takeover.
         try:
-            self._addr("add", **kwargs)
+            _with_retry(lambda: self._sock.request(
+                lambda seq: rtnl.add_address(seq, link.index, vip.address, vip.prefixlen,
+                                             label=vip.label if vip.family == 4 else None,
+                                             nodad=vip.family == 6),
+                f"adding {vip} to {link.name}"))
         except NetlinkError as exc:
             if exc.code == errno.EEXIST:
                 return False
-            raise OperationFailed(f"adding {vip} to {link.name} failed: {exc}") from exc
+            raise OperationFailed(f"adding {vip} to {link.name} failed: "
+                                  f"{exc.args[0].split(': ', 1)[-1]}") from exc
         return True
 
     def set_up(self, link: Link) -> None:
         """Bring a link up (idempotent)."""
-        self._ipr.link("set", index=link.index, state="up")
+        self._sock.request(lambda seq: rtnl.set_link_up(seq, link.index), f"{link.name} up")
 
     def remove_address(self, link: Link, address: IPAddress, prefixlen: int) -> bool:
         """Remove an address; False when it was not there."""
-        from pyroute2.netlink.exceptions import NetlinkError
-
         try:
-            self._addr("del", index=link.index, address=str(address), prefixlen=prefixlen)
+            _with_retry(lambda: self._sock.request(
+                lambda seq: rtnl.del_address(seq, link.index, address, prefixlen),
+                f"removing {address}/{prefixlen} from {link.name}"))
         except NetlinkError as exc:
             if exc.code in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ESRCH):
                 return False
             raise OperationFailed(
-                f"removing {address}/{prefixlen} from {link.name} failed: {exc}") from exc
+                f"removing {address}/{prefixlen} from {link.name} failed: "
+                f"{exc.args[0].split(': ', 1)[-1]}") from exc
         return True

@@ -91,6 +91,14 @@ class KeepalivedSettings:
     version: int = 2
     hooks_dir: str = "/usr/local/libexec/haguard"
     pid_file: str = "/run/keepalived.pid"
+    vrrp_pid_file: str = "/run/vrrp.pid"     # keepalived's VRRP child (its -r option)
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """``haguard agent``: keepalived writes its events to ``fifo``; the agent applies them."""
+
+    fifo: str
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,12 @@ class Config:
     instances: tuple[Instance, ...]
     ipvs: IpvsSettings | None = None
     realserver: RealServerRole | None = None
+    agent: AgentSettings | None = None
+
+    @property
+    def agent_lock(self) -> str:
+        """Held by a running agent; the hooks hand over to it while it is held."""
+        return f"{self.node.state_dir}/agent.lock"
 
     def drives_sync(self, instance: str) -> bool:
         """Whether ``instance``'s state sets the IPVS sync daemon's role: the instances on
@@ -146,7 +160,7 @@ def _keepalived(c: Checker, raw: Any) -> KeepalivedSettings:
     defaults = KeepalivedSettings()
     if raw is None:
         return defaults
-    data = c.mapping(raw, path, ("config", "version", "hooks_dir", "pid_file"))
+    data = c.mapping(raw, path, ("config", "version", "hooks_dir", "pid_file", "vrrp_pid_file"))
     return KeepalivedSettings(
         config=field(c, data, "config", path, c.abspath, defaults.config) or defaults.config,
         version=field(c, data, "version", path, lambda v, p: c.choice(v, p, (2, 3)),
@@ -155,7 +169,26 @@ def _keepalived(c: Checker, raw: Any) -> KeepalivedSettings:
         or defaults.hooks_dir,
         pid_file=field(c, data, "pid_file", path, c.abspath, defaults.pid_file)
         or defaults.pid_file,
+        vrrp_pid_file=field(c, data, "vrrp_pid_file", path, c.abspath, defaults.vrrp_pid_file)
+        or defaults.vrrp_pid_file,
     )
+
+
+def _agent(c: Checker, raw: Any, node: NodeSettings | None) -> AgentSettings | None:
+    path: Path = ("agent",)
+    if raw is None:
+        raw = {}  # `agent:` alone: the defaults
+    data = c.mapping(raw, path, ("fifo",))
+    fifo = field(c, data, "fifo", path, c.abspath, None)
+    if fifo is None:
+        if "fifo" in data:
+            return None
+        fifo = f"{node.state_dir if node else NodeSettings.state_dir}/notify.fifo"
+    if any(ch.isspace() or ch in "\"'\\" for ch in fifo):
+        c.fail(path + ("fifo",), f"{fifo!r}: keepalived splits its config on spaces and quotes; "
+                                 "use a path without them")
+        return None
+    return AgentSettings(fifo=fifo)
 
 
 def _sysctl(c: Checker, raw: Any) -> tuple[tuple[str, str], ...]:
@@ -376,7 +409,7 @@ def _cross_checks(c: Checker, instances: list[tuple[int, Instance]]) -> None:
                 seen_vips[vip.address] = (index, j)
 
 
-TOP_LEVEL_KEYS = ("node", "keepalived", "sysctl", "instances", "ipvs", "realserver")
+TOP_LEVEL_KEYS = ("node", "keepalived", "sysctl", "instances", "ipvs", "realserver", "agent")
 
 
 def from_source(source: Source, path: str) -> Config:
@@ -414,11 +447,14 @@ def from_source(source: Source, path: str) -> Config:
         ipvs = parse_ipvs(c, top["ipvs"], vips)
     if "realserver" in top:
         realserver = parse_realserver(c, top["realserver"])
+    agent = _agent(c, top["agent"], node) if "agent" in top else None
+    if agent is not None and "instances" not in top:
+        c.fail(("agent",), "the agent applies VRRP transitions; it needs 'instances'")
     if c.problems or node is None:
         raise ConfigError(c.problems or [f"{source.filename}:1: node: invalid"])
     return Config(path=path, node=node, keepalived=keepalived, sysctl=sysctl,
                   instances=tuple(inst for _, inst in instances), ipvs=ipvs,
-                  realserver=realserver)
+                  realserver=realserver, agent=agent)
 
 
 def loads(text: str, filename: str = "<config>", path: str | None = None) -> Config:

@@ -16,12 +16,21 @@ NOTIFY_HOOK = "notify"
 
 
 def hook_command(config: Config) -> str:
-    """The notify command line keepalived runs (it appends TYPE NAME STATE PRIORITY)."""
+    """The notify command line keepalived runs (it appends TYPE NAME STATE PRIORITY).
+
+    With an agent, ``-a LOCK`` lets the hook see that the agent is running and leave the
+    event to it (the agent reads the same event from keepalived's FIFO).
+    """
     hook = posixpath.join(config.keepalived.hooks_dir, NOTIFY_HOOK)
-    for what, text in (("config path", config.path), ("keepalived.hooks_dir", hook)):
+    checked = [("config path", config.path), ("keepalived.hooks_dir", hook)]
+    if config.agent is not None:
+        checked.append(("node.state_dir", config.agent_lock))
+    for what, text in checked:
         if any(ch.isspace() or ch in "\"'\\" for ch in text):
             raise BadInput(f"{what} {text!r}: keepalived splits script lines on spaces and "
                            "quotes; use a path without them")
+    if config.agent is not None:
+        return f"{hook} -c {config.path} -a {config.agent_lock}"
     return f"{hook} -c {config.path}"
 
 
@@ -80,6 +89,9 @@ def render(config: Config) -> str:
     ]
     if config.keepalived.version == 3:
         lines.append("    vrrp_version 3")
+    if config.agent is not None:
+        # Events in keepalived's order, for `haguard agent`; the hooks stay as fallback.
+        lines.append(f"    vrrp_notify_fifo {config.agent.fifo}")
     lines += ["}", ""]
     for inst in config.instances:
         lines += _instance_block(config, inst)

@@ -54,6 +54,9 @@ def add_lab_parser(sub: Any) -> None:
             q.add_argument("-c", "--config", action="append", metavar="FILE",
                            help=f"director config; give it twice for two directors "
                            f"(default: {DEFAULT_LAB_CONFIG})")
+            q.add_argument("--agent", action="store_true",
+                           help="run `haguard agent` on the directors (keepalived's notify "
+                           "FIFO) even when the config has no `agent:` section")
 
     q = lsub.add_parser("up", help="build the lab and leave it running")
     common(q)
@@ -102,7 +105,7 @@ def _runner(args: argparse.Namespace) -> Any:
     from haguard.lab.runner import LabRunner, load_lab
 
     sources = args.config or [_default_config()]
-    lab, _ = load_lab(args.name, sources)
+    lab, _ = load_lab(args.name, sources, agent=getattr(args, "agent", False))
     return LabRunner(lab, sources, _say)
 
 

@@ -41,13 +41,20 @@ HOST_SYSCTLS = (
 )
 
 
-def load_lab(name: str, config_paths: list[str]) -> tuple[Lab, list[Config]]:
-    """Validate the operator's config(s) and lay out the lab for them."""
+def load_lab(name: str, config_paths: list[str], agent: bool = False) -> tuple[Lab, list[Config]]:
+    """Validate the operator's config(s) and lay out the lab for them.
+
+    ``agent`` runs `haguard agent` on the directors even when the configs have no
+    ``agent`` section (the lab adds one).
+    """
     configs = [load_config(p) for p in config_paths]
     docs = []
     for path in config_paths:
         with open(path, encoding="utf-8") as fh:
-            docs.append(yaml.safe_load(fh))
+            doc = yaml.safe_load(fh)
+        if agent and isinstance(doc, dict):
+            doc.setdefault("agent", {})
+        docs.append(doc)
     return build(name, configs, docs), configs
 
 
@@ -110,7 +117,7 @@ class LabRunner:
         record = read_record(check_lab_name(name))
         if record is None:
             raise BadInput(f"lab {name!r} is not up (no {lab_file(name)}); run `haguard lab up`")
-        lab, _ = load_lab(name, record["sources"])
+        lab, _ = load_lab(name, record["sources"], agent=bool(record.get("agent")))
         return cls(lab, record["sources"], say, record)
 
     def _config(self, node: str) -> Config:
@@ -234,9 +241,47 @@ class LabRunner:
             "state_dir": config.node.state_dir, "log_file": config.node.log_file,
             "mac": {leg.ifname: netns.mac_of(director.namespace, leg.ifname)
                     for leg in director.legs},
-            "pid_file": config.keepalived.pid_file}
+            "pid_file": config.keepalived.pid_file,
+            "agent": config.agent is not None}
         self._save()
+        if config.agent is not None:
+            self.record["agent"] = True
+            self.start_agent(director.node)
         self.start_keepalived(director.node)
+
+    def start_agent(self, node: str, env: dict[str, str] | None = None) -> int:
+        """Start `haguard agent` on ``node`` and wait until it serves its FIFO."""
+        info = self.record["directors"][node]
+        config = self._config(node)
+        assert config.agent is not None
+        workdir = os.path.dirname(info["config"])
+        out = os.path.join(workdir, "agent.out")
+        with open(out, "ab") as fh:
+            proc = subprocess.Popen(
+                netns.ns_exec(info["namespace"], sys.executable, "-m", "haguard", "agent", "-c",
+                              info["config"]),
+                stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, env={**os.environ, **(env or {})})
+        self._children[proc.pid] = proc
+        self.record["pids"][f"{node}:agent"] = proc.pid
+        self._save()
+        fifo = config.agent.fifo
+
+        def serving() -> bool:
+            if proc.poll() is not None:
+                raise LabError(f"{node}: haguard agent exited ({proc.returncode}): "
+                               + _read_text(out)[-2000:])
+            return os.path.exists(fifo) and "agent_started" in _read_text(out)
+        self.wait_for(serving, 60, f"{node}'s haguard agent")
+        return proc.pid
+
+    def stop_agent(self, node: str, sig: int = signal.SIGTERM) -> None:
+        """Stop ``node``'s agent (SIGKILL: a crash) and reap it."""
+        pid = self.record["pids"].get(f"{node}:agent")
+        if not pid or not process.alive(pid):
+            return
+        os.kill(pid, sig)
+        self._reap(pid, 10.0)
 
     def start_keepalived(self, node: str) -> int:
         info = self.record["directors"][node]

@@ -277,8 +277,11 @@ def _lab_doc(doc: dict[str, Any], workdir: str, hooks_dir: str, interfaces: list
     out["node"]["log_file"] = f"{workdir}/haguard.log"
     keepalived = dict(out.get("keepalived") or {})
     keepalived.update(config=f"{workdir}/keepalived.conf", hooks_dir=hooks_dir,
-                      pid_file=f"{workdir}/keepalived.pid")
+                      pid_file=f"{workdir}/keepalived.pid",
+                      vrrp_pid_file=f"{workdir}/keepalived-vrrp.pid")
     out["keepalived"] = keepalived
+    if "agent" in out:
+        out["agent"] = {**(out["agent"] or {}), "fifo": f"{workdir}/notify.fifo"}
     # Only these sysctls are per network namespace; others would change the host.
     sysctl = out.get("sysctl") or {}
     out["sysctl"] = {k: v for k, v in sysctl.items() if str(k).startswith(NAMESPACED_SYSCTLS)}

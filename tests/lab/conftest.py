@@ -36,7 +36,7 @@ class Lab:
     """A running lab for one test; ``runner`` drives it."""
 
     def __init__(self, tmp_path: Path, text: str | None = None,
-                 peer_text: str | None = None) -> None:
+                 peer_text: str | None = None, agent: bool = False) -> None:
         self.name = lab_name()
         paths = []
         for i, body in enumerate((text or LAB_YAML.read_text(), peer_text)):
@@ -45,7 +45,7 @@ class Lab:
             path = tmp_path / f"director{i}.yaml"
             path.write_text(body)
             paths.append(str(path))
-        lab, _ = load_lab(self.name, paths)
+        lab, _ = load_lab(self.name, paths, agent=agent)
         self.runner = LabRunner(lab, paths)
         self.lab = lab
 
@@ -72,8 +72,9 @@ class Lab:
 def make_lab(tmp_path: Path) -> Iterator[object]:
     made: list[Lab] = []
 
-    def factory(text: str | None = None, peer_text: str | None = None, up: bool = True) -> Lab:
-        lab = Lab(tmp_path, text, peer_text)
+    def factory(text: str | None = None, peer_text: str | None = None, up: bool = True,
+                agent: bool = False) -> Lab:
+        lab = Lab(tmp_path, text, peer_text, agent)
         made.append(lab)
         if up:
             lab.runner.up()

@@ -1016,3 +1016,35 @@ def test_merge_key_values_are_overridden_by_explicit_keys() -> None:
     assert second is not None
     assert (second.interface, second.virtual_router_id, second.priority) == ("eth0", 52, 150)
     assert [str(vip) for vip in second.vips] == ["198.51.100.1/24"]
+
+
+# --------------------------------------------------------------------------- agent section
+def test_an_agent_section_defaults_its_fifo_into_the_state_dir() -> None:
+    config = loads(BASE + "agent: {}\n", filename=FILENAME)
+    assert config.agent is not None
+    assert config.agent.fifo == f"{config.node.state_dir}/notify.fifo"
+    assert config.agent_lock == f"{config.node.state_dir}/agent.lock"
+    assert loads(BASE + "agent:\n", filename=FILENAME).agent is not None
+    assert loads(BASE, filename=FILENAME).agent is None
+
+
+@pytest.mark.parametrize(("tail", "expected"), [
+    ("agent: {fifo: notify.fifo}\n", "agent.fifo: 'notify.fifo' must be an absolute path"),
+    ("agent: {fifo: /run/my fifo}\n", "agent.fifo: '/run/my fifo': keepalived splits"),
+    ("agent: {fifo: /run/x, socket: /run/y}\n", "agent.socket: unknown key (known keys: fifo)"),
+    ("agent: [fifo]\n", "agent: must be a mapping"),
+])
+def test_a_bad_agent_section_is_named_by_path(tail: str, expected: str) -> None:
+    found = problems_of(BASE + tail)
+    assert any(expected in p for p in found), found
+
+
+def test_the_rendered_config_feeds_the_agent_and_hands_hooks_over() -> None:
+    from haguard.core.render import render
+
+    config = loads(BASE + "agent: {fifo: /run/haguard/k.fifo}\n", filename=FILENAME,
+                   path="/etc/haguard/lb1.yaml")
+    text = render(config)
+    assert "    vrrp_notify_fifo /run/haguard/k.fifo\n" in text
+    assert f'notify "/usr/local/libexec/haguard/notify -c /etc/haguard/lb1.yaml -a ' \
+           f'{config.node.state_dir}/agent.lock"' in text

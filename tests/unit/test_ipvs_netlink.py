@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from haguard.adapters.ipvs import BATCH_MESSAGES, _batches
-from haguard.core import ipvsnl
+from haguard.core import ipvsnl, nlmsg
 from haguard.core.ipvsconfig import Persistence, RealServer, ServiceKey, VirtualService
 from haguard.core.ipvsplan import AddDest, AddService, DelDest, DelService, SetDest, SetService
 
@@ -75,12 +75,12 @@ def test_a_tunnel_real_server_carries_type_and_big_endian_port() -> None:
 
 
 def test_a_direct_routing_real_server_sends_no_tunnel_attributes() -> None:
-    kinds = {k for k in ipvsnl.attrs(ipvsnl.dest_attrs(RealServer(ip("192.0.2.21"), 80)))}
+    kinds = {k for k in nlmsg.attrs(ipvsnl.dest_attrs(RealServer(ip("192.0.2.21"), 80)))}
     assert kinds == {1, 2, 3, 4, 5, 6, 11}
 
 
 def test_a_delete_names_the_real_server_only() -> None:
-    kinds = set(ipvsnl.attrs(ipvsnl.dest_attrs(RealServer(ip("192.0.2.21"), 80), full=False)))
+    kinds = set(nlmsg.attrs(ipvsnl.dest_attrs(RealServer(ip("192.0.2.21"), 80), full=False)))
     assert kinds == {1, 2, 11}
 
 
@@ -100,25 +100,25 @@ def test_each_change_becomes_its_command_and_asks_for_an_acknowledgement(
     msg = ipvsnl.action_request(FAMILY, 42, action)  # type: ignore[arg-type]
     length, kind, flags, seq, pid = struct.unpack_from("<IHHII", msg)
     assert (length, kind, seq, pid) == (len(msg), FAMILY, 42, 0)
-    assert flags == ipvsnl.NLM_F_REQUEST | ipvsnl.NLM_F_ACK
+    assert flags == nlmsg.NLM_F_REQUEST | nlmsg.NLM_F_ACK
     assert msg[16:18] == bytes([cmd, 1])
-    assert set(ipvsnl.attrs(msg, 20)) == nested
+    assert set(nlmsg.attrs(msg, 20)) == nested
 
 
 def test_numbering_an_encoded_batch_rewrites_each_sequence_number() -> None:
     first = ipvsnl.action_request(FAMILY, 0, DelService(ServiceKey(4, "tcp", "192.0.2.1", 80)))
     second = ipvsnl.action_request(FAMILY, 0, DelService(ServiceKey(4, "tcp", "192.0.2.2", 80)))
     buf = bytearray(first + second)
-    ipvsnl.set_seq(buf, 0, 7)
-    ipvsnl.set_seq(buf, len(first), 8)
-    assert [r.seq for r in ipvsnl.replies(bytes(buf))] == [7, 8]
+    nlmsg.set_seq(buf, 0, 7)
+    nlmsg.set_seq(buf, len(first), 8)
+    assert [r.seq for r in nlmsg.replies(bytes(buf))] == [7, 8]
 
 
 def test_a_dest_dump_request_names_its_service() -> None:
     key = ServiceKey(4, "tcp", "192.0.2.100", 80)
     msg = ipvsnl.dump_dests_request(FAMILY, 3, key)
-    assert struct.unpack_from("<H", msg, 6)[0] == ipvsnl.NLM_F_REQUEST | ipvsnl.NLM_F_DUMP
-    assert ipvsnl.attrs(ipvsnl.attrs(msg, 20)[1]) == ipvsnl.attrs(ipvsnl.service_key_attrs(key))
+    assert struct.unpack_from("<H", msg, 6)[0] == nlmsg.NLM_F_REQUEST | nlmsg.NLM_F_DUMP
+    assert nlmsg.attrs(nlmsg.attrs(msg, 20)[1]) == nlmsg.attrs(ipvsnl.service_key_attrs(key))
 
 
 # ---------------------------------------------------------------------------- decoding
@@ -187,25 +187,25 @@ def test_the_forwarding_method_ignores_the_kernels_other_connection_flag_bits() 
 
 def test_replies_are_split_at_their_aligned_lengths() -> None:
     one = struct.pack("<IHHII", 16 + 5, 0x1D, 2, 1, 99) + b"abcde" + b"\0\0\0"
-    two = struct.pack("<IHHII", 20, ipvsnl.NLMSG_DONE, 2, 2, 99) + struct.pack("<i", 0)
-    got = list(ipvsnl.replies(one + two))
+    two = struct.pack("<IHHII", 20, nlmsg.NLMSG_DONE, 2, 2, 99) + struct.pack("<i", 0)
+    got = list(nlmsg.replies(one + two))
     assert [(r.kind, r.seq, r.payload) for r in got] == [
-        (0x1D, 1, b"abcde"), (ipvsnl.NLMSG_DONE, 2, b"\0\0\0\0")]
+        (0x1D, 1, b"abcde"), (nlmsg.NLMSG_DONE, 2, b"\0\0\0\0")]
 
 
 def test_a_reply_longer_than_the_read_is_a_codec_error() -> None:
-    with pytest.raises(ipvsnl.CodecError, match="overruns"):
-        list(ipvsnl.replies(struct.pack("<IHHII", 64, 0x1D, 0, 1, 0) + b"short"))
+    with pytest.raises(nlmsg.CodecError, match="overruns"):
+        list(nlmsg.replies(struct.pack("<IHHII", 64, 0x1D, 0, 1, 0) + b"short"))
 
 
 def test_an_attribute_longer_than_its_container_is_a_codec_error() -> None:
-    with pytest.raises(ipvsnl.CodecError, match="overruns"):
-        ipvsnl.attrs(struct.pack("<HH", 40, 1) + b"\0\0\0\0")
+    with pytest.raises(nlmsg.CodecError, match="overruns"):
+        nlmsg.attrs(struct.pack("<HH", 40, 1) + b"\0\0\0\0")
 
 
 def test_an_error_reply_gives_a_positive_errno_and_an_ack_zero() -> None:
-    assert ipvsnl.error_code(struct.pack("<i", -17) + b"\0" * 16) == 17
-    assert ipvsnl.error_code(struct.pack("<i", 0) + b"\0" * 16) == 0
+    assert nlmsg.error_code(struct.pack("<i", -17) + b"\0" * 16) == 17
+    assert nlmsg.error_code(struct.pack("<i", 0) + b"\0" * 16) == 0
 
 
 def test_the_controller_reply_gives_the_family_id() -> None:
@@ -215,8 +215,8 @@ def test_the_controller_reply_gives_the_family_id() -> None:
 
 def test_the_family_request_asks_the_controller_by_name() -> None:
     msg = ipvsnl.family_request(5)
-    assert struct.unpack_from("<HH", msg, 4) == (ipvsnl.GENL_ID_CTRL, ipvsnl.NLM_F_REQUEST)
-    assert ipvsnl.attrs(msg, 20) == {2: b"IPVS\0"}
+    assert struct.unpack_from("<HH", msg, 4) == (ipvsnl.GENL_ID_CTRL, nlmsg.NLM_F_REQUEST)
+    assert nlmsg.attrs(msg, 20) == {2: b"IPVS\0"}
 
 
 # ---------------------------------------------------------------------------- batching

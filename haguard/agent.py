@@ -1,0 +1,296 @@
+"""``haguard agent``: one long-running process that owns the VRRP transitions.
+
+keepalived writes every state change to its notify FIFO in the order it happened; the
+agent applies them in that order with its modules imported and its netlink socket open,
+so a takeover costs a netlink call and a frame. Besides the events it:
+
+- re-asserts every instance's state when keepalived opens the FIFO (its start and every
+  reload) and on MASTER_RX_LOWER_PRI;
+- treats the end of keepalived's VRRP process, however it ended, as STOP: a keepalived
+  that died hard (SIGKILL, OOM) leaves no VIP behind here;
+- on its own start, applies what it missed (events still in the FIFO, events the hooks
+  journaled while handing over) and otherwise re-asserts the recorded state, so a
+  restart changes nothing that was right.
+
+While the agent holds ``state_dir/agent.lock`` the hooks hand every event over to it;
+without it they do the work themselves (the fallback).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from haguard import failpoint
+from haguard.adapters import process
+from haguard.adapters.announce import PacketSockets
+from haguard.adapters.netlink import Netlink
+from haguard.adapters.statefile import StateDir
+from haguard.adapters.watch import Fifo, OpenWatch, pidfd
+from haguard.core.config import Config
+from haguard.core.events import ACTIVE_STATES, Event, OrderKey
+from haguard.core.fifo import (Pending, latest_per_instance, parse_journal_entry,
+                               parse_journal_name, parse_line)
+from haguard.errors import HaguardError, OperationFailed
+from haguard.log import get_logger
+
+TICK_S = 0.2          # how often pid files and the FIFO's identity are re-checked
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def now_key() -> OrderKey:
+    """An order key for an event read now: later than every hook forked before it."""
+    ticks = int(time.clock_gettime(time.CLOCK_BOOTTIME) * _CLK_TCK)
+    return OrderKey(ticks, os.getpid())
+
+
+@dataclass
+class Keepalived:
+    """The keepalived VRRP process the agent watches (its exit means STOP)."""
+
+    pid: int
+    fd: int
+
+
+class Agent:
+    def __init__(self, config: Config, log: Any) -> None:
+        if config.agent is None:
+            raise OperationFailed(f"{config.path} has no 'agent' section: add `agent: {{}}` "
+                                  "(and render keepalived.conf again) to run the agent")
+        self.config = config
+        self.log = log.bind(node=config.node.name, component="agent")
+        self.state_dir = StateDir(config.node.state_dir)
+        self.journal_dir = os.path.join(config.node.state_dir, "journal")
+        self.states: dict[str, str] = {}
+        self.keepalived: Keepalived | None = None
+        self._stop = threading.Event()
+        self._lock_fd = -1
+        self.transitions = 0
+        self.packet_sockets = PacketSockets()
+        self.netlink: Netlink | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def _acquire(self) -> None:
+        self.state_dir.ensure()
+        fd = os.open(self.config.agent_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise OperationFailed(f"another haguard agent (pid {other}) holds "
+                                  f"{self.config.agent_lock}; one agent per node") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def stop(self, *_: object) -> None:
+        self._stop.set()
+
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; the VIPs stay as they are when the agent stops."""
+        self._acquire()
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        assert self.config.agent is not None
+        fifo = Fifo(self.config.agent.fifo)
+        watch = OpenWatch(fifo.path)
+        self.log.info("agent_started", pid=os.getpid(), fifo=fifo.path,
+                      instances=[i.name for i in self.config.instances])
+        try:
+            with Netlink() as netlink:
+                self.netlink = netlink
+                self._resynchronise(fifo)
+                watch.opened()  # our own open, and keepalived's before we started
+                while not self._stop.is_set():
+                    self._serve_once(fifo, watch)
+        finally:
+            watch.close()
+            fifo.close()
+            self.packet_sockets.close()
+            if self.keepalived is not None:
+                os.close(self.keepalived.fd)
+            self.log.info("agent_stopped", transitions=self.transitions)
+        return 0
+
+    # ------------------------------------------------------------------ the loop
+    def _serve_once(self, fifo: Fifo, watch: OpenWatch) -> None:
+        self._attach_keepalived()
+        fds = [fifo.fd, watch.fd] + ([self.keepalived.fd] if self.keepalived else [])
+        try:
+            ready, _, _ = select.select(fds, [], [], TICK_S)
+        except InterruptedError:
+            return
+        if fifo.fd in ready:
+            cutoff = now_key()
+            lines = fifo.read_lines()
+            if lines:
+                failpoint.hit("agent:read")
+                self._apply_lines(lines)
+                failpoint.hit("agent:applied")
+                self._forget_journal(upto=cutoff)
+        if self.keepalived is not None and self.keepalived.fd in ready:
+            # Events it wrote before it ended were read above; what is still MASTER now
+            # lost its VRRP process without a STOP.
+            self._keepalived_ended()
+        if watch.fd in ready and watch.opened():
+            self._reassert_all("keepalived opened the notify FIFO (start or reload)")
+        if fifo.replaced():
+            self.log.warning("fifo_replaced", fifo=fifo.path,
+                             action="recreated and reopened; keepalived must be reloaded "
+                                    "to write to it again" if os.path.exists(fifo.path)
+                                    else "recreated and reopened")
+            fifo.reopen()
+            watch.rewatch()
+
+    def _apply_lines(self, lines: list[str]) -> None:
+        pending: list[Pending] = []
+        for line in lines:
+            parsed = parse_line(line)
+            if parsed.event is None:
+                self.log.info("fifo_line_skipped", line=line, reason=parsed.skipped)
+                continue
+            pending.append(Pending(parsed.event, parsed.reassert))
+        for item in latest_per_instance(pending):
+            self._apply(item.event, reason="reassert" if item.reassert else "event")
+
+    def _apply(self, event: Event, reason: str) -> None:
+        if event.kind == "GROUP":
+            return
+        if self.config.instance(event.name) is None:
+            self.log.warning("unknown_instance", instance=event.name, state=event.state,
+                             known=[i.name for i in self.config.instances])
+            return
+        from haguard.transition import handle_event
+
+        log = get_logger(self.config.node.log_file, deferred=event.state in ACTIVE_STATES,
+                         node=self.config.node.name, component="agent", reason=reason)
+        try:
+            handle_event(self.config, event, now_key(), log, netlink=self.netlink,
+                         in_background=_in_thread, packet_sockets=self.packet_sockets)
+            self.states[event.name] = event.state
+            self.transitions += 1
+        except HaguardError as exc:
+            log.release()
+            log.error("transition_failed", instance=event.name, state=event.state,
+                      error=str(exc))
+        finally:
+            log.release()
+
+    # ------------------------------------------------------------------ keepalived
+    def _attach_keepalived(self) -> None:
+        if self.keepalived is not None:
+            return
+        pid = process.pid_from_file(self.config.keepalived.vrrp_pid_file)
+        if pid is None or not process.alive(pid):
+            return
+        fd = pidfd(pid)
+        if fd is None:
+            return
+        self.keepalived = Keepalived(pid, fd)
+        self.log.info("keepalived_attached", vrrp_pid=pid)
+
+    def _keepalived_ended(self) -> None:
+        assert self.keepalived is not None
+        pid = self.keepalived.pid
+        os.close(self.keepalived.fd)
+        self.keepalived = None
+        masters = [name for name, state in self.states.items() if state in ACTIVE_STATES]
+        self.log.warning("keepalived_ended", vrrp_pid=pid, stopping=masters)
+        for name in masters:
+            self._apply(Event("INSTANCE", name, "STOP"), reason="keepalived ended")
+
+    def _keepalived_running(self) -> bool:
+        pid = process.pid_from_file(self.config.keepalived.vrrp_pid_file)
+        return pid is not None and process.alive(pid)
+
+    # ------------------------------------------------------------------ start-up
+    def _resynchronise(self, fifo: Fifo) -> None:
+        """Apply what was missed while no agent ran; re-assert the rest."""
+        recorded: dict[str, str] = {}
+        applied_upto: dict[str, OrderKey | None] = {}
+        for inst in self.config.instances:
+            record = self.state_dir.read_state(inst.name) or {}
+            if record.get("state"):
+                recorded[inst.name] = str(record["state"])
+                self.states[inst.name] = recorded[inst.name]
+            applied_upto[inst.name] = OrderKey.from_list(record.get("order"))
+        cutoff = now_key()
+        pending = [Pending(ev) for key, ev in self._journal()
+                   if applied_upto.get(ev.name) is None or key > applied_upto[ev.name]]
+        journaled = len(pending)
+        for line in fifo.read_lines():
+            parsed = parse_line(line)
+            if parsed.event is not None:
+                pending.append(Pending(parsed.event, parsed.reassert))
+        latest = latest_per_instance(pending)
+        running = self._keepalived_running()
+        self.log.info("agent_resync", journaled=journaled, from_fifo=len(pending) - journaled,
+                      recorded=recorded, keepalived_running=running)
+        for item in latest:
+            self._apply(item.event, reason="missed while no agent ran")
+        covered = {item.event.name for item in latest}
+        for name, state in recorded.items():
+            if name in covered:
+                continue
+            if not running and state in ACTIVE_STATES:
+                self._apply(Event("INSTANCE", name, "STOP"), reason="keepalived is not running")
+            else:
+                self._apply(Event("INSTANCE", name, state), reason="agent start: re-assert")
+        self._forget_journal(upto=cutoff)
+
+    def _reassert_all(self, why: str) -> None:
+        self.log.info("reassert", reason=why, states=dict(self.states))
+        for name, state in list(self.states.items()):
+            self._apply(Event("INSTANCE", name, state), reason=why)
+
+    # ------------------------------------------------------------------ journal
+    def _journal(self) -> list[tuple[OrderKey, Event]]:
+        entries = []
+        try:
+            names = os.listdir(self.journal_dir)
+        except FileNotFoundError:
+            return []
+        for name in names:
+            key = parse_journal_name(name)
+            if key is None:
+                continue
+            try:
+                with open(os.path.join(self.journal_dir, name), encoding="utf-8") as fh:
+                    event = parse_journal_entry(fh.read())
+            except OSError:
+                continue
+            if event is not None:
+                entries.append((key, event))
+        return sorted(entries, key=lambda pair: pair[0])
+
+    def _forget_journal(self, upto: OrderKey) -> None:
+        """Remove journal entries of hooks forked before ``upto``: their events came
+        through the FIFO (or were applied at start-up)."""
+        try:
+            names = os.listdir(self.journal_dir)
+        except FileNotFoundError:
+            return
+        for name in names:
+            key = parse_journal_name(name)
+            if key is not None and key.start_ticks <= upto.start_ticks:
+                try:
+                    os.unlink(os.path.join(self.journal_dir, name))
+                except FileNotFoundError:
+                    pass
+
+
+def _in_thread(work: Callable[[], None]) -> None:
+    threading.Thread(target=work, daemon=True).start()
+
+
+def serve(config: Config) -> int:
+    """Run the agent for ``config`` until it is told to stop."""
+    log = get_logger(config.node.log_file)
+    return Agent(config, log).run()
