@@ -49,7 +49,11 @@ from haguard.lab.runner import LabRunner, load_lab, read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "conf" / "lab.yaml"
-MODES = ("haguard", "native")
+MODES = ("agent", "haguard", "native")
+HAGUARD_MODES = ("agent", "haguard")   # haguard does the VIPs: agent (FIFO) or cold hook
+# The agent's goals: p99 within 20 ms and within native + 15 ms on the wire.
+AGENT_TARGET_P99_MS = 20.0
+AGENT_TARGET_OVER_NATIVE_MS = 15.0
 # The goal set for haguard: a cold hook reaches its first announcement within this
 # many ms of keepalived forking the MASTER notify, at the 99th percentile.
 TARGET_P99_MS = 250.0
@@ -317,13 +321,13 @@ class Bench:
         """``node`` holds the VIPs; in haguard mode its hook has also finished."""
         if self.holder() != node:
             return False
-        return self.mode != "haguard" or self.runner.master() == node
+        return self.mode not in HAGUARD_MODES or self.runner.master() == node
 
 
 def make_bench(mode: str, config_path: str, args: argparse.Namespace, say: Callable[[str], None]
                ) -> Bench:
     name = "bh" + secrets.token_hex(5)  # 12 chars: unique beside labs others run now
-    lab, configs = load_lab(name, [config_path])
+    lab, configs = load_lab(name, [config_path], agent=mode == "agent")
     runner = LabRunner(lab, [config_path], say=say,
                        render_fn=native_render if mode == "native" else render)
     primary, backup = lab.directors[0].node, lab.directors[1].node
@@ -382,7 +386,7 @@ def run_failover(bench: Bench, index: int, args: argparse.Namespace) -> Failover
                                and e["spa"] == e["tpa"] == bench.watch.vip4
                                and e["t"] >= fo.trigger_at for e in bench.probe.poll()),
                    args.timeout, f"{bench.backup}'s first GARP at the client")
-        if bench.mode == "haguard":
+        if bench.mode in HAGUARD_MODES:
             wait_until(lambda: any(e.get("event") == "announced" and e.get("ts", 0) >= fo.trigger_at
                                    for e in read_jsonl(bench.backup_log)),
                        args.timeout, f"haguard's 'announced' record on {bench.backup}")
@@ -412,7 +416,7 @@ def run_failover(bench: Bench, index: int, args: argparse.Namespace) -> Failover
 
 def missing_figures(fo: Failover) -> str | None:
     needed = {"advert": fo.advert_at, "GARP": fo.garp_at}
-    if fo.mode == "haguard":
+    if fo.mode in HAGUARD_MODES:
         needed.update({"forked_at": fo.forked_at, "first_sent_at": fo.first_sent_at})
     gone = [k for k, v in needed.items() if v is None]
     return f"not recorded: {', '.join(gone)}" if gone else None
@@ -480,8 +484,17 @@ def figures(benches: dict[str, Bench]) -> dict[str, Any]:
             row("outage_start", "SIGTERM -> outage begins", mode,
                 [Failover._ms(f.trigger_at, f.outage_start_at) for f in ok_results(bench)])
     wire = {r["mode"]: r for r in out["rows"] if r["key"] == "wire"}
-    if set(wire) == set(MODES):
-        out["ratio"] = {q: ratio(wire["haguard"][q], wire["native"][q]) for q in ("p50", "p99")}
+    out["ratio"] = {f"{a}/{b}": {q: ratio(wire[a][q], wire[b][q]) for q in ("p50", "p99")}
+                    for a, b in (("agent", "native"), ("haguard", "native"),
+                                 ("agent", "haguard")) if a in wire and b in wire}
+    if "agent" in wire:
+        p99 = wire["agent"]["p99"]
+        native_p99 = wire.get("native", {}).get("p99")
+        out["agent_target"] = {
+            "p99_ms": p99, "target_p99_ms": AGENT_TARGET_P99_MS,
+            "native_p99_ms": native_p99, "target_over_native_ms": AGENT_TARGET_OVER_NATIVE_MS,
+            "met": p99 is not None and p99 <= AGENT_TARGET_P99_MS and (
+                native_p99 is None or p99 <= native_p99 + AGENT_TARGET_OVER_NATIVE_MS)}
     fork = next((r for r in out["rows"] if r["key"] == "fork"), None)
     if fork is not None:
         out["target"] = {"p99_ms": TARGET_P99_MS, "fork_p99_ms": fork["p99"],
@@ -521,9 +534,14 @@ def print_report(benches: dict[str, Bench], figs: dict[str, Any], meta: dict[str
         p(f"{r['figure']:48} {r['mode']:8} {r['count']:>3} {fmt(r['p50']):>8} {fmt(r['p90']):>8} "
           f"{fmt(r['p99']):>8} {fmt(r['max']):>8}")
     p()
-    if "ratio" in figs:
-        p("ratio haguard/native, wire advert -> GARP: "
-          f"p50 {fmt(figs['ratio']['p50'])}x, p99 {fmt(figs['ratio']['p99'])}x")
+    for pair, r in figs.get("ratio", {}).items():
+        p(f"ratio {pair}, wire advert -> GARP: p50 {fmt(r['p50'])}x, p99 {fmt(r['p99'])}x")
+    if "agent_target" in figs:
+        t = figs["agent_target"]
+        verdict = "MET" if t["met"] else "NOT MET" if t["p99_ms"] is not None else "NOT MEASURED"
+        p(f"target: agent p99 <= {AGENT_TARGET_P99_MS:.0f} ms and <= native p99 + "
+          f"{AGENT_TARGET_OVER_NATIVE_MS:.0f} ms (wire advert -> GARP): agent p99 "
+          f"{fmt(t['p99_ms'])} ms, native p99 {fmt(t['native_p99_ms'])} ms -> {verdict}")
     for mode, fr in figs["frames"].items():
         p(f"{mode}: backup's frames per takeover (median, until the primary preempts): "
           f"{fmt(fr['garp_median'])} GARP for the IPv4 VIP, {fmt(fr['na_median'])} unsolicited NA "
@@ -608,7 +626,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", default=str(DEFAULT_CONFIG),
                         help="the primary director's haguard config (default conf/lab.yaml)")
     parser.add_argument("--modes", default=",".join(MODES),
-                        help="comma-separated subset of haguard,native")
+                        help="comma-separated subset of agent,haguard,native")
     parser.add_argument("--ping-ms", type=int, default=10,
                         help="client pings the IPv4 VIP this often for an outage figure; 0: off")
     parser.add_argument("--settle", type=float, default=6.0,

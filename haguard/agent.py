@@ -160,7 +160,12 @@ class Agent:
         for item in latest_per_instance(pending):
             self._apply(item.event, reason="reassert" if item.reassert else "event")
 
-    def _apply(self, event: Event, reason: str) -> None:
+    def _apply(self, event: Event, reason: str, order: OrderKey | None = None) -> None:
+        """Apply ``event``; ``order`` is its place in line (default: now).
+
+        A re-assertion passes the recorded state's own key: an event newer than that
+        record (a hook's, while no agent ran) then wins whichever runs first.
+        """
         if event.kind == "GROUP":
             return
         if self.config.instance(event.name) is None:
@@ -172,7 +177,7 @@ class Agent:
         log = get_logger(self.config.node.log_file, deferred=event.state in ACTIVE_STATES,
                          node=self.config.node.name, component="agent", reason=reason)
         try:
-            handle_event(self.config, event, now_key(), log, netlink=self.netlink,
+            handle_event(self.config, event, order or now_key(), log, netlink=self.netlink,
                          in_background=_in_thread, packet_sockets=self.packet_sockets)
             self.states[event.name] = event.state
             self.transitions += 1
@@ -217,10 +222,10 @@ class Agent:
         applied_upto: dict[str, OrderKey | None] = {}
         for inst in self.config.instances:
             record = self.state_dir.read_state(inst.name) or {}
+            applied_upto[inst.name] = OrderKey.from_list(record.get("order"))
             if record.get("state"):
                 recorded[inst.name] = str(record["state"])
                 self.states[inst.name] = recorded[inst.name]
-            applied_upto[inst.name] = OrderKey.from_list(record.get("order"))
         cutoff = now_key()
         pending = [Pending(ev) for key, ev in self._journal()
                    if applied_upto.get(ev.name) is None or key > applied_upto[ev.name]]
@@ -242,13 +247,16 @@ class Agent:
             if not running and state in ACTIVE_STATES:
                 self._apply(Event("INSTANCE", name, "STOP"), reason="keepalived is not running")
             else:
-                self._apply(Event("INSTANCE", name, state), reason="agent start: re-assert")
+                self._apply(Event("INSTANCE", name, state), reason="agent start: re-assert",
+                            order=applied_upto.get(name))
         self._forget_journal(upto=cutoff)
 
     def _reassert_all(self, why: str) -> None:
         self.log.info("reassert", reason=why, states=dict(self.states))
         for name, state in list(self.states.items()):
-            self._apply(Event("INSTANCE", name, state), reason=why)
+            record = self.state_dir.read_state(name) or {}
+            self._apply(Event("INSTANCE", name, state), reason=why,
+                        order=OrderKey.from_list(record.get("order")))
 
     # ------------------------------------------------------------------ journal
     def _journal(self) -> list[tuple[OrderKey, Event]]:

@@ -1,0 +1,187 @@
+"""The agent under stress, crashes and hard deaths, with real keepalived and kernels.
+
+Each test ends by comparing the kernel (VIPs present), the recorded state and what
+keepalived last reported; the counts asked for are printed with -s.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+
+import pytest
+
+from haguard.lab import netns
+from tests.reliability.conftest import VIP4, AgentLab, wait
+
+SEED = int(os.environ.get("HAGUARD_RELIABILITY_SEED", "20261129"))
+
+
+def _write_fifo(path: str, lines: list[str]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        os.write(fd, "".join(f"{line}\n" for line in lines).encode())
+    finally:
+        os.close(fd)
+
+
+def _settled(lab: AgentLab, node: str, state: str) -> bool:
+    record = lab.record(node)
+    holds = bool(lab.vips_on(node))
+    return record.get("state") == state and record.get("complete") and \
+        holds == (state == "MASTER")
+
+
+# ----------------------------------------------------------------------------- FIFO storm
+def test_a_thousand_random_fifo_events_end_in_the_last_one(agent_lab) -> None:
+    lab = agent_lab()
+    # Only the injected events count: keepalived is stopped on both directors first
+    # (each agent applies STOP when its keepalived ends).
+    for node in ("lb1", "lb2"):
+        lab.runner.stop_keepalived(node)
+    wait(lambda: not lab.vips_on("lb1") and not lab.vips_on("lb2"), 10, "both without VIPs")
+    rng = random.Random(SEED)
+    states = ("MASTER", "BACKUP", "FAULT", "STOP", "MASTER_RX_LOWER_PRI", "MASTER_PRIORITY")
+    sent = 0
+    last = "STOP"
+    while sent < 1000:
+        burst = []
+        for _ in range(rng.randint(1, 40)):
+            state = rng.choice(states)
+            if rng.random() < 0.1:
+                burst.append(burst[-1] if burst else 'INSTANCE "VI_1" BACKUP 100')  # duplicate
+            else:
+                burst.append(f'INSTANCE "VI_1" {state} {rng.randint(1, 254)}')
+        if rng.random() < 0.05:
+            burst.append('INSTANCE "VI_9" MASTER 100')  # not ours: logged, skipped
+        _write_fifo(lab.fifo("lb1"), burst)
+        sent += len(burst)
+        for line in burst:
+            word = line.split()[2]
+            if "VI_1" in line and word in ("MASTER", "BACKUP", "FAULT", "STOP"):
+                last = word
+            elif "VI_1" in line and word == "MASTER_RX_LOWER_PRI":
+                last = "MASTER"
+        time.sleep(rng.choice((0, 0, 0.001, 0.01, 0.05)))
+    wait(lambda: _settled(lab, "lb1", last), 30, f"lb1 settled in {last}")
+    time.sleep(0.5)  # nothing late changes it
+    assert _settled(lab, "lb1", last)
+    assert not lab.vips_on("lb2")
+    assert len(lab.announcers("lb1")) <= 1
+    applied = [e for e in lab.agent_log("lb1") if e.get("event") == "transition_done"]
+    print(f"\n{sent} FIFO events injected; {len(applied)} transitions applied; final {last}")
+
+
+# ------------------------------------------------------------------------- real keepalived
+def test_real_keepalived_flaps_end_with_one_master_matching_keepalived(agent_lab) -> None:
+    lab = agent_lab()
+    rng = random.Random(SEED + 1)
+    ops = 0
+    for _ in range(24):
+        node = rng.choice(("lb1", "lb2"))
+        action = rng.choice(("link", "link", "reload"))
+        if action == "link":
+            port = lab.runner.lab.directors[0 if node == "lb1" else 1].legs[0].port
+            netns.run(["ip", "-n", lab.lab.switch_namespace, "link", "set", port, "down"])
+            time.sleep(rng.choice((0.05, 0.3, 1.5)))
+            netns.run(["ip", "-n", lab.lab.switch_namespace, "link", "set", port, "up"])
+        else:
+            os.kill(lab.runner.record["pids"][node], signal.SIGHUP)
+        ops += 1
+        time.sleep(rng.choice((0.05, 0.5, 2.0)))
+    master = wait(lab.runner.master, 30, "one MASTER holding every VIP after the flaps")
+    other = "lb2" if master == "lb1" else "lb1"
+    wait(lambda: _settled(lab, other, "BACKUP") or _settled(lab, other, "FAULT"), 15,
+         f"{other} without VIPs")
+    for node in ("lb1", "lb2"):
+        entered = [line for line in open(os.path.join(os.path.dirname(lab.config(node)),
+                                                      "keepalived.log"), encoding="utf-8")
+                   if "Entering" in line and "STATE" in line]
+        reported = entered[-1].split("Entering ")[1].split()[0]
+        assert lab.record(node)["state"] == reported, (node, reported, lab.record(node))
+    assert bool(lab.vips_on(master)) and not lab.vips_on(other)
+    print(f"\n{ops} link flaps and reloads; {master} MASTER, {other} "
+          f"{lab.record(other)['state']}; both agree with keepalived")
+
+
+# ------------------------------------------------------------------- kill -9 of the agent
+MASTER_POINTS = ("agent:read", "before:vip_added", "before:announced",
+                 "before:announcer_started", "before:state_recorded", "agent:applied")
+BACKUP_POINTS = ("agent:read", "before:vip_removed", "before:state_recorded", "agent:applied")
+
+
+def _restart_agent_with(lab: AgentLab, node: str, point: str) -> subprocess.Popen:
+    lab.runner.stop_agent(node)
+    lab.runner.start_agent(node, env={"HAGUARD_FAILPOINT": point})
+    return lab.runner._children[lab.agent_pid(node)]
+
+
+def _died_at(lab: AgentLab, proc: subprocess.Popen, point: str) -> None:
+    wait(lambda: proc.poll() is not None, 30, f"the agent to die at {point}")
+    assert proc.returncode == -signal.SIGKILL, f"agent ended with {proc.returncode}"
+
+
+def _converged(lab: AgentLab, node: str, state: str) -> None:
+    wait(lambda: _settled(lab, node, state), 20, f"{node} converged to {state}")
+    vips = lab.vips_on(node)
+    assert len(vips) == len(set(vips))
+    # A re-announcer of an overtaken MASTER exits at its next wake-up without sending.
+    wait(lambda: len(lab.announcers(node)) <= (1 if state == "MASTER" else 0), 10,
+         f"at most {1 if state == 'MASTER' else 0} re-announcer on {node}")
+
+
+@pytest.mark.parametrize("point", MASTER_POINTS)
+def test_an_agent_killed_during_a_master_transition_converges_on_restart(agent_lab,
+                                                                         point: str) -> None:
+    lab = agent_lab()
+    assert lab.runner.master() == "lb1"
+    proc = _restart_agent_with(lab, "lb2", point)
+    lab.runner.stop_keepalived("lb1")
+    _died_at(lab, proc, point)
+    lab.runner.start_agent("lb2")
+    _converged(lab, "lb2", "MASTER")
+    assert not lab.vips_on("lb1")
+    lb2_mac = lab.runner.record["directors"]["lb2"]["mac"]["eth0"]
+    ping = netns.ns_exec(lab.lab.client.namespace, "ping", "-c1", "-W1", VIP4)
+    assert subprocess.run(ping, capture_output=True).returncode == 0
+    assert lab.client_mac_for(VIP4) == lb2_mac
+
+
+@pytest.mark.parametrize("point", BACKUP_POINTS)
+def test_an_agent_killed_during_a_backup_transition_converges_on_restart(agent_lab,
+                                                                         point: str) -> None:
+    lab = agent_lab()
+    lab.runner.stop_keepalived("lb1")
+    wait(lambda: _settled(lab, "lb2", "MASTER"), 20, "lb2 MASTER")
+    proc = _restart_agent_with(lab, "lb2", point)
+    lab.runner.start_keepalived("lb1")  # lb1 has the higher priority: it preempts
+    _died_at(lab, proc, point)
+    lab.runner.start_agent("lb2")
+    _converged(lab, "lb2", "BACKUP")
+    wait(lambda: _settled(lab, "lb1", "MASTER"), 20, "lb1 MASTER again")
+
+
+# ------------------------------------------------------------- keepalived dies without STOP
+def test_keepalived_sigkilled_on_the_master_leaves_no_vip_behind(agent_lab) -> None:
+    lab = agent_lab()
+    assert lab.runner.master() == "lb1"
+    lb1_mac = lab.runner.record["directors"]["lb1"]["mac"]["eth0"]
+    lb2_mac = lab.runner.record["directors"]["lb2"]["mac"]["eth0"]
+    subprocess.run(netns.ns_exec(lab.lab.client.namespace, "ping", "-c1", "-W1", VIP4),
+                   capture_output=True)
+    assert lab.client_mac_for(VIP4) == lb1_mac
+    parent, child = lab.keepalived_pids("lb1")
+    assert child is not None
+    killed = time.monotonic()
+    for pid in (child, parent):   # both at once: no STOP path runs anywhere
+        os.kill(pid, signal.SIGKILL)
+    wait(lambda: not lab.vips_on("lb1"), 1.0, "lb1's VIPs gone within 1 s", step=0.005)
+    gone_ms = (time.monotonic() - killed) * 1000
+    wait(lambda: _settled(lab, "lb2", "MASTER"), 20, "lb2 MASTER")
+    wait(lambda: lab.client_mac_for(VIP4) == lb2_mac, 10, "the client following lb2")
+    events = [e["event"] for e in lab.agent_log("lb1")]
+    assert "keepalived_ended" in events
+    print(f"\nlb1's VIPs gone {gone_ms:.0f} ms after SIGKILL; client now at lb2 ({lb2_mac})")
