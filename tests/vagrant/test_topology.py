@@ -1,0 +1,276 @@
+"""The multi-VM topology, for real: five VMs with their own kernels, LVS-DR through the
+director pair, a failover by stopping keepalived, and reboots that must come back as
+configured. The tests run in this order and share one topology (booting it is most of
+the tier's time); each asserts on what the VMs and the client really observe.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from tests.vagrant.conftest import Cluster, figure, wait_for
+
+PROBE = "/vagrant/vagrant/client_probe.py"
+PROBE_DIR = "/run/haguard-probe"
+
+
+def _service(cluster: Cluster) -> tuple[str, int]:
+    svc = cluster.layout.services[0]
+    return svc["vip"], int(svc["port"])
+
+
+def _names(cluster: Cluster, role: str) -> list[str]:
+    return [h.name for h in cluster.layout.by_role(role)]
+
+
+def _instance(cluster: Cluster, node: str) -> dict[str, Any]:
+    config = cluster.layout.host(node).config
+    assert config is not None
+    return dict(config["instances"][0])
+
+
+def _expected_master(cluster: Cluster) -> str:
+    """Who is MASTER with both directors up, as the configs say (preemption on)."""
+    first, second = _names(cluster, "director")
+    a, b = _instance(cluster, first), _instance(cluster, second)
+    return first if int(a["priority"]) >= int(b["priority"]) else second
+
+
+def _state(cluster: Cluster, node: str) -> str | None:
+    _, report = cluster.status(node)
+    instances = report.get("instances") or []
+    return instances[0].get("state") if instances else None
+
+
+def test_every_vm_is_up_and_provisioned_by_haguard(cluster: Cluster) -> None:
+    """Each VM has its name and private address; directors run keepalived under systemd
+    with haguard's rendered config and root-owned hooks; real servers are set up."""
+    for host in cluster.layout.hosts:
+        assert cluster.ssh(host.name, ["hostname"], sudo=False).out.strip() == host.name
+        for iface in host.interfaces:
+            assert iface.address in cluster.addresses(host.name, iface.ifname), host.name
+    for node in _names(cluster, "director"):
+        assert cluster.ssh(node, ["systemctl", "is-enabled", "keepalived"]).out.strip() \
+            == "enabled"
+        assert cluster.ssh(node, ["systemctl", "is-active", "keepalived"]).out.strip() \
+            == "active"
+        conf = cluster.ssh(node, ["cat", "/etc/keepalived/keepalived.conf"]).out
+        assert "enable_script_security" in conf
+        assert "/usr/local/libexec/haguard/notify" in conf
+        assert "virtual_ipaddress" not in conf
+        owners = cluster.ssh(node, ["stat", "-c", "%U %a", "/usr/local/libexec/haguard",
+                                    "/usr/local/libexec/haguard/notify"]).out.split("\n")
+        assert [o.split()[0] for o in owners if o] == ["root", "root"]
+        check = cluster.haguard(node, "check", "-c", cluster.topology.NODE_CONFIG)
+        assert check.rc == 0
+    for node in _names(cluster, "realserver"):
+        status = cluster.haguard(node, "realserver", "-c", cluster.topology.NODE_CONFIG,
+                                 "status", check=False)
+        assert status.rc == 0 and "healthy" in status.out, status.out
+        assert cluster.ssh(node, ["systemctl", "is-enabled", "haguard-realserver"]).out.strip() \
+            == "enabled"
+
+
+def test_client_reaches_both_real_servers_through_the_master_dr(cluster: Cluster) -> None:
+    vip, port = _service(cluster)
+    master = _expected_master(cluster)
+    backup = next(n for n in _names(cluster, "director") if n != master)
+    wait_for(f"{master} MASTER holding {vip}",
+             lambda: _state(cluster, master) == "MASTER" and cluster.holds(master, vip), 180)
+    assert not cluster.holds(backup, vip)
+    routes = cluster.ssh(master, ["ipvsadm", "-L", "-n"]).out
+    for rs in cluster.layout.services[0]["real_servers"]:
+        assert any(rs in line and "Route" in line for line in routes.splitlines()), routes
+    before = {n: cluster.ipvs_connections(n) for n in (master, backup)}
+    result = cluster.fetch(vip, port, count=20)
+    assert result["failed"] == 0, result["errors"]
+    assert set(result["counts"]) == set(_names(cluster, "realserver")), result["counts"]
+    after = {n: cluster.ipvs_connections(n) for n in (master, backup)}
+    # Every request was scheduled by the master's IPVS; none went through the backup.
+    assert after[master] - before[master] >= 20, (before, after)
+    assert after[backup] == before[backup], (before, after)
+    assert cluster.neighbour(vip) == cluster.mac(master)
+
+
+def _start_probe(cluster: Cluster, vip: str, port: int) -> None:
+    cluster.ssh("client", f"rm -rf {PROBE_DIR} && mkdir -p {PROBE_DIR}")
+    cluster.ssh("client", f"setsid python3 {PROBE} --vip {vip} --port {port} --interval 0.1 "
+                          f"--timeout 0.5 --duration 300 --stop-file {PROBE_DIR}/stop "
+                          f"--ready-file {PROBE_DIR}/ready --out {PROBE_DIR}/out.json "
+                          f"</dev/null >{PROBE_DIR}/log 2>&1 &")
+    wait_for("the client's first answered request",
+             lambda: cluster.ssh("client", ["cat", f"{PROBE_DIR}/ready"],
+                                 check=False).rc == 0, 60, every=0.5)
+
+
+def _stop_probe(cluster: Cluster) -> dict[str, Any]:
+    cluster.ssh("client", ["touch", f"{PROBE_DIR}/stop"])
+    wait_for("the client probe's report",
+             lambda: cluster.ssh("client", ["test", "-s", f"{PROBE_DIR}/out.json"],
+                                 check=False).rc == 0, 60, every=0.5)
+    report = json.loads(cluster.ssh("client", ["cat", f"{PROBE_DIR}/out.json"]).out)
+    report["ready_ms"] = float(cluster.ssh("client", ["cat", f"{PROBE_DIR}/ready"]).out)
+    return report
+
+
+def _outage(requests: list[dict[str, Any]]) -> tuple[int, float]:
+    """Failed requests, and the longest time between two answered ones (ms)."""
+    failed = sum(1 for r in requests if "error" in r)
+    done = [r["done"] for r in requests if "server" in r]
+    gap = max((b - a for a, b in zip(done, done[1:])), default=0.0)
+    return failed, gap
+
+
+def test_failover_by_stopping_keepalived(cluster: Cluster) -> None:
+    """`systemctl stop keepalived` on the master: the backup takes the VIP, the client's
+    neighbour entry follows to its MAC from haguard's gratuitous ARP (the client never
+    asks), and the client's requests keep being answered by both real servers."""
+    vip, port = _service(cluster)
+    old = _expected_master(cluster)
+    new = next(n for n in _names(cluster, "director") if n != old)
+    old_mac, new_mac = cluster.mac(old), cluster.mac(new)
+    assert old_mac != new_mac
+    wait_for(f"{old} MASTER", lambda: _state(cluster, old) == "MASTER", 120)
+    _start_probe(cluster, vip, port)
+    time.sleep(2)  # some answered requests through the old master first
+    new_before = cluster.ipvs_connections(new)
+    cluster.ssh(old, ["systemctl", "stop", "keepalived"], timeout=120)
+    trigger = time.monotonic()
+    wait_for(f"{new} MASTER holding {vip}",
+             lambda: _state(cluster, new) == "MASTER" and cluster.holds(new, vip), 120,
+             every=0.5)
+    took_over_s = time.monotonic() - trigger
+    # haguard's STOP transition removes the VIPs from the stopped director.
+    wait_for(f"{vip} removed from {old}", lambda: not cluster.holds(old, vip), 60)
+    wait_for(f"the client's neighbour entry for {vip} pointing at {new}",
+             lambda: cluster.neighbour(vip) == new_mac, 60, every=0.5)
+    time.sleep(5)  # answered requests through the new master
+    report = _stop_probe(cluster)
+    requests = report["requests"]
+
+    switched = [n for n in report["neighbour"] if n["mac"] == new_mac]
+    assert switched, report["neighbour"]
+    switch_t = switched[0]["t"]
+    garps = [a for a in report["arp"]
+             if a["spa"] == vip and a["tpa"] == vip and a["sha"] == new_mac
+             and not a["outgoing"]]
+    assert garps, "the client received no gratuitous ARP for the VIP from the new master"
+    assert garps[0]["t"] <= switch_t, (garps[0], switched[0])
+    asked = [a for a in report["arp"] if a["outgoing"] and a["op"] == "request"
+             and a["tpa"] == vip and report["ready_ms"] < a["t"] <= switch_t]
+    assert not asked, f"the client asked for {vip} itself before switching: {asked}"
+
+    after = [r for r in requests if r["t"] > switch_t]
+    answered_after = [r for r in after if "server" in r]
+    assert len(answered_after) >= 10, after[-5:]
+    assert {r["server"] for r in answered_after} == set(_names(cluster, "realserver"))
+    # The client's requests after the switch reached the new master's IPVS.
+    assert cluster.ipvs_connections(new) - new_before >= len(answered_after) // 2
+
+    failed, outage = _outage(requests)
+    answered = sum(1 for r in requests if "server" in r)
+    first_garp_after_fail = garps[0]["t"]
+    figure(f"failover {old} -> {new} by `systemctl stop keepalived`: {new} MASTER with the "
+           f"VIP {took_over_s:.1f} s after the stop returned")
+    figure(f"  client: {len(requests)} requests every 100 ms, {answered} answered, "
+           f"{failed} failed; outage (longest gap between answers): {outage:.0f} ms")
+    figure(f"  client: first gratuitous ARP from {new} at +{first_garp_after_fail:.0f} ms, "
+           f"neighbour entry -> {new_mac} at +{switch_t:.0f} ms (probe clock); "
+           f"the client never asked")
+    # A failover that takes longer than this is broken, however slow the emulation.
+    assert outage < 30000, f"outage {outage:.0f} ms"
+
+
+@pytest.fixture(scope="module")
+def rebooted(cluster: Cluster) -> dict[str, float]:
+    """lb1 (a director) and rs1 (a real server) rebooted at once; seconds to come back."""
+    nodes = [_names(cluster, "director")[0], _names(cluster, "realserver")[0]]
+    before = {n: cluster.boot_id(n) for n in nodes}
+    took: dict[str, float] = {}
+    errors: list[str] = []
+
+    def reboot(node: str) -> None:
+        start = time.monotonic()
+        # The connection drops as the VM goes down: exit codes mean nothing here.
+        cluster.ssh(node, "systemctl reboot", check=False, timeout=60)
+        deadline = start + 900
+        while time.monotonic() < deadline:
+            try:
+                if cluster.boot_id(node, timeout=30) != before[node]:
+                    took[node] = time.monotonic() - start
+                    return
+            except Exception:  # noqa: BLE001 - unreachable while it reboots
+                pass
+            time.sleep(3)
+        errors.append(f"{node} did not come back within 900 s")
+
+    threads = [threading.Thread(target=reboot, args=(n,)) for n in nodes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for node, seconds in took.items():
+        figure(f"reboot of {node}: back (new boot id over SSH) after {seconds:.0f} s")
+    return took
+
+
+def test_rebooted_director_comes_back_as_configured(cluster: Cluster,
+                                                   rebooted: dict[str, float]) -> None:
+    """After its reboot lb1 runs keepalived again (systemd), and takes the MASTER role
+    back if its config preempts (higher priority, nopreempt off), else stays BACKUP."""
+    vip, port = _service(cluster)
+    lb1, lb2 = _names(cluster, "director")
+    assert lb1 in rebooted
+    assert cluster.ssh(lb1, ["systemctl", "is-active", "keepalived"]).out.strip() == "active"
+    inst1, inst2 = _instance(cluster, lb1), _instance(cluster, lb2)
+    preempts = not inst1.get("nopreempt", False) and int(inst1["priority"]) > int(inst2["priority"])
+    master, backup = (lb1, lb2) if preempts else (lb2, lb1)
+    wait_for(f"{master} MASTER holding {vip} and {backup} BACKUP without it",
+             lambda: (_state(cluster, master) == "MASTER" and cluster.holds(master, vip)
+                      and _state(cluster, backup) == "BACKUP"
+                      and not cluster.holds(backup, vip)), 300, every=2)
+    for node in (lb1, lb2):
+        rc, report = cluster.status(node)
+        assert rc == 0, report
+    # The client follows the VIP back (haguard's announcement on the preempting MASTER)
+    # and is answered by both real servers through it.
+    wait_for(f"the client's neighbour entry for {vip} pointing at {master}",
+             lambda: cluster.neighbour(vip) == cluster.mac(master), 120, every=2)
+    seen: set[str] = set()
+
+    def both_answer() -> bool:
+        seen.update(cluster.fetch(vip, port, count=6)["counts"])
+        return seen >= set(_names(cluster, "realserver"))
+
+    wait_for("answers from both real servers through the VIP", both_answer, 300, every=3)
+    figure(f"after its reboot {lb1} is {'MASTER (preempted)' if preempts else 'BACKUP'} "
+           "as its config says; both real servers answer through the VIP")
+
+
+def test_rebooted_real_server_keeps_its_setup(cluster: Cluster,
+                                              rebooted: dict[str, float]) -> None:
+    """rs1's VIP on lo and its ARP sysctls come back at boot from haguard's systemd unit
+    (not rc.local), and it serves through the VIP again."""
+    vip, port = _service(cluster)
+    rs1 = _names(cluster, "realserver")[0]
+    assert rs1 in rebooted
+    unit = "haguard-realserver.service"
+    assert cluster.ssh(rs1, ["systemctl", "is-enabled", unit]).out.strip() == "enabled"
+    # RemainAfterExit: "active" means this boot ran `haguard realserver up` successfully.
+    assert cluster.ssh(rs1, ["systemctl", "is-active", unit]).out.strip() == "active"
+    assert cluster.ssh(rs1, ["test", "-e", "/etc/rc.local"], check=False).rc != 0
+    assert f"{vip}/32" in cluster.addresses(rs1, "lo")
+    for key, value in (("net.ipv4.conf.all.arp_ignore", "1"),
+                       ("net.ipv4.conf.all.arp_announce", "2")):
+        assert cluster.ssh(rs1, ["sysctl", "-n", key]).out.strip() == value
+    status = cluster.haguard(rs1, "realserver", "-c", cluster.topology.NODE_CONFIG, "status",
+                             check=False)
+    assert status.rc == 0 and "healthy" in status.out, status.out
+    wait_for(f"{rs1} answering through {vip}",
+             lambda: rs1 in cluster.fetch(vip, port, count=6)["counts"], 300, every=3)

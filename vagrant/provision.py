@@ -1,0 +1,212 @@
+#!/usr/bin/python3
+"""Provision one VM of the multi-VM topology with haguard, as an operator would a server.
+
+The Vagrantfile runs this (as root, inside the VM) with one argument: the VM's entry of
+vagrant/topology.py's output, base64-encoded JSON. Nothing about the topology is decided
+here: the entry says the VM's role, its private addresses and its haguard config.
+
+- every VM: its private interfaces, configured with ifupdown so they come back at boot;
+- directors and real servers: haguard installed from the synced checkout into a venv
+  (/opt/haguard) from wheels built on the host (the VMs have no internet), the node
+  config written to /etc/haguard/haguard.yaml;
+- directors: `haguard check`, `haguard hooks install` (root-owned path, keepalived's
+  script security on), `haguard render -o /etc/keepalived/keepalived.conf`,
+  `haguard ipvs apply`, keepalived enabled and (re)started under systemd;
+- real servers: `haguard realserver up` (which writes and enables its systemd unit) and
+  an HTTP service naming the server (haguard.lab.http, the lab's own).
+
+Standard library only: it runs on the box's python3 before haguard exists.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+SOURCE = "/vagrant"
+WHEELS = "/vagrant/vagrant/.wheels"
+VENV = "/opt/haguard"
+HAGUARD = f"{VENV}/bin/haguard"
+HTTP_UNIT = "haguard-http.service"
+# What a public Debian box lacks and haguard's own box has.
+PACKAGES = ("keepalived", "ipvsadm", "python3-venv", "iproute2", "kmod", "rsync")
+
+
+def say(text: str) -> None:
+    print(f"provision: {text}", flush=True)
+
+
+def run(args: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(args, text=True, capture_output=True, stdin=subprocess.DEVNULL)
+    out = (proc.stdout + proc.stderr).strip()
+    if out:
+        print("\n".join(f"  | {line}" for line in out.splitlines()), flush=True)
+    if check and proc.returncode != 0:
+        raise SystemExit(f"provision: {' '.join(args)} exited {proc.returncode}")
+    return proc
+
+
+def write(path: str, text: str, mode: int = 0o644) -> bool:
+    """Write only when different; True when it changed."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            if fh.read() == text:
+                return False
+    except FileNotFoundError:
+        pass
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+    return True
+
+
+def packages() -> None:
+    missing = [p for p in PACKAGES
+               if run(["dpkg-query", "-W", "-f=${Status}", p], check=False).stdout
+               != "install ok installed"]
+    if missing:
+        say(f"installing {' '.join(missing)} (not a haguard box)")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+                       check=True, env=env)
+
+
+def hostname(name: str) -> None:
+    """Set here rather than by Vagrant, whose Debian support restarts every interface."""
+    write("/etc/hostname", name + "\n")
+    with open("/etc/hosts", encoding="utf-8") as fh:
+        lines = [line for line in fh.read().splitlines() if not line.startswith("127.0.1.1")]
+    write("/etc/hosts", "\n".join([*lines, f"127.0.1.1 {name}"]) + "\n")
+    run(["hostname", name])
+
+
+def interfaces(host: dict[str, Any]) -> None:
+    networkd = run(["systemctl", "is-active", "systemd-networkd.service"],
+                   check=False).stdout.strip() == "active"
+    for iface in host["interfaces"]:
+        name = iface["ifname"]
+        header = f"# {host['name']} on {iface['network']}: from vagrant/topology.py\n"
+        if networkd:
+            changed = write(f"/etc/systemd/network/20-{name}.network",
+                            header + f"[Match]\nName={name}\n\n[Network]\n"
+                            f"Address={iface['address']}\n")
+            if changed:
+                run(["networkctl", "reload"])
+                run(["networkctl", "reconfigure", name])
+        else:
+            changed = write(f"/etc/network/interfaces.d/{name}",
+                            header + f"auto {name}\niface {name} inet static\n"
+                            f"    address {iface['address']}\n")
+            if changed:
+                run(["ifup", name])
+        wait_for_address(name, iface["address"])
+        say(f"{name} {iface['address']}")
+
+
+def wait_for_address(name: str, address: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        shown = run(["ip", "-o", "-4", "addr", "show", "dev", name], check=False).stdout
+        if f" {address} " in shown:
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"provision: {address} did not appear on {name}")
+
+
+def install_haguard() -> None:
+    """haguard and its dependencies into a venv, from the wheels built on the host.
+
+    ensurepip and pip's byte-compiling take minutes under emulation, so the venv gets
+    no pip of its own: pip runs from its wheel, and modules are compiled on first use.
+    """
+    wheels = sorted(os.listdir(WHEELS))
+    ours = [w for w in wheels if w.startswith("haguard-")]
+    pip = [w for w in wheels if w.startswith("pip-")]
+    if len(ours) != 1 or len(pip) != 1:
+        raise SystemExit(f"provision: expected one haguard and one pip wheel in {WHEELS}")
+    fresh = not os.path.exists(f"{VENV}/bin/python")
+    if fresh:
+        run(["python3", "-m", "venv", "--without-pip", VENV])
+    # A re-provision replaces haguard (same version, new code), keeps the dependencies.
+    again = [] if fresh else ["--no-deps", "--force-reinstall"]
+    run([f"{VENV}/bin/python", f"{WHEELS}/{pip[0]}/pip", "install", "-q", "--no-index",
+         "--find-links", WHEELS, "--no-compile", "--disable-pip-version-check", *again,
+         f"{WHEELS}/{ours[0]}"])
+    say(run([HAGUARD, "--version"]).stdout.strip())
+
+
+# keepalived forks the STOP hook as it shuts down; the hook detaches (setsid) to
+# outlive keepalived, but stays in keepalived.service's cgroup, and Debian's unit has
+# the default KillMode=control-group: when keepalived exits, systemd kills what is
+# left in the cgroup, the hook too, and the stopped director keeps its VIPs. With
+# KillMode=process (upstream keepalived's own unit file) only keepalived is signalled.
+KEEPALIVED_DROPIN = """\
+# Written by the haguard provisioning: let haguard's detached STOP hook finish.
+[Service]
+KillMode=process
+"""
+
+
+def director(config: str) -> None:
+    if write("/etc/systemd/system/keepalived.service.d/haguard.conf", KEEPALIVED_DROPIN):
+        run(["systemctl", "daemon-reload"])
+    run([HAGUARD, "check", "-c", config])
+    run([HAGUARD, "hooks", "install", "-c", config])
+    run([HAGUARD, "render", "-c", config, "-o", "/etc/keepalived/keepalived.conf"])
+    run([HAGUARD, "ipvs", "apply", "-c", config])
+    run(["systemctl", "enable", "keepalived.service"])
+    run(["systemctl", "restart", "keepalived.service"])
+    say("keepalived " + run(["systemctl", "is-active", "keepalived.service"]).stdout.strip())
+
+
+def realserver(host: dict[str, Any], config: str) -> None:
+    run([HAGUARD, "realserver", "-c", config, "up"])
+    ports = host.get("http_ports") or [80]
+    units = []
+    for port in ports:
+        unit = HTTP_UNIT if port == ports[0] else f"haguard-http-{port}.service"
+        write(f"/etc/systemd/system/{unit}",
+              "# The real server's service in the multi-VM topology: answers with its name.\n"
+              f"[Unit]\nDescription=HTTP on port {port} naming {host['name']}\n"
+              "After=network.target\n\n[Service]\n"
+              f"ExecStart={VENV}/bin/python -m haguard.lab.http serve --name {host['name']} "
+              f"--port {port} --bind ::\nRestart=always\n\n"
+              "[Install]\nWantedBy=multi-user.target\n")
+        units.append(unit)
+    run(["systemctl", "daemon-reload"])
+    run(["systemctl", "enable", *units])
+    run(["systemctl", "restart", *units])
+    run([HAGUARD, "realserver", "-c", config, "status"])
+
+
+def main(argv: list[str]) -> int:
+    start = time.monotonic()
+    host = json.loads(base64.b64decode(argv[1]))
+    say(f"{host['name']} ({host['role']})")
+    hostname(host["name"])
+    if not host.get("haguard_box"):
+        packages()
+    interfaces(host)
+    if host["role"] in ("director", "realserver"):
+        install_haguard()
+        config = host["node_config"]
+        write(config, host["config_yaml"])
+        if host["role"] == "director":
+            director(config)
+        else:
+            realserver(host, config)
+    say(f"{host['name']} done in {time.monotonic() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
