@@ -120,13 +120,20 @@ Run it under systemd: `haguard agent -c FILE --unit` prints a unit to install.""
     # Internal command: keep it out of the command list.
     sub._choices_actions = [a for a in sub._choices_actions if a.dest != "announce-loop"]
 
-    p = sub.add_parser("status", help="recorded state, VIPs present, keepalived running",
+    p = sub.add_parser("status", help="recorded state, VIPs present, the wire, keepalived",
                        description="Per instance: recorded state and since when, the last "
-                       "transition's duration, which VIPs are really on this node, and "
-                       "whether keepalived runs. Exit 1 when something disagrees (a MASTER "
-                       "without its VIPs, VIPs on a BACKUP, keepalived not running).")
+                       "transition's duration, which VIPs are really on this node and, as "
+                       "root, who advertises its VRID on the wire (listening 3 x advert_int): "
+                       "split brain (two MASTERs), a foreign router on our VRID, a MASTER "
+                       "that sends no adverts. With an ipvs section: rules out of sync. "
+                       "Exit 1 when anything is wrong, so it works as a monitoring check.")
     _add_config(p)
     p.add_argument("--json", action="store_true", help="machine-readable result")
+    p.add_argument("--wire-seconds", type=float, metavar="S",
+                   help="listen for VRRP adverts this long (default 3 x advert_int)")
+    p.add_argument("--no-wire", action="store_true", help="do not listen on the wire")
+    p.add_argument("--watch", type=float, nargs="?", const=2.0, metavar="SECONDS",
+                   help="repeat every SECONDS (default 2) until interrupted")
     p.set_defaults(func=cmd_status)
 
     _add_ipvs_parser(sub)
@@ -345,11 +352,29 @@ def cmd_announce_loop(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from haguard.status import collect, format_text
+    import time
 
-    report = collect(_load(args.config))
-    _emit(report, args.json, format_text)
-    return EXIT_OK if report["healthy"] else EXIT_FAILED
+    from haguard.status import collect, format_text, wire_window
+
+    config = _load(args.config)
+    wire_s = None
+    if not args.no_wire:
+        if os.geteuid() == 0:
+            wire_s = args.wire_seconds if args.wire_seconds is not None else wire_window(config)
+        elif args.wire_seconds is not None:
+            raise BadInput("--wire-seconds: listening for VRRP adverts needs root")
+    while True:
+        report = collect(config, wire_s)
+        if wire_s is None and not args.no_wire:
+            report["wire"] = "not checked: listening for VRRP adverts needs root"
+        if args.watch and not args.json and sys.stdout.isatty():
+            sys.stdout.write("\033[H\033[J")
+        _emit(report, args.json, format_text)
+        code = EXIT_OK if report["healthy"] else EXIT_FAILED
+        if not args.watch:
+            return code
+        sys.stdout.flush()
+        time.sleep(args.watch)
 
 
 def cmd_hooks_install(args: argparse.Namespace) -> int:

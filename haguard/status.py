@@ -13,8 +13,17 @@ from haguard.core.config import Config
 from haguard.core.events import ACTIVE_STATES
 
 
-def collect(config: Config) -> dict[str, Any]:
-    """A JSON-able report; ``healthy`` is False when state and reality disagree."""
+def wire_window(config: Config) -> float:
+    """How long to listen: three advert intervals of the slowest instance."""
+    return 3 * max((i.advert_int for i in config.instances), default=1.0) + 0.2
+
+
+def collect(config: Config, wire_s: float | None = None) -> dict[str, Any]:
+    """A JSON-able report; ``healthy`` is False when state and reality disagree.
+
+    With ``wire_s`` the VRRP adverts on the instances' interfaces are listened to for that
+    long: who advertises each VRID, split brain, foreign routers on our VRIDs.
+    """
     state_dir = StateDir(config.node.state_dir)
     kpid = keepalived.running(config.keepalived.pid_file)
     now = time.time()
@@ -50,13 +59,56 @@ def collect(config: Config) -> dict[str, Any]:
                 "vips_present": held,
                 "problems": problems,
             })
+    if wire_s:
+        _add_wire(config, instances, wire_s)
+    ipvs_problem = _ipvs_problem(config)
     problems_all = [p for i in instances for p in i["problems"]]
+    if ipvs_problem:
+        problems_all.append(ipvs_problem)
     if kpid is None:
         problems_all.append(f"keepalived is not running (pid file {config.keepalived.pid_file})")
     return {"node": config.node.name, "config": config.path,
             "keepalived": {"running": kpid is not None, "pid": kpid,
                            "pid_file": config.keepalived.pid_file},
             "instances": instances, "problems": problems_all, "healthy": not problems_all}
+
+
+def _add_wire(config: Config, instances: list[dict[str, Any]], seconds: float) -> None:
+    from haguard.adapters.vrrpwire import listen
+    from haguard.core.vrrp import analyse
+
+    adverts = listen([i.interface for i in config.instances], seconds)
+    for entry, report in zip(instances, analyse(config, adverts, seconds)):
+        entry["wire"] = {
+            "listened_s": round(seconds, 2),
+            "speakers": [{"source": s.source, "mac": s.source_mac, "priority": s.priority,
+                          "adverts": s.adverts, "this_node": s.ours, "foreign": s.foreign,
+                          "foreign_reason": s.foreign_reason} for s in report.speakers],
+            "split_brain": report.split_brain}
+        entry["problems"] += list(report.problems)
+        ours = any(s.ours and s.priority > 0 and s.adverts >= 2 for s in report.speakers)
+        if entry["state"] in ACTIVE_STATES and not ours:
+            entry["problems"].append("recorded MASTER but this node sends no VRRP adverts")
+        if ours and entry["state"] not in ACTIVE_STATES:
+            entry["problems"].append(f"this node advertises VRID {report.vrid} but the "
+                                     f"recorded state is {entry['state'] or 'unknown'}")
+
+
+def _ipvs_problem(config: Config) -> str | None:
+    """IPVS rules out of sync with the config (only for a config with an ipvs section)."""
+    if config.ipvs is None or not config.ipvs.services:
+        return None
+    from haguard import ipvsops
+    from haguard.errors import HaguardError
+
+    try:
+        changes = ipvsops.diff(config)
+    except HaguardError as exc:
+        return f"IPVS cannot be read: {exc}"
+    if changes:
+        return (f"IPVS rules differ from the config ({len(changes)} change(s); "
+                f"`haguard ipvs diff -c {config.path}` shows them)")
+    return None
 
 
 def _iso(ts: Any) -> str | None:
@@ -76,6 +128,13 @@ def format_text(report: dict[str, Any]) -> str:
         lines.append(f"{i['name']} (VRID {i['virtual_router_id']} on {i['interface']}): {state}{since}{last}")
         lines.append(f"  VIPs present: {', '.join(i['vips_present']) or 'none'}"
                      f"  (configured: {', '.join(i['vips_configured'])})")
+        wire = i.get("wire")
+        if wire is not None:
+            heard = ", ".join(f"{s['source']} prio {s['priority']} x{s['adverts']}"
+                              + (" (this node)" if s["this_node"] else "")
+                              + (" FOREIGN" if s["foreign"] else "")
+                              for s in wire["speakers"]) or "nobody"
+            lines.append(f"  on the wire ({wire['listened_s']} s): {heard}")
         lines += [f"  PROBLEM: {p}" for p in i["problems"]]
     if not report["keepalived"]["running"]:
         lines.append("PROBLEM: keepalived is not running")

@@ -1,0 +1,90 @@
+"""Listening for VRRP adverts on the wire: both directions, only protocol 112.
+
+An AF_PACKET socket sees what this host sends as well as what it receives (a raw IP
+socket would miss our own adverts), and a classic BPF filter keeps every other frame
+in the kernel, so listening on a busy director costs nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import select
+import socket
+import struct
+import time
+
+from haguard.core.vrrp import Advert, parse_frame
+from haguard.errors import OperationFailed
+
+ETH_P_ALL = 0x0003
+SO_ATTACH_FILTER = 26
+PACKET_OUTGOING = 4
+
+# ethertype IPv4 and IP protocol 112, or ethertype IPv6 and next header 112
+_FILTER = [
+    (0x28, 0, 0, 12),        # ldh [12]
+    (0x15, 0, 2, 0x0800),    # jeq IPv4 ? 2 : 4
+    (0x30, 0, 0, 23),        # ldb [23]
+    (0x15, 3, 4, 112),       # jeq 112 ? accept : reject
+    (0x15, 0, 3, 0x86DD),    # jeq IPv6 ? 5 : reject
+    (0x30, 0, 0, 20),        # ldb [20]
+    (0x15, 0, 1, 112),       # jeq 112 ? accept : reject
+    (0x06, 0, 0, 0x40000),   # accept
+    (0x06, 0, 0, 0),         # reject
+]
+
+
+def _attach_filter(sock: socket.socket) -> None:
+    program = b"".join(struct.pack("HBBI", *insn) for insn in _FILTER)
+    buf = ctypes.create_string_buffer(program, len(program))
+    # struct sock_fprog: the kernel copies the program during this call.
+    fprog = struct.pack("HL", len(_FILTER), ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+def _open(interface: str) -> socket.socket:
+    try:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    except PermissionError:
+        raise OperationFailed("listening for VRRP adverts needs root (CAP_NET_RAW)") from None
+    try:
+        _attach_filter(sock)
+        sock.bind((interface, 0))
+    except OSError as exc:
+        sock.close()
+        raise OperationFailed(f"cannot listen on {interface}: {exc.strerror}") from exc
+    # Frames queued before the filter was attached may be anything: drop them.
+    sock.setblocking(False)
+    while True:
+        try:
+            sock.recv(65535)
+        except BlockingIOError:
+            break
+    return sock
+
+
+def listen(interfaces: list[str], seconds: float) -> list[Advert]:
+    """Every VRRP advert sent or received on ``interfaces`` during ``seconds``."""
+    socks = {_open(name): name for name in dict.fromkeys(interfaces)}
+    adverts: list[Advert] = []
+    deadline = time.monotonic() + seconds
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            ready, _, _ = select.select(list(socks), [], [], left)
+            for sock in ready:
+                while True:
+                    try:
+                        frame, addr = sock.recvfrom(65535)
+                    except BlockingIOError:
+                        break
+                    advert = parse_frame(frame, socks[sock], addr[2] == PACKET_OUTGOING,
+                                         time.time())
+                    if advert is not None:
+                        adverts.append(advert)
+    finally:
+        for sock in socks:
+            sock.close()
+    return adverts
