@@ -38,6 +38,7 @@ from haguard.core.events import ACTIVE_STATES, Event, OrderKey
 from haguard.core.fifo import (Pending, latest_per_instance, parse_journal_entry,
                                parse_journal_name, parse_line)
 from haguard.errors import HaguardError, OperationFailed
+from haguard.levers import expire_due
 from haguard.log import get_logger
 
 TICK_S = 0.2          # how often pid files and the FIFO's identity are re-checked
@@ -73,6 +74,7 @@ class Agent:
         self._lock_fd = -1
         self.transitions = 0
         self.packet_sockets = PacketSockets()
+        self._next_expiry_check = 0.0
         self.netlink: Netlink | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -122,6 +124,14 @@ class Agent:
     # ------------------------------------------------------------------ the loop
     def _serve_once(self, fifo: Fifo, watch: OpenWatch) -> None:
         self._attach_keepalived()
+        if time.monotonic() >= self._next_expiry_check:
+            # A lever's TTL is on disk; enforcing it here covers a lost expiry waiter.
+            self._next_expiry_check = time.monotonic() + 1.0
+            try:
+                for line in expire_due(self.config):
+                    self.log.info("lever_expired", detail=line)
+            except (OSError, HaguardError) as exc:
+                self.log.warning("lever_expiry_failed", error=str(exc))
         fds = [fifo.fd, watch.fd] + ([self.keepalived.fd] if self.keepalived else [])
         try:
             ready, _, _ = select.select(fds, [], [], TICK_S)

@@ -35,6 +35,30 @@ Exit codes: 0 ok, 1 an operation failed, 2 bad input (nothing was changed).
 """
 
 
+DOCTOR_HELP = """\
+A preflight for a director (or real server): finds the mistakes that break failover
+before they bite. For each finding: what was found, why it matters, how to fix it.
+
+Checks:
+  keepalived-test    keepalived -t accepts haguard's rendering of this config
+  keepalived-conf    keepalived.conf on disk is that rendering (not stale)
+  script-security    the notify hook (and every script keepalived.conf names) exists
+                     and every path component is root-owned and not group/world
+                     writable; enable_script_security is on
+  nopreempt-weight   no nopreempt instance relies on a weighted track_* (never moves)
+  networkd           systemd-networkd does not manage a VRRP interface without
+                     KeepConfiguration=static (it deletes the VIPs on restart)
+  sysctl             the sysctls haguard applies exist and are set already
+  ip_vs              with an ipvs: section, the ip_vs module is loaded or loadable
+  realserver         a real server holds its VIPs as /32 (/128), not lo:1 .../24
+  duplicate-address  no host other than the MASTER answers ARP for a VIP
+  vrid-collision     no foreign VRRP router advertises one of our VRIDs
+
+Exit codes: 0 nothing worse than info, 1 at least one error, 3 warnings but no
+error, 2 bad input (the config itself did not load).
+"""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # argparse's own exit code is 2 as well
         self.print_usage(sys.stderr)
@@ -107,6 +131,49 @@ Run it under systemd: `haguard agent -c FILE --unit` prints a unit to install.""
                    help="print a systemd unit (haguard-agent.service) for this config and exit")
     p.set_defaults(func=cmd_agent)
 
+    for action, helptext, description in (
+            ("demote", "hand this node's MASTER role over (keepalived track file, FAULT)",
+             "Put each instance (all, or --instance) in FAULT through its demote track file: "
+             "keepalived sends priority 0 and the peer takes over at once. A peer must "
+             "answer within 3 x advert_int + 1 s, or the demotion is undone (exit 1) so the "
+             "instance keeps a MASTER; --force demotes anyway. --ttl makes it expire by "
+             "itself (the expiry is on disk: it survives restarts). Every action goes to "
+             "lever_dir/audit.log and syslog with who and --reason."),
+            ("promote", "take the MASTER role where preemption allows it",
+             "Raise this node's priority (priority track file) just above what the current "
+             "MASTER advertises, so keepalived preempts. With nopreempt that cannot work: "
+             "promote refuses, changes nothing and prints what to run on the MASTER "
+             "instead (exit 1). --clear removes the levers (same as `haguard undo`).")):
+        p = sub.add_parser(action, help=helptext, description=description)
+        _add_config(p)
+        p.add_argument("--instance", action="append", metavar="NAME",
+                       help="only this instance (repeatable; default: all)")
+        p.add_argument("--reason", default="", help="why (required; goes to the audit log)")
+        p.add_argument("--wait", action="store_true",
+                       help="block until the VIPs are observed on the new MASTER")
+        p.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                       help="for --wait (default 30 s); exit 1 when it runs out")
+        p.add_argument("--force", action="store_true",
+                       help="skip the safety checks (a warning says which)")
+        if action == "demote":
+            p.add_argument("--ttl", metavar="DURATION",
+                           help="undo by itself after this long: 90s, 30m, 1h30m")
+        else:
+            p.add_argument("--clear", action="store_true", help="remove the levers instead")
+        p.set_defaults(func=cmd_lever, lever=action)
+    p = sub.add_parser("undo", help="remove demote/promote levers",
+                       description="Clear the demote and priority track files of each "
+                       "instance (all, or --instance): keepalived's election alone decides.")
+    _add_config(p)
+    p.add_argument("--instance", action="append", metavar="NAME")
+    p.add_argument("--reason", default="undo", help="for the audit log")
+    p.set_defaults(func=cmd_lever, lever="undo")
+    p = sub.add_parser(
+        "levers-expire",
+        description="Internal: sleep until the next lever expiry and undo what is due.")
+    _add_config(p)
+    p.set_defaults(func=cmd_levers_expire)
+
     p = sub.add_parser(
         "announce-loop",
         description="Internal: re-announce the VIPs after repeat_after_s and every refresh_s "
@@ -118,7 +185,8 @@ Run it under systemd: `haguard agent -c FILE --unit` prints a unit to install.""
                    help="wall-clock time of the first announcement")
     p.set_defaults(func=cmd_announce_loop)
     # Internal command: keep it out of the command list.
-    sub._choices_actions = [a for a in sub._choices_actions if a.dest != "announce-loop"]
+    sub._choices_actions = [a for a in sub._choices_actions
+                            if a.dest not in ("announce-loop", "levers-expire")]
 
     p = sub.add_parser("status", help="recorded state, VIPs present, the wire, keepalived",
                        description="Per instance: recorded state and since when, the last "
@@ -135,6 +203,22 @@ Run it under systemd: `haguard agent -c FILE --unit` prints a unit to install.""
     p.add_argument("--watch", type=float, nargs="?", const=2.0, metavar="SECONDS",
                    help="repeat every SECONDS (default 2) until interrupted")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("doctor", help="preflight: find the mistakes that break failover",
+                       description=DOCTOR_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_config(p)
+    p.add_argument("--json", action="store_true", help="machine-readable result")
+    p.add_argument("--wire-seconds", type=float, metavar="S",
+                   help="how long to listen for VRRP adverts (default: 3 x the largest "
+                        "advert_int)")
+    p.add_argument("--skip-wire", action="store_true",
+                   help="send and listen to nothing on the network (no ARP probe, no advert "
+                        "watch)")
+    p.add_argument("--networkd-dir", action="append", metavar="DIR",
+                   help="where systemd-networkd's .network files are (repeatable; default: "
+                        "/etc/systemd/network, /run/systemd/network, /usr/lib/systemd/network)")
+    p.set_defaults(func=cmd_doctor)
 
     _add_ipvs_parser(sub)
 
@@ -338,6 +422,30 @@ def cmd_agent(args: argparse.Namespace) -> int:
     return serve(config)
 
 
+def cmd_lever(args: argparse.Namespace) -> int:
+    from haguard import levers
+    from haguard.core.levers import parse_ttl
+
+    config = _load(args.config)
+    if args.lever == "undo" or getattr(args, "clear", False):
+        lines = levers.undo(config, args.instance, args.reason or "promote --clear")
+    elif args.lever == "demote":
+        ttl = parse_ttl(args.ttl) if args.ttl else None
+        lines = levers.demote(config, args.instance, args.reason, ttl, args.wait, args.timeout,
+                              args.force)
+    else:
+        lines = levers.promote(config, args.instance, args.reason, args.wait, args.timeout,
+                               args.force)
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def cmd_levers_expire(args: argparse.Namespace) -> int:
+    from haguard.levers import expire_loop
+
+    return expire_loop(_load(args.config))
+
+
 def cmd_announce_loop(args: argparse.Namespace) -> int:
     from haguard.log import get_logger
     from haguard.transition import announce_loop
@@ -349,6 +457,12 @@ def cmd_announce_loop(args: argparse.Namespace) -> int:
     log = get_logger(config.node.log_file, quiet=True, node=config.node.name)
     announce_loop(config, args.instance, order, log, args.since)
     return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from haguard.doctor import cmd_doctor as run_doctor
+
+    return run_doctor(args)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -381,12 +495,18 @@ def cmd_hooks_install(args: argparse.Namespace) -> int:
     from haguard.hooks import install
 
     target = args.dir
+    config = None
     if target is None:
         if args.config is None:
             raise BadInput("hooks install: give --dir DIR or -c CONFIG (for keepalived.hooks_dir)")
-        target = _load(args.config).keepalived.hooks_dir
+        config = _load(args.config)
+        target = config.keepalived.hooks_dir
     for line in install(target):
         print(line)
+    if config is not None:
+        from haguard.levers import ensure_lever_dir
+
+        print(ensure_lever_dir(config))
     return EXIT_OK
 
 

@@ -16,7 +16,6 @@ import shutil
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 from typing import Any, Sequence
@@ -27,28 +26,6 @@ from haguard.core.doctor import ArpProbe, Finding, KeepalivedTest, NetworkdFile,
 
 NETWORKD_DIRS = ("/etc/systemd/network", "/run/systemd/network", "/usr/lib/systemd/network")
 
-HELP = """\
-A preflight for a director (or real server): finds the mistakes that break failover
-before they bite. For each finding: what was found, why it matters, how to fix it.
-
-Checks:
-  keepalived-test    keepalived -t accepts haguard's rendering of this config
-  keepalived-conf    keepalived.conf on disk is that rendering (not stale)
-  script-security    the notify hook (and every script keepalived.conf names) exists
-                     and every path component is root-owned and not group/world
-                     writable; enable_script_security is on
-  nopreempt-weight   no nopreempt instance relies on a weighted track_* (never moves)
-  networkd           systemd-networkd does not manage a VRRP interface without
-                     KeepConfiguration=static (it deletes the VIPs on restart)
-  sysctl             the sysctls haguard applies exist and are set already
-  ip_vs              with an ipvs: section, the ip_vs module is loaded or loadable
-  realserver         a real server holds its VIPs as /32 (/128), not lo:1 .../24
-  duplicate-address  no host other than the MASTER answers ARP for a VIP
-  vrid-collision     no foreign VRRP router advertises one of our VRIDs
-
-Exit codes: 0 nothing worse than info, 1 at least one error, 3 warnings but no
-error, 2 bad input (the config itself did not load).
-"""
 
 
 # --------------------------------------------------------------------------- observing
@@ -379,26 +356,6 @@ def format_text(data: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------- command line
 
-def add_parser(sub: Any) -> None:
-    """Register `haguard doctor` on cli.py's subparsers."""
-    from haguard.cli import _add_config
-
-    p = sub.add_parser("doctor", help="preflight: find the mistakes that break failover",
-                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_config(p)
-    p.add_argument("--json", action="store_true", help="machine-readable result")
-    p.add_argument("--wire-seconds", type=float, metavar="S",
-                   help="how long to listen for VRRP adverts (default: 3 x the largest "
-                        "advert_int)")
-    p.add_argument("--skip-wire", action="store_true",
-                   help="send and listen to nothing on the network (no ARP probe, no advert "
-                        "watch)")
-    p.add_argument("--networkd-dir", action="append", metavar="DIR",
-                   help="where systemd-networkd's .network files are (repeatable; default: "
-                        + ", ".join(NETWORKD_DIRS) + ")")
-    p.set_defaults(func=cmd_doctor)
-
-
 def cmd_doctor(args: argparse.Namespace) -> int:
     from haguard.cli import _emit, _load
     from haguard.errors import BadInput
@@ -409,28 +366,3 @@ def cmd_doctor(args: argparse.Namespace) -> int:
                args.wire_seconds, args.skip_wire)
     _emit(data, args.json, format_text)
     return int(data["exit_code"])
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m haguard.doctor doctor ...`: the command before cli.py registers it."""
-    from haguard.cli import _Parser
-    from haguard.errors import ConfigError, HaguardError
-
-    parser = _Parser(prog="haguard")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
-                                parser_class=_Parser)
-    add_parser(sub)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        return exc.exit_code
-    except HaguardError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -20,6 +20,10 @@ EXPECTED_COMPLAINTS = ("No VIP specified; at least one is sensible",)
 # What keepalived older than 2.2.8 says about the keyword that lets VRRPv3 and IPv6
 # instances run without virtual_ipaddress, and what it means for the operator.
 _NO_VIP_KEYWORD_UNKNOWN = "Unknown keyword 'no_virtual_ipaddress'"
+_TRACK_DIR_MISSING = "Track file directory for haguard_"
+TRACK_DIR_HINT = (
+    "the directory of haguard's levers (node.lever_dir/track) does not exist, so keepalived "
+    "drops the demote/promote track files; `haguard hooks install -c FILE` creates it")
 NO_VIP_KEYWORD_HINT = (
     "this keepalived is older than 2.2.8 and refuses a VRRP version 3 instance (or one "
     "with IPv6 unicast peers) without virtual_ipaddress; haguard owns the VIPs, so such an "
@@ -72,7 +76,9 @@ def check_text(text: str, netns: str | None = None) -> CheckResult | None:
         elif _is_complaint(text_line):
             complaints.append(text_line)
     ok = proc.returncode == 0 or (not complaints and proc.returncode == 5 and bool(expected))
-    hints = (NO_VIP_KEYWORD_HINT,) if any(_NO_VIP_KEYWORD_UNKNOWN in c for c in complaints) else ()
+    hints = tuple(hint for marker, hint in ((_NO_VIP_KEYWORD_UNKNOWN, NO_VIP_KEYWORD_HINT),
+                                            (_TRACK_DIR_MISSING, TRACK_DIR_HINT))
+                  if any(marker in c for c in complaints))
     return CheckResult(ok=ok, returncode=proc.returncode, complaints=tuple(complaints),
                        expected=tuple(expected), output=output, hints=hints)
 

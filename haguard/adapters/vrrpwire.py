@@ -12,6 +12,7 @@ import select
 import socket
 import struct
 import time
+from typing import Callable
 
 from haguard.core.vrrp import Advert, parse_frame
 from haguard.errors import OperationFailed
@@ -63,8 +64,10 @@ def _open(interface: str) -> socket.socket:
     return sock
 
 
-def listen(interfaces: list[str], seconds: float) -> list[Advert]:
-    """Every VRRP advert sent or received on ``interfaces`` during ``seconds``."""
+def listen(interfaces: list[str], seconds: float,
+           until: Callable[[Advert], bool] | None = None) -> list[Advert]:
+    """Every VRRP advert sent or received on ``interfaces`` during ``seconds`` (or up to
+    the first one ``until`` accepts)."""
     socks = {_open(name): name for name in dict.fromkeys(interfaces)}
     adverts: list[Advert] = []
     deadline = time.monotonic() + seconds
@@ -84,6 +87,8 @@ def listen(interfaces: list[str], seconds: float) -> list[Advert]:
                                          time.time())
                     if advert is not None:
                         adverts.append(advert)
+                        if until is not None and until(advert):
+                            return adverts
     finally:
         for sock in socks:
             sock.close()

@@ -83,6 +83,9 @@ class NodeSettings:
     name: str
     state_dir: str = "/run/haguard"
     log_file: str | None = None
+    # Manual promotion levers (keepalived track files) and their audit log: on disk that
+    # survives a reboot, so a maintenance demotion does too.
+    lever_dir: str = "/var/lib/haguard"
 
 
 @dataclass(frozen=True)
@@ -145,14 +148,20 @@ class Config:
 
 def _node(c: Checker, raw: Any) -> NodeSettings | None:
     path: Path = ("node",)
-    data = c.mapping(raw, path, ("name", "state_dir", "log_file"), required=("name",))
+    data = c.mapping(raw, path, ("name", "state_dir", "log_file", "lever_dir"),
+                     required=("name",))
     name = field(c, data, "name", path,
                   lambda v, p: c.string(v, p, _NAME_RE, "a valid node name (letters, digits, _ . -)"))
     state_dir = field(c, data, "state_dir", path, c.abspath, NodeSettings.state_dir)
     log_file = field(c, data, "log_file", path, c.abspath, None)
-    if name is None or state_dir is None:
+    lever_dir = field(c, data, "lever_dir", path, c.abspath, NodeSettings.lever_dir)
+    if name is None or state_dir is None or lever_dir is None:
         return None
-    return NodeSettings(name=name, state_dir=state_dir, log_file=log_file)
+    for key, value in (("state_dir", state_dir), ("lever_dir", lever_dir)):
+        if any(ch.isspace() or ch in "\"'\\" for ch in value):
+            c.fail(path + (key,), f"{value!r}: keepalived splits its config on spaces and "
+                                  "quotes; use a path without them")
+    return NodeSettings(name=name, state_dir=state_dir, log_file=log_file, lever_dir=lever_dir)
 
 
 def _keepalived(c: Checker, raw: Any) -> KeepalivedSettings:

@@ -46,6 +46,28 @@ def needs_no_vip_keyword(config: Config, inst: Instance) -> bool:
     return config.keepalived.version == 3 or any(p.version == 6 for p in inst.unicast_peers)
 
 
+def lever_files(config: Config, inst: Instance) -> tuple[str, str]:
+    """The two track files of ``inst``: (demote, priority).
+
+    demote (weight 0): any non-zero value puts the instance in FAULT, so keepalived
+    hands over at once. priority (weight 1): its value is added to the priority, which
+    moves the MASTER where preemption is on. Both are haguard's manual levers.
+    """
+    base = posixpath.join(config.node.lever_dir, "track")
+    return (posixpath.join(base, f"{inst.name}.demote"),
+            posixpath.join(base, f"{inst.name}.priority"))
+
+
+def _track_file_blocks(config: Config, inst: Instance) -> list[str]:
+    lines = []
+    for kind, path in zip(("demote", "priority"), lever_files(config, inst)):
+        lines += [f"track_file haguard_{kind}_{inst.name} {{",
+                  f"    file {path}",
+                  "    init_file",      # 0 when missing; never overwritten by keepalived
+                  "}", ""]
+    return lines
+
+
 def _instance_block(config: Config, inst: Instance) -> list[str]:
     lines = [
         f"vrrp_instance {inst.name} {{",
@@ -70,6 +92,10 @@ def _instance_block(config: Config, inst: Instance) -> list[str]:
         lines.append("    }")
     if needs_no_vip_keyword(config, inst):
         lines.append("    no_virtual_ipaddress")
+    lines += ["    track_file {",
+              f"        haguard_demote_{inst.name} weight 0",
+              f"        haguard_priority_{inst.name} weight 1",
+              "    }"]
     lines.append(f'    notify "{hook_command(config)}"')
     lines.append("    # VIPs owned by haguard: " + ", ".join(str(v) for v in inst.vips))
     lines.append("}")
@@ -93,6 +119,8 @@ def render(config: Config) -> str:
         # Events in keepalived's order, for `haguard agent`; the hooks stay as fallback.
         lines.append(f"    vrrp_notify_fifo {config.agent.fifo}")
     lines += ["}", ""]
+    for inst in config.instances:
+        lines += _track_file_blocks(config, inst)
     for inst in config.instances:
         lines += _instance_block(config, inst)
         lines.append("")

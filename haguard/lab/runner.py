@@ -230,6 +230,7 @@ class LabRunner:
         write_atomic(director.config_path, "# Written by `haguard lab` from the operator's "
                      "config.\n" + yaml.safe_dump(director.config_doc, sort_keys=False))
         config = load_config(director.config_path)
+        os.makedirs(os.path.join(config.node.lever_dir, "track"), mode=0o755, exist_ok=True)
         text = self.render_fn(config)
         result = keepalived_adapter.check_text(text, netns=director.namespace)
         if result is not None and not result.ok:

@@ -275,6 +275,7 @@ def _lab_doc(doc: dict[str, Any], workdir: str, hooks_dir: str, interfaces: list
     out = copy.deepcopy(doc)
     out["node"]["state_dir"] = f"{workdir}/state"
     out["node"]["log_file"] = f"{workdir}/haguard.log"
+    out["node"]["lever_dir"] = f"{workdir}/levers"
     keepalived = dict(out.get("keepalived") or {})
     keepalived.update(config=f"{workdir}/keepalived.conf", hooks_dir=hooks_dir,
                       pid_file=f"{workdir}/keepalived.pid",

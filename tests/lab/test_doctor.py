@@ -49,13 +49,7 @@ ipvs:
 
 
 def doctor_command() -> list[str]:
-    """`python -m haguard doctor`; haguard.doctor's own entry until cli.py registers it."""
-    from haguard.cli import build_parser
-
-    actions = build_parser()._subparsers._group_actions  # type: ignore[union-attr]
-    if any("doctor" in getattr(a, "choices", {}) for a in actions):
-        return [sys.executable, "-m", "haguard", "doctor"]
-    return [sys.executable, "-m", "haguard.doctor", "doctor"]
+    return [sys.executable, "-m", "haguard", "doctor"]
 
 
 class Segment:

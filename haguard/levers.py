@@ -1,0 +1,330 @@
+"""`haguard demote | promote | undo`: keepalived's own levers, guarded and audited.
+
+Every action is checked first (keepalived running, the wire), recorded in
+``lever_dir/levers.json`` (with its expiry, which therefore survives any restart), and
+appended to ``lever_dir/audit.log`` and syslog: who (SUDO_USER or USER), when, what, why.
+A demotion that no peer answers is undone at once, unless forced: the instance is never
+left without a MASTER by haguard.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pwd
+import subprocess
+import sys
+import time
+from typing import Any, Callable
+
+from haguard.adapters import keepalived
+from haguard.adapters.netlink import Netlink
+from haguard.adapters.statefile import StateDir
+from haguard.core.config import Config, Instance
+from haguard.core.events import ACTIVE_STATES
+from haguard.core.levers import Lever, Refused, due, promote_boost
+from haguard.core.render import lever_files
+from haguard.errors import BadInput, OperationFailed
+from haguard.log import get_logger
+
+EXPIRE_COMMAND = "levers-expire"
+
+
+# ------------------------------------------------------------------ files
+def ensure_lever_dir(config: Config) -> str:
+    """Create lever_dir/track (root-owned, 0755): keepalived drops track files without it."""
+    path = os.path.join(config.node.lever_dir, "track")
+    try:
+        os.makedirs(path, mode=0o755, exist_ok=True)
+    except OSError as exc:
+        raise OperationFailed(f"cannot create {path}: {exc.strerror}") from exc
+    return f"lever directory {path} ready (haguard demote / promote)"
+
+
+def _levers_path(config: Config) -> str:
+    return os.path.join(config.node.lever_dir, "levers.json")
+
+
+def read_levers(config: Config) -> list[Lever]:
+    try:
+        with open(_levers_path(config), encoding="utf-8") as fh:
+            return [Lever(**item) for item in json.load(fh)]
+    except (FileNotFoundError, ValueError, TypeError):
+        return []
+
+
+def _write_levers(config: Config, levers: list[Lever]) -> None:
+    path = _levers_path(config)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump([dataclasses.asdict(lv) for lv in levers], fh, indent=1)
+    os.replace(tmp, path)
+
+
+def _write_track(path: str, value: int) -> None:
+    # Rewritten in place: keepalived watches the file and rereads it on close.
+    with open(path, "w", encoding="ascii") as fh:
+        fh.write(f"{value}\n")
+
+
+def track_values(config: Config, inst: Instance) -> tuple[int, int]:
+    """(demote, priority) as the files hold them now (0 when missing)."""
+    values = []
+    for path in lever_files(config, inst):
+        try:
+            with open(path, encoding="ascii") as fh:
+                values.append(int(fh.read().strip() or 0))
+        except (OSError, ValueError):
+            values.append(0)
+    return values[0], values[1]
+
+
+def who() -> str:
+    return os.environ.get("SUDO_USER") or os.environ.get("USER") or \
+        pwd.getpwuid(os.getuid()).pw_name
+
+
+def audit(config: Config, action: str, **fields: Any) -> None:
+    """One line in lever_dir/audit.log and one event in syslog/journald."""
+    entry = {"ts": round(time.time(), 3), "node": config.node.name, "by": who(),
+             "action": action, **fields}
+    os.makedirs(config.node.lever_dir, mode=0o755, exist_ok=True)
+    with open(os.path.join(config.node.lever_dir, "audit.log"), "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(entry, sort_keys=True) + "\n")
+    get_logger(config.node.log_file, quiet=True, node=config.node.name).info(
+        f"lever_{action}", **{k: v for k, v in entry.items() if k not in ("node", "ts")})
+
+
+# ------------------------------------------------------------------ observing
+def _instances(config: Config, names: list[str] | None) -> list[Instance]:
+    if not names:
+        return list(config.instances)
+    found = []
+    for name in names:
+        inst = config.instance(name)
+        if inst is None:
+            known = ", ".join(i.name for i in config.instances)
+            raise BadInput(f"--instance {name}: not in {config.path} (it has: {known})")
+        found.append(inst)
+    return found
+
+
+def _require_keepalived(config: Config, force: bool) -> list[str]:
+    if keepalived.running(config.keepalived.pid_file) is not None:
+        return []
+    message = (f"keepalived is not running (pid file {config.keepalived.pid_file}): the "
+               "levers act through it")
+    if not force:
+        raise OperationFailed(message + "; start it first (or --force)")
+    return [f"warning: {message}; going on because of --force"]
+
+
+def _other_master(inst: Instance, seconds: float) -> Any:
+    """The loudest non-zero advert for ``inst``'s VRID from another host, or None."""
+    from haguard.adapters.vrrpwire import listen
+
+    def wanted(a: Any) -> bool:
+        return a.vrid == inst.virtual_router_id and not a.outgoing and a.priority > 0
+
+    heard = [a for a in listen([inst.interface], seconds, until=wanted) if wanted(a)]
+    return heard[-1] if heard else None
+
+
+def _holds_vips(inst: Instance) -> bool:
+    with Netlink() as netlink:
+        link = netlink.link(inst.interface)
+        if link is None:
+            return False
+        present = {(a.address, a.prefixlen) for a in netlink.addresses(link)}
+    return all((v.address, v.prefixlen) in present for v in inst.vips)
+
+
+def _holds_none(inst: Instance) -> bool:
+    with Netlink() as netlink:
+        link = netlink.link(inst.interface)
+        present = {a.address for a in netlink.addresses(link)} if link else set()
+    return not any(v.address in present for v in inst.vips)
+
+
+def _answered_elsewhere(inst: Instance) -> bool:
+    """Every IPv4 VIP of ``inst`` answers ARP from another MAC (the new MASTER has it)."""
+    from scapy.all import ARP, Ether, conf, get_if_hwaddr, srp  # noqa: PLC0415 - slow import
+
+    conf.verb = 0
+    mine = get_if_hwaddr(inst.interface).lower()
+    for vip in (v for v in inst.vips if v.family == 4):
+        answered, _ = srp(Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(pdst=str(vip.address)),
+                          iface=inst.interface, timeout=0.5, retry=0)
+        if not any(r[1].hwsrc.lower() != mine for r in answered):
+            return False
+    return True
+
+
+def _wait(predicate: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+# ------------------------------------------------------------------ actions
+def _record(config: Config, lever: Lever) -> None:
+    levers = [lv for lv in read_levers(config)
+              if not (lv.instance == lever.instance and lv.kind == lever.kind)]
+    _write_levers(config, levers + [lever])
+
+
+def _forget(config: Config, instance: str) -> None:
+    _write_levers(config, [lv for lv in read_levers(config) if lv.instance != instance])
+
+
+def _spawn_expiry(config: Config) -> None:
+    """A detached waiter undoes expired levers on time; the expiry itself is on disk, so
+    `haguard agent` (each tick) or the next lever command enforces it after a restart."""
+    subprocess.Popen([sys.executable, "-m", "haguard", EXPIRE_COMMAND, "-c", config.path],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+
+
+def demote(config: Config, names: list[str] | None, reason: str, ttl_s: float | None,
+           wait: bool, timeout: float, force: bool) -> list[str]:
+    """Hand over: the demote lever puts each instance in FAULT; a peer must take over."""
+    if not reason.strip():
+        raise BadInput("--reason: say why (it goes to the audit log)")
+    expire_due(config)
+    lines = _require_keepalived(config, force)
+    ensure_lever_dir(config)
+    state_dir = StateDir(config.node.state_dir)
+    now = time.time()
+    for inst in _instances(config, names):
+        demote_path, _ = lever_files(config, inst)
+        was_master = (state_dir.read_state(inst.name) or {}).get("state") in ACTIVE_STATES
+        lever = Lever(inst.name, "demote", 1, now, who(), reason,
+                      now + ttl_s if ttl_s else None)
+        _write_track(demote_path, 1)
+        _record(config, lever)
+        audit(config, "demote", instance=inst.name, reason=reason, ttl_s=ttl_s, force=force,
+              was_master=was_master)
+        if not was_master:
+            lines.append(f"{inst.name}: demoted (it was not MASTER here; it will not become "
+                         "MASTER until `haguard undo`)")
+            continue
+        # keepalived sends priority 0 on entering FAULT: a healthy peer answers within a
+        # few advert intervals. Nobody answering means the instance has no MASTER now.
+        window = 3 * inst.advert_int + 1.0
+        peer = _other_master(inst, window)
+        if peer is None and not force:
+            _write_track(demote_path, 0)
+            _forget(config, inst.name)
+            audit(config, "demote_undone", instance=inst.name,
+                  reason=f"no peer advertised VRID {inst.virtual_router_id} within {window:g} s")
+            raise OperationFailed(
+                f"{inst.name}: no peer took over VRID {inst.virtual_router_id} within "
+                f"{window:g} s of the demotion, so it was undone and this node stays MASTER. "
+                "Check the peer (keepalived running? same VRID? VRRP not firewalled?) or use "
+                "--force to demote anyway")
+        if peer is None:
+            lines.append(f"warning: {inst.name}: no peer took over (forced): the instance has "
+                         "no MASTER")
+            continue
+        lines.append(f"{inst.name}: demoted; {peer.source} took over (priority {peer.priority})"
+                     + (f"; expires in {ttl_s:g} s" if ttl_s else ""))
+        if wait:
+            ok = _wait(lambda: _holds_none(inst), timeout) and \
+                _wait(lambda: _answered_elsewhere(inst), timeout, step=0.2)
+            if not ok:
+                raise OperationFailed(f"{inst.name}: the VIPs were not answered by the new "
+                                      f"MASTER within {timeout:g} s")
+            lines.append(f"{inst.name}: the VIPs answer from the new MASTER")
+    if ttl_s:
+        _spawn_expiry(config)
+    return lines
+
+
+def promote(config: Config, names: list[str] | None, reason: str, wait: bool,
+            timeout: float, force: bool) -> list[str]:
+    """Take over where preemption allows it; otherwise say what to run instead."""
+    if not reason.strip():
+        raise BadInput("--reason: say why (it goes to the audit log)")
+    expire_due(config)
+    lines = _require_keepalived(config, force)
+    ensure_lever_dir(config)
+    state_dir = StateDir(config.node.state_dir)
+    for inst in _instances(config, names):
+        demote_path, priority_path = lever_files(config, inst)
+        if (state_dir.read_state(inst.name) or {}).get("state") in ACTIVE_STATES and \
+                track_values(config, inst)[0] == 0:
+            lines.append(f"{inst.name}: already MASTER here; nothing to do")
+            continue
+        master = _other_master(inst, 3 * inst.advert_int + 0.2)
+        if master is None:
+            raise Refused(f"{inst.name}: no MASTER advertises VRID {inst.virtual_router_id}; "
+                          "keepalived elects one by itself (is this node's keepalived in "
+                          "FAULT? `haguard status` shows why)")
+        try:
+            boost = promote_boost(inst, master.priority, master.source)
+        except Refused as exc:
+            audit(config, "promote_refused", instance=inst.name, reason=reason,
+                  refusal=str(exc))
+            raise
+        _write_track(demote_path, 0)
+        _write_track(priority_path, boost)
+        _record(config, Lever(inst.name, "promote", boost, time.time(), who(), reason))
+        audit(config, "promote", instance=inst.name, reason=reason, boost=boost,
+              over=master.source, over_priority=master.priority, force=force)
+        lines.append(f"{inst.name}: priority raised by {boost} to {inst.priority + boost} "
+                     f"(the MASTER {master.source} advertises {master.priority})")
+        if wait:
+            if not _wait(lambda: (state_dir.read_state(inst.name) or {}).get("state")
+                         in ACTIVE_STATES and _holds_vips(inst), timeout):
+                raise OperationFailed(f"{inst.name}: not MASTER with its VIPs within "
+                                      f"{timeout:g} s")
+            lines.append(f"{inst.name}: MASTER here, holding its VIPs")
+    return lines
+
+
+def undo(config: Config, names: list[str] | None, reason: str, why: str = "undo") -> list[str]:
+    """Remove every lever of the instances: keepalived's election alone decides again."""
+    lines = []
+    for inst in _instances(config, names):
+        demote_path, priority_path = lever_files(config, inst)
+        before = track_values(config, inst)
+        for path in (demote_path, priority_path):
+            if os.path.exists(os.path.dirname(path)):
+                _write_track(path, 0)
+        _forget(config, inst.name)
+        audit(config, why, instance=inst.name, reason=reason, cleared={"demote": before[0],
+                                                                        "priority": before[1]})
+        lines.append(f"{inst.name}: levers cleared (were demote={before[0]}, "
+                     f"priority+{before[1]})")
+    return lines
+
+
+def expire_due(config: Config) -> list[str]:
+    """Undo every lever whose time-to-live has run out."""
+    lines = []
+    for lever in due(read_levers(config), time.time()):
+        lines += undo(config, [lever.instance], f"ttl expired (set by {lever.by}: "
+                      f"{lever.reason})", why="expired")
+    return lines
+
+
+def expire_loop(config: Config) -> int:
+    """Sleep until the next expiry, undo what is due; exit when no lever has a TTL."""
+    while True:
+        pending = [lv.expires_at for lv in read_levers(config) if lv.expires_at is not None]
+        if not pending:
+            return 0
+        time.sleep(max(0.05, min(pending) - time.time()))
+        expire_due(config)
+
+
+def status(config: Config) -> dict[str, Any]:
+    """The levers in force, for `haguard status` and the tests."""
+    return {"levers": [dataclasses.asdict(lv) for lv in read_levers(config)],
+            "track_files": {inst.name: dict(zip(("demote", "priority"),
+                                                track_values(config, inst)))
+                            for inst in config.instances}}
