@@ -161,6 +161,32 @@ Run it under systemd: `haguard agent -c FILE --unit` prints a unit to install.""
         else:
             p.add_argument("--clear", action="store_true", help="remove the levers instead")
         p.set_defaults(func=cmd_lever, lever=action)
+    p = sub.add_parser(
+        "failover-test", help="a measured failover drill (the lab pair)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Fail the MASTER over and measure it. Checks both directors are healthy first, then
+probes the VIP from the client every --interval-ms (ICMP, and a TCP connect to VIP:port;
+the first TCP service of the ipvs section, else the directors serve --port), holds
+long-lived connections opened before, triggers the failover (--method demote: the demote
+lever; stop: SIGTERM keepalived) and prints the timeline: trigger, old MASTER left, new
+MASTER, VIPs added, first announcement on the wire, probe back; the outage, probes lost,
+connections that survived, IPVS rules in place before the VIP.
+The pair is put back as found (lever removed, keepalived started), also when the drill
+fails or is interrupted, unless --leave. --max-outage-ms turns it into an SLO gate:
+exit 1 when the outage is longer.""")
+    p.add_argument("--lab", required=True, metavar="NAME",
+                   help="the lab to drill (`haguard lab up --name NAME`)")
+    p.add_argument("--method", choices=("demote", "stop"), default="demote")
+    p.add_argument("--port", type=int, help="TCP port probed on the VIP")
+    p.add_argument("--interval-ms", type=int, default=10, metavar="MS")
+    p.add_argument("--max-outage-ms", type=float, metavar="N")
+    p.add_argument("--failback", action="store_true",
+                   help="after restoring, wait for the old MASTER to take over again")
+    p.add_argument("--leave", action="store_true", help="do not put the pair back")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_failover_test)
+
     p = sub.add_parser("undo", help="remove demote/promote levers",
                        description="Clear the demote and priority track files of each "
                        "instance (all, or --instance): keepalived's election alone decides.")
@@ -438,6 +464,27 @@ def cmd_lever(args: argparse.Namespace) -> int:
                                args.force)
     print("\n".join(lines))
     return EXIT_OK
+
+
+def cmd_failover_test(args: argparse.Namespace) -> int:
+    import signal
+
+    from haguard import drill
+
+    def interrupted(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, interrupted)
+    report = drill.run(args.lab, args.method, args.port, args.interval_ms, args.failback,
+                       args.leave)
+    code = EXIT_OK
+    if args.max_outage_ms is not None:
+        outage = report.get("outage_ms")
+        met = outage is not None and outage <= args.max_outage_ms
+        report["slo"] = (f"SLO: outage {outage} ms <= {args.max_outage_ms:g} ms: "
+                         + ("met" if met else "MISSED"))
+        code = EXIT_OK if met else EXIT_FAILED
+    _emit(report, args.json, drill.format_text)
+    return code
 
 
 def cmd_levers_expire(args: argparse.Namespace) -> int:

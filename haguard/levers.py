@@ -189,6 +189,16 @@ def _spawn_expiry(config: Config) -> None:
                      stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
 
 
+def pull_demote(config: Config, reason: str) -> None:
+    """Pull every instance's demote lever, unchecked (a drill that watches the result)."""
+    ensure_lever_dir(config)
+    now = time.time()
+    for inst in config.instances:
+        _write_track(lever_files(config, inst)[0], 1)
+        _record(config, Lever(inst.name, "demote", 1, now, who(), reason))
+        audit(config, "demote", instance=inst.name, reason=reason, force=True, drill=True)
+
+
 def demote(config: Config, names: list[str] | None, reason: str, ttl_s: float | None,
            wait: bool, timeout: float, force: bool) -> list[str]:
     """Hand over: the demote lever puts each instance in FAULT; a peer must take over."""

@@ -112,6 +112,26 @@ def hold(host: str, port: int, count: int, timeout: float, go_file: str, wait_s:
     return {"before": first, "after": second, "survived": same, "total": count, "errors": errors}
 
 
+def knock(host: str, port: int, interval_ms: int, out: str) -> None:
+    """A TCP connect to host:port every interval, each attempt a JSON line, until SIGTERM."""
+    import signal
+    import socket
+
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    interval = interval_ms / 1000.0
+    with open(out, "a", encoding="ascii", buffering=1) as fh:
+        while not stop:
+            started = time.time()
+            try:
+                with socket.create_connection((host, port), timeout=max(interval, 0.05)):
+                    ok = True
+            except OSError:
+                ok = False
+            fh.write(json.dumps({"kind": "tcp", "t": started, "ok": ok}) + "\n")
+            time.sleep(max(0.0, interval - (time.time() - started)))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m haguard.lab.http", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -126,6 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=10)
     p.add_argument("--timeout", type=float, default=3.0)
     p.add_argument("--source", help="source address to bind (one client per address)")
+    p = sub.add_parser("knock", help="TCP connect every --interval-ms, as JSON lines")
+    p.add_argument("host")
+    p.add_argument("--port", type=int, default=80)
+    p.add_argument("--interval-ms", type=int, default=10)
+    p.add_argument("--out", required=True)
     p = sub.add_parser("hold")
     p.add_argument("host")
     p.add_argument("--port", type=int, default=80)
@@ -137,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         serve(args.name, args.port, args.bind)
+        return 0
+    if args.command == "knock":
+        knock(args.host, args.port, args.interval_ms, args.out)
         return 0
     if args.command == "fetch":
         result = fetch(args.host, args.port, args.count, args.timeout, args.source)

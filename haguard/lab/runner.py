@@ -446,11 +446,15 @@ class LabRunner:
             self.stop_keepalived(old, signal.SIGTERM, wait=False)
         elif method == "kill":
             self.stop_keepalived(old, signal.SIGKILL, wait=False)
+        elif method == "demote":
+            from haguard import levers
+
+            levers.pull_demote(self._config(old), "failover drill")
         elif method == "link":
             for leg in next(d for d in self.lab.directors if d.node == old).legs:
                 netns.link_down(self.lab.switch_namespace, leg.port)
         else:
-            raise BadInput(f"failover method {method!r}: use stop, kill or link")
+            raise BadInput(f"failover method {method!r}: use stop, kill, link or demote")
         # The new MASTER is what the client needs; whether the old one let go is
         # reported below (a STOP hook killed by keepalived leaves its VIPs behind).
         self.wait_for(lambda: new in self.masters(), timeout, f"{new} to become MASTER")
