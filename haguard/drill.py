@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Any
 
-from haguard.errors import OperationFailed
+from haguard.errors import HaguardError, OperationFailed
 from haguard.lab import netns
 from haguard.lab.runner import LabRunner, read_jsonl
 
@@ -182,6 +182,15 @@ def _record_outage(runner: LabRunner, report: dict[str, Any]) -> None:
             json.dump({"at": time.time(), "outage_ms": report.get("outage_ms"),
                        "tcp_outage_ms": report.get("tcp_outage_ms")}, fh)
         os.replace(tmp, path)
+        try:
+            from haguard.adapters.statefile import StateDir
+            from haguard.adapters.files import load_config
+
+            config = load_config(info["config"])
+            StateDir(info["state_dir"]).write_metrics(config.node.name,
+                                                      [i.name for i in config.instances])
+        except (OSError, HaguardError):
+            pass  # the drill's report stands without the textfile
 
 
 def format_text(report: dict[str, Any]) -> str:

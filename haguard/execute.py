@@ -198,7 +198,16 @@ def _record(ctx: Context, state: str, complete: bool, error: str | None = None) 
         "first_announcement_at": ctx.first_announcement_at,
         "announcer_pid": ctx.announcer_pid,
         "vips": [str(v) for v in ctx.instance.vips],
+        # counters for the metrics textfile, carried from record to record
+        "transitions": int(prev.get("transitions", 0)) + (1 if complete else 0),
+        "announcements": int(prev.get("announcements", 0))
+        + (1 if complete and ctx.first_announcement_at else 0),
     }
     if error:
         record["error"] = error
     ctx.state_dir.write_state(ctx.instance.name, record)
+    try:
+        ctx.state_dir.write_metrics(ctx.config.node.name,
+                                    [i.name for i in ctx.config.instances])
+    except OSError as exc:  # metrics must never fail a transition
+        ctx.log.warning("metrics_not_written", error=str(exc))

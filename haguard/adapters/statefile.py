@@ -91,6 +91,24 @@ class StateDir:
             raise OperationFailed(f"recording state in {final} failed: {exc.strerror}") from exc
 
 
+    def write_metrics(self, node: str, instances: list[str]) -> None:
+        """Rewrite metrics.prom (Prometheus textfile) from the records and the last drill."""
+        from haguard.core.metrics import render
+
+        drill = None
+        try:
+            with open(os.path.join(self.path, "drill.json"), encoding="utf-8") as fh:
+                drill = json.load(fh)
+        except (FileNotFoundError, ValueError):
+            pass
+        records = [r for r in (self.read_state(name) for name in instances) if r]
+        final = os.path.join(self.path, "metrics.prom")
+        tmp = f"{final}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(render(node, records, drill))
+        os.replace(tmp, final)
+
+
 def _read_key(fd: int) -> OrderKey | None:
     os.lseek(fd, 0, os.SEEK_SET)
     raw = os.read(fd, 256)

@@ -48,6 +48,13 @@ def test_the_drill_reports_the_outage_an_independent_probe_measures(make_lab) ->
     assert report["old_master"] == "lb1" and report["new_master"] == "lb2"
     assert report["connections"] == 5 and report["tcp_outage_ms"] > 0
     assert report["failback_ms"] > 0 and lab.runner.master() == "lb1"  # --failback waited
+    # the metrics textfile carries the drill and the transitions
+    state_dir = lab.runner.record["directors"]["lb2"]["state_dir"]
+    metrics = open(os.path.join(state_dir, "metrics.prom"), encoding="utf-8").read()
+    assert f'haguard_last_drill_outage_seconds{{node="lb2"}} ' \
+           f'{report["outage_ms"] / 1000:.6f}' in metrics
+    assert re.search(r'haguard_transitions_total\{node="lb2",instance="VI_1"\} [2-9]', metrics)
+    assert re.search(r'haguard_announcements_total\{node="lb2",instance="VI_1"\} 1', metrics)
 
 
 def test_the_slo_gate_fails_the_drill_when_the_outage_is_longer(make_lab) -> None:

@@ -1,0 +1,60 @@
+"""The Prometheus textfile (node_exporter's textfile collector format). Pure."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from haguard.core.events import STATES
+
+
+def _labels(**labels: str) -> str:
+    def esc(value: str) -> str:
+        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return "{" + ",".join(f'{k}="{esc(v)}"' for k, v in labels.items()) + "}"
+
+
+def render(node: str, records: Iterable[dict[str, Any]], drill: dict[str, Any] | None) -> str:
+    """Metrics from the recorded state of every instance and the last drill."""
+    records = [r for r in records if r.get("instance")]
+    lines: list[str] = []
+
+    def family(name: str, kind: str, text: str) -> None:
+        lines.append(f"# HELP {name} {text}")
+        lines.append(f"# TYPE {name} {kind}")
+
+    family("haguard_instance_state", "gauge",
+           "1 for the VRRP state haguard last applied to the instance, 0 for the others")
+    for r in records:
+        for state in STATES:
+            lines.append(f"haguard_instance_state{_labels(node=node, instance=r['instance'], state=state)} "
+                         f"{1 if r.get('state') == state else 0}")
+    family("haguard_transition_complete", "gauge",
+           "1 when the last transition finished every step")
+    for r in records:
+        lines.append(f"haguard_transition_complete{_labels(node=node, instance=r['instance'])} "
+                     f"{1 if r.get('complete') else 0}")
+    family("haguard_transitions_total", "counter", "transitions applied")
+    for r in records:
+        lines.append(f"haguard_transitions_total{_labels(node=node, instance=r['instance'])} "
+                     f"{int(r.get('transitions', 0))}")
+    family("haguard_last_transition_duration_seconds", "gauge",
+           "from keepalived's event to the state recorded, last transition")
+    for r in records:
+        ms = r.get("last_transition_ms")
+        if isinstance(ms, (int, float)):
+            lines.append(f"haguard_last_transition_duration_seconds"
+                         f"{_labels(node=node, instance=r['instance'])} {ms / 1000:.6f}")
+    family("haguard_announcements_total", "counter",
+           "announcement bursts (gratuitous ARP / unsolicited NA) started as MASTER")
+    for r in records:
+        lines.append(f"haguard_announcements_total{_labels(node=node, instance=r['instance'])} "
+                     f"{int(r.get('announcements', 0))}")
+    if drill and isinstance(drill.get("outage_ms"), (int, float)):
+        family("haguard_last_drill_outage_seconds", "gauge",
+               "client-observed outage of the last `haguard failover-test`")
+        lines.append(f"haguard_last_drill_outage_seconds{_labels(node=node)} "
+                     f"{drill['outage_ms'] / 1000:.6f}")
+        family("haguard_last_drill_timestamp_seconds", "gauge", "when that drill ran")
+        lines.append(f"haguard_last_drill_timestamp_seconds{_labels(node=node)} "
+                     f"{float(drill.get('at', 0)):.3f}")
+    return "\n".join(lines) + "\n"
