@@ -374,6 +374,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         elif result.ok:
             lines.append(f"keepalived -t: ok (exit {result.returncode}; expected: "
                          f"{'; '.join(result.expected) or 'none'})")
+            lines += [f"note: {h}" for h in result.hints]
         else:
             lines.append(f"keepalived -t: rejected the rendered config (exit {result.returncode}):")
             lines += [f"  {c}" for c in result.complaints] or [f"  {result.output.strip()}"]
