@@ -37,8 +37,11 @@ HTTP_UNIT = "haguard-http.service"
 PACKAGES = ("keepalived", "ipvsadm", "python3-venv", "iproute2", "kmod", "rsync")
 
 
+START = time.monotonic()
+
+
 def say(text: str) -> None:
-    print(f"provision: {text}", flush=True)
+    print(f"provision: +{time.monotonic() - START:.1f} s {text}", flush=True)
 
 
 def run(args: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -123,25 +126,31 @@ def wait_for_address(name: str, address: str, timeout: float = 60.0) -> None:
 
 
 def install_haguard() -> None:
-    """haguard and its dependencies into a venv, from the wheels built on the host.
+    """haguard into the venv /opt/haguard, from the wheels built on the host.
 
-    ensurepip and pip's byte-compiling take minutes under emulation, so the venv gets
-    no pip of its own: pip runs from its wheel, and modules are compiled on first use.
+    haguard's box comes with that venv and haguard's dependencies already installed
+    and byte-compiled (minutes of CPU per VM under emulation); pip adds what a newer
+    haguard needs beyond them. On another box the venv is made here, and pip runs from
+    its wheel (ensurepip alone takes most of a minute under emulation).
     """
     wheels = sorted(os.listdir(WHEELS))
     ours = [w for w in wheels if w.startswith("haguard-")]
-    pip = [w for w in wheels if w.startswith("pip-")]
-    if len(ours) != 1 or len(pip) != 1:
-        raise SystemExit(f"provision: expected one haguard and one pip wheel in {WHEELS}")
-    fresh = not os.path.exists(f"{VENV}/bin/python")
-    if fresh:
+    pip_wheel = [w for w in wheels if w.startswith("pip-")]
+    if len(ours) != 1:
+        raise SystemExit(f"provision: expected one haguard wheel in {WHEELS}, found {ours}")
+    if not os.path.exists(f"{VENV}/bin/python"):
         run(["python3", "-m", "venv", "--without-pip", VENV])
-    # A re-provision replaces haguard (same version, new code), keeps the dependencies.
-    again = [] if fresh else ["--no-deps", "--force-reinstall"]
-    run([f"{VENV}/bin/python", f"{WHEELS}/{pip[0]}/pip", "install", "-q", "--no-index",
-         "--find-links", WHEELS, "--no-compile", "--disable-pip-version-check", *again,
-         f"{WHEELS}/{ours[0]}"])
-    say(run([HAGUARD, "--version"]).stdout.strip())
+    if os.path.exists(f"{VENV}/bin/pip"):
+        pip = [f"{VENV}/bin/pip"]
+    elif pip_wheel:
+        pip = [f"{VENV}/bin/python", f"{WHEELS}/{pip_wheel[0]}/pip"]
+    else:
+        raise SystemExit(f"provision: {VENV} has no pip and {WHEELS} no pip wheel")
+    # A re-provision replaces haguard (same version, new code) and keeps the rest.
+    again = ["--no-deps", "--force-reinstall"] if os.path.exists(HAGUARD) else []
+    run([*pip, "install", "-q", "--no-index", "--find-links", WHEELS,
+         "--disable-pip-version-check", *again, f"{WHEELS}/{ours[0]}"])
+    say(f"installed {ours[0]} into {VENV}")
 
 
 # keepalived forks the STOP hook as it shuts down; the hook detaches (setsid) to
@@ -185,11 +194,9 @@ def realserver(host: dict[str, Any], config: str) -> None:
     run(["systemctl", "daemon-reload"])
     run(["systemctl", "enable", *units])
     run(["systemctl", "restart", *units])
-    run([HAGUARD, "realserver", "-c", config, "status"])
 
 
 def main(argv: list[str]) -> int:
-    start = time.monotonic()
     host = json.loads(base64.b64decode(argv[1]))
     say(f"{host['name']} ({host['role']})")
     hostname(host["name"])
@@ -204,7 +211,7 @@ def main(argv: list[str]) -> int:
             director(config)
         else:
             realserver(host, config)
-    say(f"{host['name']} done in {time.monotonic() - start:.1f} s")
+    say(f"{host['name']} done")
     return 0
 
 
