@@ -138,13 +138,12 @@ class Agent:
         except InterruptedError:
             return
         if fifo.fd in ready:
-            cutoff = now_key()
             lines = fifo.read_lines()
             if lines:
                 failpoint.hit("agent:read")
                 self._apply_lines(lines)
                 failpoint.hit("agent:applied")
-                self._forget_journal(upto=cutoff)
+        self._catch_up_journal()
         if self.keepalived is not None and self.keepalived.fd in ready:
             # Events it wrote before it ended were read above; what is still MASTER now
             # lost its VRRP process without a STOP.
@@ -287,6 +286,29 @@ class Agent:
             if event is not None:
                 entries.append((key, event))
         return sorted(entries, key=lambda pair: pair[0])
+
+    def _catch_up_journal(self) -> None:
+        """Apply a journaled event that is newer than what was applied: a hook that saw
+        this agent's lock after its predecessor had read the event from the FIFO and died.
+        Entries no newer (in clock ticks) than the applied state are the FIFO's twins."""
+        entries = self._journal()
+        if not entries:
+            return
+        applied: dict[str, int] = {}
+        for name in {ev.name for _, ev in entries}:
+            key = OrderKey.from_list((self.state_dir.read_state(name) or {}).get("order"))
+            applied[name] = key.start_ticks if key else -1
+        newer = [(key, ev) for key, ev in entries if key.start_ticks > applied[ev.name]]
+        latest: dict[str, tuple[OrderKey, Event]] = {}
+        for key, ev in newer:
+            latest[ev.name] = (key, ev)
+        for key, ev in sorted(latest.values(), key=lambda pair: pair[0]):
+            self._apply(ev, reason="journaled by a hook, missing from the FIFO", order=key)
+        for key, _ in entries:
+            try:
+                os.unlink(os.path.join(self.journal_dir, f"{key.start_ticks}.{key.pid}"))
+            except FileNotFoundError:
+                pass
 
     def _forget_journal(self, upto: OrderKey) -> None:
         """Remove journal entries of hooks forked before ``upto``: their events came

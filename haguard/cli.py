@@ -314,6 +314,10 @@ def _add_ipvs_parser(sub: Any) -> None:
                         "message says what was and was not done; run it again to finish.")
     _add_config(q)
     q.add_argument("--json", action="store_true")
+    q.add_argument("--incremental", action="store_true",
+                   help="read back only the services whose config changed since the last "
+                        "apply (fast on large tables; hand edits elsewhere wait for a full "
+                        "apply)")
     q.set_defaults(func=cmd_ipvs_apply)
     q = isub.add_parser("show", help="the kernel's IPVS table with counters",
                         description="Every service in the kernel with its real servers and "
@@ -586,7 +590,7 @@ def cmd_ipvs_diff(args: argparse.Namespace) -> int:
 def cmd_ipvs_apply(args: argparse.Namespace) -> int:
     from haguard import ipvsops
 
-    done = ipvsops.apply(_load(args.config))
+    done = ipvsops.apply(_load(args.config), incremental=args.incremental)
     _emit(done, args.json, lambda d: "\n".join(d) or "nothing to change")
     return EXIT_OK
 

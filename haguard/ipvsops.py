@@ -7,7 +7,8 @@ import fcntl
 import os
 from typing import Any, Iterator
 
-from haguard.adapters.ipvs import Ipvs, read_owned, write_owned
+from haguard.adapters.ipvs import (Ipvs, digest, forget_applied, read_applied, read_owned,
+                                   write_applied, write_owned)
 from haguard.core.config import Config
 from haguard.core.ipvsconfig import IpvsSettings, ServiceKey, VirtualService
 from haguard.core.ipvsplan import IpvsAction, describe, plan_reconcile, plan_removal
@@ -59,18 +60,42 @@ def diff(config: Config, instance: str | None = None) -> tuple[IpvsAction, ...]:
         return plan_reconcile(services_for(config, instance), ipvs.dump(), _stale(config))
 
 
-def apply(config: Config, instance: str | None = None) -> list[str]:
-    """Make the kernel match the config for the services haguard owns; the changes made."""
-    state_dir = config.node.state_dir
+def apply(config: Config, instance: str | None = None, incremental: bool = False) -> list[str]:
+    """Make the kernel match the config for the services haguard owns; the changes made.
+
+    ``incremental`` reads back from the kernel only the services whose config changed
+    since the last successful apply (recorded in state_dir), instead of the whole table:
+    a one-line change costs one service's read. A change made by hand to a service whose
+    config did not change is left for the next full apply (or `diff`) to see.
+    """
     every = {s.key for s in settings(config).services}
     with _table_lock(config), Ipvs() as ipvs:
-        stale = _stale(config)
-        plan = plan_reconcile(services_for(config, instance), ipvs.dump(), stale)
-        # Record ownership first: a service created and then interrupted is still ours.
-        write_owned(state_dir, every | stale)
-        ipvs.apply(plan)
-        write_owned(state_dir, every)
+        plan = reconcile(ipvs, services_for(config, instance), every, config.node.state_dir,
+                         incremental)
     return [describe(a) for a in plan]
+
+
+def reconcile(ipvs: Ipvs, wanted: tuple[VirtualService, ...], every: set[ServiceKey],
+              state_dir: str, incremental: bool = False) -> tuple[IpvsAction, ...]:
+    """Read (all, or what changed), plan, apply, and keep the ownership and applied records."""
+    stale = set(read_owned(state_dir)) - every
+    applied = read_applied(state_dir) if incremental else None
+    digests = {s.key: digest(s) for s in wanted}
+    if applied is None:
+        desired, observed = wanted, ipvs.dump()
+    else:
+        desired = tuple(s for s in wanted if applied.get(s.key) != digests[s.key])
+        observed = ipvs.read({s.key for s in desired} | stale)
+    plan = plan_reconcile(desired, observed, stale)
+    # Record ownership first: a service created and then interrupted is still ours.
+    write_owned(state_dir, every | stale)
+    forget_applied(state_dir)   # until this apply is known to have finished
+    ipvs.apply(plan)
+    write_owned(state_dir, every)
+    record = dict(applied or {})
+    record.update(digests)
+    write_applied(state_dir, {k: v for k, v in record.items() if k in every})
+    return plan
 
 
 def remove(config: Config, instance: str | None = None) -> list[str]:

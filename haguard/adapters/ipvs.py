@@ -9,29 +9,25 @@ is driven with ipvsadm, which speaks the same netlink family.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import socket
 import subprocess
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from haguard import failpoint
+from haguard.adapters.nlsock import NETLINK_GENERIC, NetlinkError, NetlinkSocket
 from haguard.core import ipvsnl, nlmsg
 from haguard.core.ipvsconfig import ServiceKey, VirtualService
 from haguard.core.ipvsplan import (AddService, DelDest, DelService, IpvsAction, SetService,
                                    describe)
 from haguard.errors import OperationFailed
 
-NETLINK_GENERIC = 16
-SOL_NETLINK = 270
-NETLINK_CAP_ACK = 10     # errors do not echo the request back: the sequence number names it
-SO_RCVBUFFORCE = 33
-RECV_SIZE = 1 << 16      # above the kernel's largest dump skb (32 KiB)
 RCVBUF = 8 << 20         # room for a whole batch of acknowledgements
 BATCH_MESSAGES = 256
 BATCH_BYTES = 48 << 10   # well under the socket's send buffer: one sendmsg, one skb
-TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -47,82 +43,36 @@ class Ipvs:
     """One IPVS netlink socket; a context manager, one per thread."""
 
     def __init__(self) -> None:
+        self._nl = NetlinkSocket(NETLINK_GENERIC, rcvbuf=RCVBUF, what="IPVS")
         try:
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
-        except OSError as exc:
-            raise OperationFailed(f"cannot open a generic netlink socket: {exc}") from exc
-        self._sock = sock
-        self._seq = 0
-        try:
-            sock.bind((0, 0))
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
-            except PermissionError:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * BATCH_BYTES)
-            sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
-            sock.settimeout(TIMEOUT_S)
+            self._nl.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * BATCH_BYTES)
             self._family = self._resolve_family()
         except BaseException:
-            sock.close()
+            self._nl.close()
             raise
 
     def __enter__(self) -> "Ipvs":
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._sock.close()
+        self._nl.close()
 
     # ---------------------------------------------------------------- plumbing
-    def _next_seq(self) -> int:
-        self._seq += 1
-        return self._seq
-
-    def _recv(self) -> bytes:
-        try:
-            return self._sock.recv(RECV_SIZE)
-        except socket.timeout:
-            raise OperationFailed(f"IPVS: the kernel did not answer within {TIMEOUT_S:.0f} s"
-                                  ) from None
-        except OSError as exc:
-            if exc.errno == errno.ENOBUFS:
-                raise OperationFailed("IPVS: replies from the kernel were lost (receive buffer "
-                                      "full); run the command again, it only makes the "
-                                      "changes still missing") from None
-            raise OperationFailed(f"IPVS: reading from the kernel failed: {exc}") from None
-
     def _resolve_family(self) -> int:
-        seq = self._next_seq()
-        self._sock.send(ipvsnl.family_request(seq))
-        while True:
-            for reply in nlmsg.replies(self._recv()):
-                if reply.seq != seq:
-                    continue
-                if reply.kind == nlmsg.NLMSG_ERROR:
-                    code = nlmsg.error_code(reply.payload)
-                    if code == errno.ENOENT:
-                        raise OperationFailed("IPVS is not available in this kernel; load it "
-                                              "with `modprobe ip_vs`")
-                    raise OperationFailed(f"IPVS: resolving the netlink family failed: "
-                                          f"{os.strerror(code)}")
-                return ipvsnl.family_id(reply.payload)
+        try:
+            found = self._nl.request(ipvsnl.family_request, "IPVS: resolving its netlink family")
+        except NetlinkError as exc:
+            if exc.code == errno.ENOENT:
+                raise OperationFailed("IPVS is not available in this kernel; load it with "
+                                      "`modprobe ip_vs`") from None
+            raise
+        if not found:
+            raise OperationFailed("IPVS: the generic-netlink controller did not answer")
+        return ipvsnl.family_id(found[0])
 
-    def _dump(self, request: bytes, seq: int) -> list[bytes]:
+    def _dump(self, build: Callable[[int], bytes]) -> list[bytes]:
         """Every message of one dump, until NLMSG_DONE."""
-        self._sock.send(request)
-        payloads: list[bytes] = []
-        while True:
-            for reply in nlmsg.replies(self._recv()):
-                if reply.seq != seq:
-                    continue  # a late reply to something abandoned earlier
-                if reply.kind == nlmsg.NLMSG_DONE:
-                    return payloads
-                if reply.kind == nlmsg.NLMSG_ERROR:
-                    code = nlmsg.error_code(reply.payload)
-                    if code == 0:
-                        continue
-                    raise OperationFailed(f"IPVS: reading the table failed: {os.strerror(code)}")
-                payloads.append(reply.payload)
+        return self._nl.dump(build, "IPVS: reading the table")
 
     # ---------------------------------------------------------------- reading
     def dump(self) -> dict[ServiceKey, VirtualService]:
@@ -137,16 +87,14 @@ class Ipvs:
 
     def _read(self, with_stats: bool) -> tuple[dict[ServiceKey, VirtualService],
                                                 dict[ServiceKey, ServiceStats]]:
-        seq = self._next_seq()
-        services = [ipvsnl.decode_service(p)
-                    for p in self._dump(ipvsnl.dump_services_request(self._family, seq), seq)]
+        services = [ipvsnl.decode_service(p) for p in
+                    self._dump(lambda seq: ipvsnl.dump_services_request(self._family, seq))]
         table: dict[ServiceKey, VirtualService] = {}
         stats: dict[ServiceKey, ServiceStats] = {}
         for found in services:
             key = found.service.key
-            seq = self._next_seq()
-            dests = [ipvsnl.decode_dest(p, key.family) for p in
-                     self._dump(ipvsnl.dump_dests_request(self._family, seq, key), seq)]
+            dests = [ipvsnl.decode_dest(p, key.family) for p in self._dump(
+                lambda seq, key=key: ipvsnl.dump_dests_request(self._family, seq, key))]
             table[key] = VirtualService(key=key, scheduler=found.service.scheduler,
                                         flags=found.service.flags,
                                         persistence=found.service.persistence,
@@ -158,6 +106,28 @@ class Ipvs:
                                           active={str(d.server): d.active for d in dests},
                                           inactive={str(d.server): d.inactive for d in dests})
         return table, stats
+
+    def read(self, keys: Iterable[ServiceKey]) -> dict[ServiceKey, VirtualService]:
+        """Only these services (those the kernel has), each with its real servers."""
+        table: dict[ServiceKey, VirtualService] = {}
+        for key in keys:
+            try:
+                found = self._nl.request(
+                    lambda seq, key=key: ipvsnl.get_service_request(self._family, seq, key),
+                    f"IPVS: reading {key}")
+            except NetlinkError as exc:
+                if exc.code in (errno.ESRCH, errno.ENOENT):
+                    continue
+                raise
+            if not found:
+                continue
+            service = ipvsnl.decode_service(found[0]).service
+            dests = [ipvsnl.decode_dest(p, key.family).server for p in self._dump(
+                lambda seq, key=key: ipvsnl.dump_dests_request(self._family, seq, key))]
+            table[key] = VirtualService(key=key, scheduler=service.scheduler,
+                                        flags=service.flags, persistence=service.persistence,
+                                        real_servers=tuple(dests))
+        return table
 
     # ---------------------------------------------------------------- writing
     def apply(self, actions: Iterable[IpvsAction]) -> int:
@@ -190,18 +160,18 @@ class Ipvs:
 
     def _send_batch(self, messages: Sequence[bytes]) -> list[tuple[int, int]]:
         """Send ``messages`` in one sendmsg; (position, errno) of those that failed."""
-        first_seq = self._seq + 1
-        self._seq += len(messages)
+        first_seq = self._nl.seq + 1
+        self._nl.seq += len(messages)
         buf = bytearray(b"".join(messages))
         offset = 0
         for n, msg in enumerate(messages):
             nlmsg.set_seq(buf, offset, first_seq + n)
             offset += len(msg)
-        self._sock.send(buf)
+        self._nl.sock.send(buf)
         pending = set(range(first_seq, first_seq + len(messages)))
         failures: list[tuple[int, int]] = []
         while pending:
-            for reply in nlmsg.replies(self._recv()):
+            for reply in nlmsg.replies(self._nl.recv()):
                 if reply.kind != nlmsg.NLMSG_ERROR or reply.seq not in pending:
                     continue
                 pending.discard(reply.seq)
@@ -272,6 +242,42 @@ def write_owned(state_dir: str, keys: Iterable[ServiceKey]) -> None:
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump([[k.family, k.protocol, k.address, k.port] for k in sorted(set(keys))], fh)
     os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------ applied record
+
+def digest(service: VirtualService) -> str:
+    """A fingerprint of one desired service (its repr is deterministic: frozen data)."""
+    return hashlib.sha1(repr(service).encode(), usedforsecurity=False).hexdigest()
+
+
+def applied_file(state_dir: str) -> str:
+    return os.path.join(state_dir, "ipvs-applied.json")
+
+
+def read_applied(state_dir: str) -> dict[ServiceKey, str] | None:
+    """What the last finished apply made of each service; None when unknown."""
+    try:
+        with open(applied_file(state_dir), encoding="utf-8") as fh:
+            return {ServiceKey(*item[0]): item[1] for item in json.load(fh)}
+    except (FileNotFoundError, ValueError, TypeError, IndexError):
+        return None
+
+
+def write_applied(state_dir: str, record: dict[ServiceKey, str]) -> None:
+    path = applied_file(state_dir)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump([[[k.family, k.protocol, k.address, k.port], v]
+                   for k, v in sorted(record.items())], fh)
+    os.replace(tmp, path)
+
+
+def forget_applied(state_dir: str) -> None:
+    try:
+        os.unlink(applied_file(state_dir))
+    except FileNotFoundError:
+        pass
 
 
 # ------------------------------------------------------------------ sync daemon

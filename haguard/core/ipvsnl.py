@@ -152,6 +152,12 @@ def dump_services_request(family_id: int, seq: int) -> bytes:
     return genl_message(family_id, CMD_GET_SERVICE, seq, NLM_F_REQUEST | NLM_F_DUMP, b"")
 
 
+def get_service_request(family_id: int, seq: int, key: ServiceKey) -> bytes:
+    """IPVS_CMD_GET_SERVICE for one service (the kernel answers ESRCH when it has none)."""
+    return genl_message(family_id, CMD_GET_SERVICE, seq, NLM_F_REQUEST,
+                        nest(ATTR_SERVICE, service_key_attrs(key)))
+
+
 def dump_dests_request(family_id: int, seq: int, key: ServiceKey) -> bytes:
     return genl_message(family_id, CMD_GET_DEST, seq, NLM_F_REQUEST | NLM_F_DUMP,
                    nest(ATTR_SERVICE, service_key_attrs(key)))

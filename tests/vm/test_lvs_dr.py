@@ -101,6 +101,26 @@ def test_removing_and_adding_a_real_server_changes_only_that(lab: GuestLab) -> N
     assert "192.0.2.200:81" in lab.ipvsadm("lb1", "-Ln")  # still not ours, still there
 
 
+def test_incremental_apply_reads_back_only_what_changed(lab: GuestLab) -> None:
+    apply(lab, lab.director_config_path("lb1"))  # a full apply records what it applied
+    config = with_service(lab, "inc.yaml", real_servers=[
+        {"address": "192.0.2.21", "port": 80, "forwarding": "dr", "weight": 1},
+        {"address": "192.0.2.22", "port": 80, "forwarding": "dr", "weight": 4}])
+
+    def incremental() -> list[str]:
+        out = lab.haguard("ipvs", "apply", "-c", config, "--incremental", "--json",
+                          ns=lab.director_ns("lb1")).stdout
+        return json.loads(out)
+
+    assert incremental() == ["~ tcp 192.0.2.100:80 -> 192.0.2.22:80: weight 1 -> 4"]
+    assert "192.0.2.22:80                Route   4" in lab.ipvsadm("lb1", "-Ln")
+    # A hand edit of a service whose config did not change waits for a full apply.
+    lab.ipvsadm("lb1", "-e", "-t", "192.0.2.100:80", "-r", "192.0.2.21:80", "-g", "-w", "9")
+    assert incremental() == []
+    assert apply(lab, config) == ["~ tcp 192.0.2.100:80 -> 192.0.2.21:80: weight 9 -> 1"]
+    apply(lab, lab.director_config_path("lb1"))
+
+
 def test_backup_director_holds_the_same_rules_ready(lab: GuestLab) -> None:
     table = lab.ipvsadm("lb2", "-Ln")
     assert "192.0.2.100:80 rr" in table and RS1 in table and RS2 in table
