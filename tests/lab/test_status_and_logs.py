@@ -17,11 +17,11 @@ from tests.lab.test_transitions import wait_until
 def test_status_reports_state_vips_and_keepalived_on_both_directors(make_lab) -> None:
     lab = make_lab()
     lab.runner.wait_for_master()
-    wait_until(lambda: (json.loads(lab.haguard("lb2", "status", "-c", lab.config("lb2"), "--json")
+    wait_until(lambda: (json.loads(lab.haguard("lb2", "status", "--no-wire", "-c", lab.config("lb2"), "--json")
                                    .stdout)["instances"][0]["state"] == "BACKUP"), 5, "lb2 BACKUP")
     for node_name, state, held in (("lb1", "MASTER", ["192.0.2.100/32", "2001:db8::100/64"]),
                                    ("lb2", "BACKUP", [])):
-        proc = lab.haguard(node_name, "status", "-c", lab.config(node_name), "--json")
+        proc = lab.haguard(node_name, "status", "--no-wire", "-c", lab.config(node_name), "--json")
         assert proc.returncode == 0, proc.stdout + proc.stderr
         report = json.loads(proc.stdout)
         inst = report["instances"][0]
@@ -29,21 +29,21 @@ def test_status_reports_state_vips_and_keepalived_on_both_directors(make_lab) ->
         assert report["keepalived"]["running"] is True
         assert report["keepalived"]["pid"] == lab.runner.record["pids"][node_name]
         assert inst["last_transition_ms"] > 0 and inst["since"] > 0
-        text = lab.haguard(node_name, "status", "-c", lab.config(node_name)).stdout
+        text = lab.haguard(node_name, "status", "--no-wire", "-c", lab.config(node_name)).stdout
         assert f"VI_1 (VRID 51 on eth0): {state}" in text and "healthy" in text
 
 
 def test_status_exits_1_when_a_backup_holds_a_vip_or_keepalived_is_down(make_lab) -> None:
     lab = make_lab()
     lab.runner.wait_for_master()
-    wait_until(lambda: lab.haguard("lb2", "status", "-c", lab.config("lb2")).returncode == 0,
+    wait_until(lambda: lab.haguard("lb2", "status", "--no-wire", "-c", lab.config("lb2")).returncode == 0,
                5, "lb2 healthy")
     netns.add_address(lab.ns("lb2"), "eth0", "192.0.2.100/32")
-    proc = lab.haguard("lb2", "status", "-c", lab.config("lb2"), "--json")
+    proc = lab.haguard("lb2", "status", "--no-wire", "-c", lab.config("lb2"), "--json")
     assert proc.returncode == 1
     assert "BACKUP but holding 192.0.2.100/32" in json.loads(proc.stdout)["problems"]
     lab.runner.stop_keepalived("lb1")
-    proc = lab.haguard("lb1", "status", "-c", lab.config("lb1"))
+    proc = lab.haguard("lb1", "status", "--no-wire", "-c", lab.config("lb1"))
     assert proc.returncode == 1 and "keepalived: NOT running" in proc.stdout
 
 
