@@ -317,6 +317,7 @@ class LabRunner:
                 rec = _read_json(os.path.join(info["state_dir"], f"{inst.name}.json")) or {}
                 instances[inst.name] = {
                     "state": rec.get("state"), "complete": rec.get("complete"),
+                    **({"error": rec["error"]} if rec.get("error") else {}),
                     "vips_present": [str(v.address) for v in inst.vips if str(v.address) in addrs],
                     "vips": [str(v.address) for v in inst.vips]}
             pid = self.record["pids"].get(node)
