@@ -99,6 +99,23 @@ class Cluster:
         return self.ssh(node, ["/opt/haguard/bin/haguard", *args], check=check,
                         timeout=timeout)
 
+    def view(self, node: str) -> tuple[str | None, bool]:
+        """A director's recorded state and whether it holds the VIP, in one cheap call
+        (no Python start on the VM): what the tests poll."""
+        config = self.layout.host(node).config
+        assert config is not None
+        inst = config["instances"][0]
+        state_dir = (config.get("node") or {}).get("state_dir") or "/run/haguard"
+        vip = str(inst["vips"][0]).split("/")[0] if not isinstance(inst["vips"][0], dict) \
+            else str(inst["vips"][0]["address"]).split("/")[0]
+        out = self.ssh(node, f"cat {shlex.quote(state_dir)}/{shlex.quote(inst['name'])}.json "
+                             f"2>/dev/null || echo '{{}}'; echo ---; "
+                             f"ip -j addr show dev {shlex.quote(inst['interface'])}").out
+        record, _, addrs = out.partition("---")
+        held = any(a.get("local") == vip for link in json.loads(addrs)
+                   for a in link.get("addr_info", []))
+        return json.loads(record).get("state"), held
+
     def status(self, node: str) -> tuple[int, dict[str, Any]]:
         """`haguard status --json` on a director: exit code and its report."""
         res = self.haguard(node, "status", "-c", self.topology.NODE_CONFIG, "--json",
