@@ -174,19 +174,20 @@ def _count(text: str) -> int:
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float, every: float = 1.0) -> Any:
-    """Poll until probe() is truthy; its value, or a failure naming what never happened."""
+    """Poll until probe() is truthy; its value, or a failure naming what never happened
+    and what was seen last."""
     deadline = time.monotonic() + timeout
-    last_error = ""
+    last = ""
     while time.monotonic() < deadline:
         try:
             value = probe()
             if value:
                 return value
+            last = f"last seen: {value!r}"
         except (AssertionError, subprocess.TimeoutExpired, ValueError) as exc:
-            last_error = str(exc)[-500:]
+            last = f"last error: {str(exc)[-500:]}"
         time.sleep(every)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}"
-                + (f" (last error: {last_error})" if last_error else ""), pytrace=False)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} ({last})", pytrace=False)
 
 
 def _times() -> dict[str, str]:

@@ -41,8 +41,15 @@ def _expected_master(cluster: Cluster) -> str:
     return first if int(a["priority"]) >= int(b["priority"]) else second
 
 
+def _views_are(cluster: Cluster, expected: dict[str, tuple[str, bool]]) -> bool:
+    """Each director's (recorded state, holds the VIP) as expected; else what was seen."""
+    seen = {node: cluster.view(node) for node in expected}
+    assert seen == expected, f"seen {seen}"
+    return True
+
+
 def _master_with_vip(cluster: Cluster, node: str) -> bool:
-    return cluster.view(node) == ("MASTER", True)
+    return _views_are(cluster, {node: ("MASTER", True)})
 
 
 def _sections(text: str) -> list[str]:
@@ -249,8 +256,8 @@ def test_rebooted_director_comes_back_as_configured(cluster: Cluster,
     preempts = not inst1.get("nopreempt", False) and int(inst1["priority"]) > int(inst2["priority"])
     master, backup = (lb1, lb2) if preempts else (lb2, lb1)
     wait_for(f"{master} MASTER holding {vip} and {backup} BACKUP without it",
-             lambda: (_master_with_vip(cluster, master)
-                      and cluster.view(backup) == ("BACKUP", False)), 300, every=2)
+             lambda: _views_are(cluster, {master: ("MASTER", True),
+                                          backup: ("BACKUP", False)}), 300, every=2)
     for node in (lb1, lb2):
         rc, report = cluster.status(node)
         assert rc == 0, report
@@ -261,8 +268,11 @@ def test_rebooted_director_comes_back_as_configured(cluster: Cluster,
     seen: set[str] = set()
 
     def both_answer() -> bool:
-        seen.update(cluster.fetch(vip, port, count=6)["counts"])
-        return seen >= set(_names(cluster, "realserver"))
+        result = cluster.fetch(vip, port, count=6)
+        seen.update(result["counts"])
+        assert seen >= set(_names(cluster, "realserver")), \
+            f"answers so far {sorted(seen)}, errors {result['errors'][:2]}"
+        return True
 
     wait_for("answers from both real servers through the VIP", both_answer, 300, every=3)
     figure(f"after its reboot {lb1} is {'MASTER (preempted)' if preempts else 'BACKUP'} "
@@ -292,5 +302,9 @@ def test_rebooted_real_server_keeps_its_setup(cluster: Cluster,
     status = cluster.haguard(rs1, "realserver", "-c", cluster.topology.NODE_CONFIG, "status",
                              check=False)
     assert status.rc == 0 and status.out.strip().splitlines()[-1] == "healthy", status.out
-    wait_for(f"{rs1} answering through {vip}",
-             lambda: rs1 in cluster.fetch(vip, port, count=6)["counts"], 300, every=3)
+    def answers() -> bool:
+        result = cluster.fetch(vip, port, count=6)
+        assert rs1 in result["counts"], f"answers {result['counts']}, errors {result['errors'][:2]}"
+        return True
+
+    wait_for(f"{rs1} answering through {vip}", answers, 300, every=3)
