@@ -80,14 +80,20 @@ def test_real_keepalived_flaps_end_with_one_master_matching_keepalived(agent_lab
     lab = agent_lab()
     rng = random.Random(SEED + 1)
     ops = 0
-    for _ in range(24):
+    for _ in range(30):
         node = rng.choice(("lb1", "lb2"))
-        action = rng.choice(("link", "link", "reload"))
+        action = rng.choice(("link", "link", "reload", "priority", "priority"))
         if action == "link":
             port = lab.runner.lab.directors[0 if node == "lb1" else 1].legs[0].port
             netns.run(["ip", "-n", lab.lab.switch_namespace, "link", "set", port, "down"])
             time.sleep(rng.choice((0.05, 0.3, 1.5)))
             netns.run(["ip", "-n", lab.lab.switch_namespace, "link", "set", port, "up"])
+        elif action == "priority":
+            # keepalived's own lever: its priority track file (weight 1), read on change.
+            track = os.path.join(os.path.dirname(lab.config(node)), "levers", "track",
+                                 "VI_1.priority")
+            with open(track, "w", encoding="ascii") as fh:
+                fh.write(f"{rng.choice((0, 0, 30, 60, 100))}\n")
         else:
             os.kill(lab.runner.record["pids"][node], signal.SIGHUP)
         ops += 1
@@ -96,15 +102,18 @@ def test_real_keepalived_flaps_end_with_one_master_matching_keepalived(agent_lab
     other = "lb2" if master == "lb1" else "lb1"
     wait(lambda: _settled(lab, other, "BACKUP") or _settled(lab, other, "FAULT"), 15,
          f"{other} without VIPs")
+    events = 0
     for node in ("lb1", "lb2"):
         entered = [line for line in open(os.path.join(os.path.dirname(lab.config(node)),
                                                       "keepalived.log"), encoding="utf-8")
                    if "Entering" in line and "STATE" in line]
         reported = entered[-1].split("Entering ")[1].split()[0]
         assert lab.record(node)["state"] == reported, (node, reported, lab.record(node))
+        events += len(entered)
     assert bool(lab.vips_on(master)) and not lab.vips_on(other)
-    print(f"\n{ops} link flaps and reloads; {master} MASTER, {other} "
-          f"{lab.record(other)['state']}; both agree with keepalived")
+    print(f"\n{ops} link flaps, priority changes and reloads; keepalived reported {events} "
+          f"states; {master} MASTER, {other} {lab.record(other)['state']}; both agree with "
+          "keepalived")
 
 
 # ------------------------------------------------------------------- kill -9 of the agent
