@@ -330,11 +330,3 @@ def expire_loop(config: Config) -> int:
             return 0
         time.sleep(max(0.05, min(pending) - time.time()))
         expire_due(config)
-
-
-def status(config: Config) -> dict[str, Any]:
-    """The levers in force, for `haguard status` and the tests."""
-    return {"levers": [dataclasses.asdict(lv) for lv in read_levers(config)],
-            "track_files": {inst.name: dict(zip(("demote", "priority"),
-                                                track_values(config, inst)))
-                            for inst in config.instances}}
