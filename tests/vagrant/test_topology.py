@@ -200,7 +200,7 @@ def test_failover_by_stopping_keepalived(cluster: Cluster) -> None:
     figure(f"  client: {len(requests)} requests every 100 ms, {answered} answered, "
            f"{failed} failed; outage (longest gap between answers): {outage:.0f} ms")
     figure(f"  (the test saw {new} MASTER with the VIP {took_over_s:.1f} s after the stop "
-           "returned, polling `haguard status` over SSH)")
+           "returned, polling its recorded state and addresses over SSH)")
     # A failover that takes longer than this is broken, however slow the emulation.
     assert outage < 30000, f"outage {outage:.0f} ms"
 
