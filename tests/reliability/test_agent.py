@@ -116,6 +116,52 @@ def test_real_keepalived_flaps_end_with_one_master_matching_keepalived(agent_lab
           "keepalived")
 
 
+def _entered(lab: AgentLab, node: str) -> list[str]:
+    """The states keepalived logged for ``node``, in order."""
+    with open(os.path.join(os.path.dirname(lab.config(node)), "keepalived.log"),
+              encoding="utf-8") as fh:
+        return [line.split("Entering ")[1].split()[0] for line in fh
+                if "Entering" in line and "STATE" in line]
+
+
+def test_a_thousand_events_from_the_real_keepalived_end_in_its_last_report(agent_lab) -> None:
+    lab = agent_lab()
+    rng = random.Random(SEED + 2)
+    # keepalived's own levers change its state at once: its demote track file (weight 0)
+    # puts an instance in FAULT and back, its priority file moves the election.
+    tracks = {node: os.path.join(os.path.dirname(lab.config(node)), "levers", "track")
+              for node in ("lb1", "lb2")}
+    start = {node: len(_entered(lab, node)) for node in tracks}
+    deadline = time.monotonic() + 240
+    writes = 0
+    while time.monotonic() < deadline:
+        produced = sum(len(_entered(lab, n)) - start[n] for n in tracks)
+        if produced >= 1000:
+            break
+        node = rng.choice(("lb1", "lb2"))
+        kind = rng.choice(("demote", "demote", "demote", "priority"))
+        value = rng.choice((0, 1)) if kind == "demote" else rng.choice((0, 30, 60, 100))
+        with open(os.path.join(tracks[node], f"VI_1.{kind}"), "w", encoding="ascii") as fh:
+            fh.write(f"{value}\n")
+        writes += 1
+        time.sleep(rng.choice((0, 0.002, 0.01, 0.03)))
+    produced = sum(len(_entered(lab, n)) - start[n] for n in tracks)
+    assert produced >= 1000, f"keepalived reported only {produced} states in 240 s"
+    for node, track in tracks.items():  # the levers off: keepalived elects as configured
+        for kind in ("demote", "priority"):
+            with open(os.path.join(track, f"VI_1.{kind}"), "w", encoding="ascii") as fh:
+                fh.write("0\n")
+    master = wait(lab.runner.master, 30, "one MASTER holding every VIP")
+    other = "lb2" if master == "lb1" else "lb1"
+    wait(lambda: _settled(lab, other, "BACKUP"), 20, f"{other} BACKUP without VIPs")
+    for node in tracks:
+        assert lab.record(node)["state"] == _entered(lab, node)[-1], node
+    applied = sum(1 for n in tracks for e in lab.agent_log(n)
+                  if e.get("event") == "transition_done")
+    print(f"\n{writes} lever writes; the real keepalived reported {produced} states; the "
+          f"agents applied {applied} transitions; {master} MASTER, {other} BACKUP")
+
+
 # ------------------------------------------------------------------- kill -9 of the agent
 MASTER_POINTS = ("agent:read", "before:vip_added", "before:announced",
                  "before:announcer_started", "before:state_recorded", "agent:applied")
