@@ -28,10 +28,14 @@ Typical use:
   haguard check  -c /etc/haguard/lb1.yaml          validate the YAML and keepalived -t
   haguard render -c /etc/haguard/lb1.yaml -o /etc/keepalived/keepalived.conf
   haguard hooks install -c /etc/haguard/lb1.yaml   put the notify hook where keepalived wants it
-  haguard status -c /etc/haguard/lb1.yaml          what this node is and holds
+  haguard agent  -c /etc/haguard/lb1.yaml          apply keepalived's events (production mode)
+  haguard status -c /etc/haguard/lb1.yaml          what this node is and holds, and the wire
+  haguard doctor -c /etc/haguard/lb1.yaml          find the mistakes that break failover
+  haguard demote -c /etc/haguard/lb1.yaml --reason "kernel update" --ttl 1h --wait
   haguard lab run                                  watch a failover in network namespaces
 
-Exit codes: 0 ok, 1 an operation failed, 2 bad input (nothing was changed).
+Exit codes: 0 ok, 1 an operation failed or a problem was found, 2 bad input (nothing
+was changed), 3 doctor found warnings only.
 """
 
 
