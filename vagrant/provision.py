@@ -5,13 +5,15 @@ The Vagrantfile runs this (as root, inside the VM) with one argument: the VM's e
 vagrant/topology.py's output, base64-encoded JSON. Nothing about the topology is decided
 here: the entry says the VM's role, its private addresses and its haguard config.
 
-- every VM: its private interfaces, configured with ifupdown so they come back at boot;
-- directors and real servers: haguard installed from the synced checkout into a venv
-  (/opt/haguard) from wheels built on the host (the VMs have no internet), the node
-  config written to /etc/haguard/haguard.yaml;
-- directors: `haguard check`, `haguard hooks install` (root-owned path, keepalived's
-  script security on), `haguard render -o /etc/keepalived/keepalived.conf`,
-  `haguard ipvs apply`, keepalived enabled and (re)started under systemd;
+- every VM: its host name, and its private interfaces (systemd-networkd on haguard's
+  box, ifupdown on others) so they come back at boot;
+- directors and real servers: haguard installed into the venv /opt/haguard from the
+  wheels built on the host (the VMs have no internet), the node config written to
+  /etc/haguard/haguard.yaml;
+- directors: `haguard hooks install` (root-owned path, keepalived's script security
+  on), `haguard render -o /etc/keepalived/keepalived.conf`, `haguard ipvs apply`,
+  keepalived (KillMode=process, see KEEPALIVED_DROPIN) enabled and restarted under
+  systemd, ip_vs loaded at boot (see IPVS_MODULES);
 - real servers: `haguard realserver up` (which writes and enables its systemd unit) and
   an HTTP service naming the server (haguard.lab.http, the lab's own).
 
@@ -28,7 +30,6 @@ import sys
 import time
 from typing import Any
 
-SOURCE = "/vagrant"
 WHEELS = "/vagrant/vagrant/.wheels"
 VENV = "/opt/haguard"
 HAGUARD = f"{VENV}/bin/haguard"
@@ -173,7 +174,16 @@ def enable(unit: str) -> None:
         run(["systemctl", "enable", "--no-reload", unit])
 
 
+# IPVS loaded at boot, before keepalived. haguard's MASTER transition applies the
+# net.ipv4.vs.* sysctls before it reconciles IPVS (which would load the module), so
+# when a rebooted director's first event is MASTER (its BACKUP event overtaken, as
+# happens when it preempts) the sysctl does not exist yet, the transition stops there
+# and neither director holds the VIP. Measured in this topology's reboot test.
+IPVS_MODULES = "# Written by the haguard provisioning: IPVS before keepalived's first event.\nip_vs\n"
+
+
 def director(config: str) -> None:
+    write("/etc/modules-load.d/haguard-ipvs.conf", IPVS_MODULES)
     if write("/etc/systemd/system/keepalived.service.d/haguard.conf", KEEPALIVED_DROPIN):
         run(["systemctl", "daemon-reload"])
     # Every command here is a Python start of seconds under emulation: `render` and

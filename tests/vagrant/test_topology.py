@@ -302,6 +302,9 @@ def test_rebooted_real_server_keeps_its_setup(cluster: Cluster,
     status = cluster.haguard(rs1, "realserver", "-c", cluster.topology.NODE_CONFIG, "status",
                              check=False)
     assert status.rc == 0 and status.out.strip().splitlines()[-1] == "healthy", status.out
+    address = cluster.layout.host(rs1).address
+    wait_for(f"{rs1}'s HTTP service back on {address}",
+             lambda: cluster.fetch(address, port, count=1)["counts"] == {rs1: 1}, 120, every=3)
     def answers() -> bool:
         result = cluster.fetch(vip, port, count=6)
         assert rs1 in result["counts"], f"answers {result['counts']}, errors {result['errors'][:2]}"
