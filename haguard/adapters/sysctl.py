@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 from haguard.errors import OperationFailed
 
@@ -24,12 +25,23 @@ def read(key: str) -> str | None:
         raise OperationFailed(f"sysctl {key}: cannot read: {exc.strerror}") from exc
 
 
+# Keys that exist only once their module is loaded: after a reboot nothing may have
+# loaded ip_vs yet when the first MASTER transition sets them.
+_MODULE_OF = (("net.ipv4.vs.", "ip_vs"),)
+
+
 def write(key: str, value: str) -> None:
     """Set a sysctl; an error names the key and what the kernel said."""
+    path = _path(key)
+    module = next((m for prefix, m in _MODULE_OF if key.startswith(prefix)), None)
+    if module and not os.path.exists(path):
+        subprocess.run(["modprobe", module], stdin=subprocess.DEVNULL, capture_output=True,
+                       timeout=60, check=False)
     try:
-        with open(_path(key), "w", encoding="ascii") as fh:
+        with open(path, "w", encoding="ascii") as fh:
             fh.write(value)
     except FileNotFoundError:
-        raise OperationFailed(f"sysctl {key}: no such key on this kernel") from None
+        hint = f" (module {module} did not load)" if module else ""
+        raise OperationFailed(f"sysctl {key}: no such key on this kernel{hint}") from None
     except OSError as exc:
         raise OperationFailed(f"sysctl {key}={value}: {exc.strerror}") from exc
