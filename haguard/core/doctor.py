@@ -16,9 +16,10 @@ import fnmatch
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal, Protocol
+from typing import Iterable, Literal
 
 from haguard.core.config import Config, Instance, IPAddress
+from haguard.core.vrrp import Advert
 from haguard.core.realserver import interface_for, required_sysctls
 
 Severity = Literal["error", "warning", "info"]
@@ -105,20 +106,6 @@ class ArpProbe:
     skipped: str | None = None
 
 
-class AdvertLike(Protocol):
-    """What haguard.adapters.vrrpwire.listen reports per VRRP advert."""
-
-    interface: str
-    source: str
-    source_mac: str
-    vrid: int
-    priority: int
-    version: int
-    advert_int_s: float
-    addresses: tuple[str, ...]
-    outgoing: bool
-
-
 @dataclass(frozen=True)
 class Observations:
     rendered: str = ""
@@ -134,7 +121,7 @@ class Observations:
     local_addresses: dict[str, frozenset[tuple[IPAddress, int]]] = field(default_factory=dict)
     probes: tuple[ArpProbe, ...] = ()
     probe_skipped: str | None = None                # why no probe ran at all
-    adverts: tuple[Any, ...] | None = None          # AdvertLike; None: not listened
+    adverts: tuple[Advert, ...] | None = None       # None: not listened
     wire_skipped: str | None = None
     wire_seconds: float = 0.0
     own_addresses: frozenset[str] = frozenset()
