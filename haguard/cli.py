@@ -279,9 +279,17 @@ exit 1 when the outage is longer.""")
                             parser_class=_Parser)
     hp = hsub.add_parser("install", help="install the hooks",
                          description="Install the hooks into --dir, or the config's "
-                         "keepalived.hooks_dir.")
+                         "keepalived.hooks_dir. Where systemd runs, also write the drop-in "
+                         "keepalived.service.d/haguard.conf with KillMode=process: Debian's "
+                         "keepalived unit otherwise kills the detached STOP hook when "
+                         "keepalived stops, and the stopped director keeps its VIPs.")
     hp.add_argument("-c", "--config", metavar="FILE", help="take hooks_dir from this config")
     hp.add_argument("--dir", metavar="DIR", help="target directory (created 0755 root)")
+    hp.add_argument("--unit-dir", metavar="DIR",
+                    help="write keepalived's drop-in under DIR (default /etc/systemd/system "
+                    "when systemd is running)")
+    hp.add_argument("--no-systemd", action="store_true",
+                    help="do not write keepalived's systemd drop-in")
     hp.set_defaults(func=cmd_hooks_install)
     return parser
 
@@ -548,7 +556,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_hooks_install(args: argparse.Namespace) -> int:
-    from haguard.hooks import install
+    from haguard.hooks import install, install_keepalived_dropin, systemd_running
 
     target = args.dir
     config = None
@@ -559,6 +567,14 @@ def cmd_hooks_install(args: argparse.Namespace) -> int:
         target = config.keepalived.hooks_dir
     for line in install(target):
         print(line)
+    if not args.no_systemd:
+        if args.unit_dir is not None or systemd_running():
+            for line in install_keepalived_dropin(args.unit_dir or "/etc/systemd/system",
+                                                  reload=systemd_running()):
+                print(line)
+        else:
+            print("systemd is not running here: no keepalived.service drop-in written "
+                  "(under systemd, KillMode=process is needed for the STOP hook)")
     if config is not None:
         from haguard.levers import ensure_lever_dir
 

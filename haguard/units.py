@@ -7,6 +7,19 @@ import sys
 from haguard.core.config import Config
 
 AGENT_UNIT_NAME = "haguard-agent.service"
+KEEPALIVED_DROPIN = "keepalived.service.d/haguard.conf"
+
+# keepalived forks the STOP hook as it shuts down; the hook detaches (setsid) to outlive
+# keepalived but stays in keepalived.service's cgroup. Debian's unit has the default
+# KillMode=control-group, so when keepalived exits systemd kills the hook too and the
+# stopped director keeps its VIPs. Upstream keepalived's own unit uses KillMode=process.
+KEEPALIVED_DROPIN_TEXT = """\
+# Written by `haguard hooks install`: let haguard's detached STOP hook finish when
+# keepalived stops (with the default KillMode=control-group systemd kills it, and the
+# stopped director keeps its VIPs).
+[Service]
+KillMode=process
+"""
 
 _AGENT = """\
 # {name}: written by `haguard agent -c {config} --unit`.

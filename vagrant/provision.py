@@ -11,9 +11,10 @@ here: the entry says the VM's role, its private addresses and its haguard config
   wheels built on the host (the VMs have no internet), the node config written to
   /etc/haguard/haguard.yaml;
 - directors: `haguard hooks install` (root-owned path, keepalived's script security
-  on), `haguard render -o /etc/keepalived/keepalived.conf`, `haguard ipvs apply`,
-  keepalived (KillMode=process, see KEEPALIVED_DROPIN) enabled and restarted under
-  systemd, ip_vs loaded at boot (see IPVS_MODULES);
+  on; it also gives keepalived.service KillMode=process so the STOP hook outlives
+  keepalived), `haguard render -o /etc/keepalived/keepalived.conf`, `haguard ipvs
+  apply`, keepalived enabled and restarted under systemd, ip_vs loaded at boot (see
+  IPVS_MODULES);
 - real servers: `haguard realserver up` (which writes and enables its systemd unit) and
   an HTTP service naming the server (haguard.lab.http, the lab's own).
 
@@ -154,18 +155,6 @@ def install_haguard() -> None:
     say(f"installed {ours[0]} into {VENV}")
 
 
-# keepalived forks the STOP hook as it shuts down; the hook detaches (setsid) to
-# outlive keepalived, but stays in keepalived.service's cgroup, and Debian's unit has
-# the default KillMode=control-group: when keepalived exits, systemd kills what is
-# left in the cgroup, the hook too, and the stopped director keeps its VIPs. With
-# KillMode=process (upstream keepalived's own unit file) only keepalived is signalled.
-KEEPALIVED_DROPIN = """\
-# Written by the haguard provisioning: let haguard's detached STOP hook finish.
-[Service]
-KillMode=process
-"""
-
-
 def enable(unit: str) -> None:
     """Enable a unit unless it is: keepalived's sysv compatibility makes `enable` cost
     half a minute under emulation."""
@@ -184,10 +173,9 @@ IPVS_MODULES = "# Written by the haguard provisioning: IPVS before keepalived's 
 
 def director(config: str) -> None:
     write("/etc/modules-load.d/haguard-ipvs.conf", IPVS_MODULES)
-    if write("/etc/systemd/system/keepalived.service.d/haguard.conf", KEEPALIVED_DROPIN):
-        run(["systemctl", "daemon-reload"])
     # Every command here is a Python start of seconds under emulation: `render` and
     # `ipvs apply` validate the config completely, and the tests run `haguard check`.
+    # Also writes keepalived's KillMode=process drop-in (the STOP hook outlives keepalived).
     run([HAGUARD, "hooks", "install", "-c", config])
     run([HAGUARD, "render", "-c", config, "-o", "/etc/keepalived/keepalived.conf"])
     run([HAGUARD, "ipvs", "apply", "-c", config])

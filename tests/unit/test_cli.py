@@ -107,3 +107,22 @@ def test_ipvs_import_then_export_gives_back_the_rules(
     config.write_text(LAB.read_text() + section)
     assert main(["ipvs", "export", "-c", str(config)]) == 0
     assert capsys.readouterr().out == rules.read_text()
+
+
+def test_hooks_install_gives_keepalived_killmode_process_once(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    hooks, units = tmp_path / "hooks", tmp_path / "units"
+    argv = ["hooks", "install", "--dir", str(hooks), "--unit-dir", str(units)]
+    assert main(argv) == 0
+    dropin = units / "keepalived.service.d" / "haguard.conf"
+    assert "[Service]\nKillMode=process\n" in dropin.read_text()
+    assert f"wrote {dropin}" in capsys.readouterr().out
+    assert main(argv) == 0
+    assert f"{dropin} is in place" in capsys.readouterr().out
+
+
+def test_hooks_install_no_systemd_writes_no_dropin(tmp_path: Path) -> None:
+    units = tmp_path / "units"
+    assert main(["hooks", "install", "--dir", str(tmp_path / "hooks"), "--unit-dir", str(units),
+                 "--no-systemd"]) == 0
+    assert not units.exists()
