@@ -166,27 +166,44 @@ Run it under systemd: `haguard agent -c FILE --unit` prints a unit to install.""
             p.add_argument("--clear", action="store_true", help="remove the levers instead")
         p.set_defaults(func=cmd_lever, lever=action)
     p = sub.add_parser(
-        "failover-test", help="a measured failover drill (the lab pair)",
+        "failover-test", help="a measured failover drill (a live pair, or the lab)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="""\
-Fail the MASTER over and measure it. Checks both directors are healthy first, then
-probes the VIP from the client every --interval-ms (ICMP, and a TCP connect to VIP:port;
-the first TCP service of the ipvs section, else the directors serve --port), holds
-long-lived connections opened before, triggers the failover (--method demote: the demote
-lever; stop: SIGTERM keepalived) and prints the timeline: trigger, old MASTER left, new
-MASTER, VIPs added, first announcement on the wire, probe back; the outage, probes lost,
-connections that survived, IPVS rules in place before the VIP.
-The pair is put back as found (lever removed, keepalived started), also when the drill
-fails or is interrupted, unless --leave. --max-outage-ms turns it into an SLO gate:
-exit 1 when the outage is longer.""")
-    p.add_argument("--lab", required=True, metavar="NAME",
-                   help="the lab to drill (`haguard lab up --name NAME`)")
+Fail the MASTER over and measure it.
+
+On a live pair, run it on the MASTER: haguard failover-test -c FILE [--probe-from NETNS]
+It checks this node is the healthy MASTER of every instance (keepalived running, VIPs
+here, no lever pulled, one MASTER on the wire), triggers the failover, and reports
+from this node's log and the wire: trigger, this node leaving MASTER (priority 0
+advert, VIPs removed), the new MASTER's first advert, its first gratuitous ARP /
+unsolicited NA. With --probe-from, probes run in that network namespace of this host
+(one that reaches the VIP as clients do): ICMP and a TCP connect to VIP:port every
+--interval-ms, long-lived HTTP connections opened before. If no peer takes over within
+3 x advert_int + 1 s the trigger is undone and the drill fails (exit 1).
+
+On the lab: haguard failover-test --lab NAME; both directors are watched and the
+client namespace probes.
+
+--method demote pulls the demote lever; stop stops keepalived (systemctl on a live
+pair, SIGTERM in the lab). The trigger is undone afterwards (lever cleared, keepalived
+started), also when the drill fails or is interrupted, unless --leave; where the
+instances preempt, the old MASTER takes over again and that is timed (failback).
+--max-outage-ms turns the drill into an SLO gate: exit 1 when the outage is longer.""")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("-c", "--config", metavar="FILE",
+                        help="this director's config: drill the live pair from here")
+    target.add_argument("--lab", metavar="NAME",
+                        help="the lab to drill (`haguard lab up --name NAME`)")
+    p.add_argument("--probe-from", metavar="NETNS",
+                   help="live pair: run the client probes in this network namespace")
     p.add_argument("--method", choices=("demote", "stop"), default="demote")
-    p.add_argument("--port", type=int, help="TCP port probed on the VIP")
+    p.add_argument("--port", type=int, help="TCP port probed on the VIP (default: the first "
+                   "TCP service of the ipvs section)")
     p.add_argument("--interval-ms", type=int, default=10, metavar="MS")
     p.add_argument("--max-outage-ms", type=float, metavar="N")
     p.add_argument("--failback", action="store_true",
-                   help="after restoring, wait for the old MASTER to take over again")
+                   help="lab: after restoring, wait for the old MASTER to take over again "
+                   "(a live drill always waits where the instances preempt)")
     p.add_argument("--leave", action="store_true", help="do not put the pair back")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_failover_test)
@@ -491,8 +508,24 @@ def cmd_failover_test(args: argparse.Namespace) -> int:
     def interrupted(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, interrupted)
-    report = drill.run(args.lab, args.method, args.port, args.interval_ms, args.failback,
-                       args.leave)
+    if args.interval_ms <= 0:
+        raise BadInput(f"--interval-ms {args.interval_ms}: must be positive")
+    if args.lab is not None:
+        if args.probe_from:
+            raise BadInput("--probe-from is for a live pair (-c); the lab probes from its "
+                           "client namespace")
+        report = drill.run(args.lab, args.method, args.port, args.interval_ms, args.failback,
+                           args.leave)
+    else:
+        from haguard import livedrill
+
+        if args.max_outage_ms is not None and not args.probe_from:
+            raise BadInput("--max-outage-ms needs --probe-from on a live pair: the outage is "
+                           "what the probes measure")
+        config = _load(args.config)
+        report = livedrill.run(config, args.method, args.probe_from, args.port,
+                               args.interval_ms, args.leave,
+                               lambda s: print(s, file=sys.stderr, flush=True))
     code = EXIT_OK
     if args.max_outage_ms is not None:
         outage = report.get("outage_ms")

@@ -1,4 +1,6 @@
-"""`haguard failover-test`: a measured failover drill on the lab pair.
+"""`haguard failover-test --lab NAME`: a measured failover drill on the lab pair.
+
+(On a live pair: haguard.livedrill.)
 
 Checks both directors are healthy, probes the VIP from the client (ICMP every
 --interval-ms, a TCP connect to VIP:port as often, and long-lived connections opened
@@ -18,6 +20,8 @@ import sys
 import time
 from typing import Any
 
+from haguard.core.config import Config
+from haguard.core.drillreport import failure_run, ipvs_before_vip
 from haguard.errors import HaguardError, OperationFailed
 from haguard.lab import netns
 from haguard.lab.runner import LabRunner, read_jsonl
@@ -51,30 +55,6 @@ def _service(runner: LabRunner, port: int | None) -> tuple[str, int, bool]:
                 return svc.key.address, port or svc.key.port, True
     vip = next(v for v in runner.lab.vips if ":" not in v)
     return vip, port or 8080, False
-
-
-def _gap_ms(events: list[dict[str, Any]], trigger: float, ok: Any) -> tuple[float | None, int]:
-    """Longest run of failures after the trigger (first failure to next success), count."""
-    after = sorted((e for e in events if e.get("t", 0) >= trigger - 0.05), key=lambda e: e["t"])
-    longest, lost, start = None, 0, None
-    for e in after:
-        if not ok(e):
-            lost += 1
-            start = start if start is not None else e["t"]
-        elif start is not None:
-            gap = (e["t"] - start) * 1000
-            longest = gap if longest is None else max(longest, gap)
-            start = None
-    return (round(longest, 1) if longest is not None else 0.0), lost
-
-
-def _ipvs_before_vip(log: list[dict[str, Any]], trigger: float) -> bool | None:
-    events = [e for e in log if e.get("ts", 0) >= trigger]
-    reconciled = next((e["ts"] for e in events if e.get("event") == "ipvs_reconciled"), None)
-    added = next((e["ts"] for e in events if e.get("event") == "vip_added"), None)
-    if reconciled is None:
-        return None
-    return added is None or reconciled <= added
 
 
 def run(name: str, method: str, port: int | None, interval_ms: int, failback: bool,
@@ -145,14 +125,14 @@ def run(name: str, method: str, port: int | None, interval_ms: int, failback: bo
         out, _ = holder.communicate(timeout=60)
         held = json.loads(out.decode() or "{}")
         trigger = timeline.trigger_at
-        tcp_gap, tcp_lost = _gap_ms(read_jsonl(tcp_file), trigger, lambda e: e.get("ok"))
+        tcp = failure_run(read_jsonl(tcp_file), trigger, lambda e: e.get("ok"))
         new_log = read_jsonl(runner.record["directors"][backup]["log_file"])
         report.update(timeline.as_dict())
         report.update({
             "outage_ms": timeline.outage_ms, "pings_lost": timeline.pings_lost,
-            "tcp_outage_ms": tcp_gap, "tcp_connects_failed": tcp_lost,
+            "tcp_outage_ms": tcp.ms, "tcp_connects_failed": tcp.lost,
             "connections_survived": held.get("survived"), "connections": held.get("total"),
-            "ipvs_before_vip": _ipvs_before_vip(new_log, trigger)})
+            "ipvs_before_vip": ipvs_before_vip(new_log, trigger)})
         restore()
         restored = True
         if failback and not leave:
@@ -174,43 +154,62 @@ def run(name: str, method: str, port: int | None, interval_ms: int, failback: bo
 
 
 def _record_outage(runner: LabRunner, report: dict[str, Any]) -> None:
-    """For the metrics textfile: the last drill's outage, in each director's state_dir."""
     for info in runner.record["directors"].values():
-        path = os.path.join(info["state_dir"], "drill.json")
-        tmp = f"{path}.{os.getpid()}.tmp"
+        try:
+            from haguard.adapters.files import load_config
+
+            record_outage(load_config(info["config"]), report)
+        except HaguardError:
+            pass  # the drill's report stands without the textfile
+
+
+def record_outage(config: Config, report: dict[str, Any]) -> None:
+    """For the metrics textfile: the last drill's outage in the node's state_dir."""
+    from haguard.adapters.statefile import StateDir
+
+    path = os.path.join(config.node.state_dir, "drill.json")
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump({"at": time.time(), "outage_ms": report.get("outage_ms"),
                        "tcp_outage_ms": report.get("tcp_outage_ms")}, fh)
         os.replace(tmp, path)
-        try:
-            from haguard.adapters.statefile import StateDir
-            from haguard.adapters.files import load_config
-
-            config = load_config(info["config"])
-            StateDir(info["state_dir"]).write_metrics(config.node.name,
+        StateDir(config.node.state_dir).write_metrics(config.node.name,
                                                       [i.name for i in config.instances])
-        except (OSError, HaguardError):
-            pass  # the drill's report stands without the textfile
+    except OSError:
+        pass  # the drill's report stands without the textfile
 
 
 def format_text(report: dict[str, Any]) -> str:
-    lines = [f"failover drill on lab {report['lab']} ({report['method']}): "
+    where = f"lab {report['lab']}" if "lab" in report else f"{report['node']} (live pair)"
+    lines = [f"failover drill on {where} ({report['method']}): "
              f"{report['old_master']} -> {report['new_master']}; times in ms from the trigger"]
     for m in report.get("milestones", []):
         lines.append(f"  {m['ms']:>+9.1f}  {m['who']:8} {m['what']}")
-    lines.append(f"outage (ICMP every probe interval): {report.get('outage_ms')} ms, "
-                 f"{report.get('pings_lost')} pings lost")
-    lines.append(f"outage (TCP connect to {report['vip']}:{report['port']}): "
-                 f"{report.get('tcp_outage_ms')} ms, {report.get('tcp_connects_failed')} "
-                 "connects failed")
-    lines.append(f"long-lived connections surviving: {report.get('connections_survived')}/"
-                 f"{report.get('connections')}")
+    if "lab" not in report and not report.get("probe_from"):
+        lines.append("outage: not measured (no --probe-from: a director cannot probe its "
+                     "own VIP)")
+    else:
+        lines.append(f"outage (ICMP every probe interval): {report.get('outage_ms')} ms, "
+                     f"{report.get('pings_lost')} pings lost")
+        if report.get("port") is not None:
+            lines.append(f"outage (TCP connect to {report['vip']}:{report['port']}): "
+                         f"{report.get('tcp_outage_ms')} ms, "
+                         f"{report.get('tcp_connects_failed')} connects failed")
+            survived = report.get("connections_survived")
+            lines.append("long-lived connections surviving: " + (
+                f"{survived}/{report.get('connections')}" if survived is not None
+                else "unknown (the service did not answer HTTP on them)"))
     ipvs = report.get("ipvs_before_vip")
-    lines.append("IPVS rules in place before the VIP: "
-                 + ("yes" if ipvs else "no" if ipvs is False else "n/a (no ipvs section)"))
+    lines.append("IPVS rules in place before the VIP" +
+                 ("" if "lab" in report else f" ({report['old_master']}'s takeover at failback)")
+                 + ": " + ("yes" if ipvs else "no" if ipvs is False else
+                           "n/a (no ipvs section or no takeover seen here)"))
     if "failback_ms" in report:
         lines.append(f"failback: {report['old_master']} MASTER again after "
                      f"{report['failback_ms']} ms")
+    if report.get("restored"):
+        lines.append(f"pair: {report['restored']}")
     if "slo" in report:
         lines.append(report["slo"])
     return "\n".join(lines)

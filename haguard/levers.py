@@ -131,7 +131,8 @@ def _other_master(inst: Instance, seconds: float) -> Any:
     return heard[-1] if heard else None
 
 
-def _holds_vips(inst: Instance) -> bool:
+def holds_vips(inst: Instance) -> bool:
+    """Every VIP of ``inst`` is on its interface here."""
     with Netlink() as netlink:
         link = netlink.link(inst.interface)
         if link is None:
@@ -289,7 +290,7 @@ def promote(config: Config, names: list[str] | None, reason: str, wait: bool,
                      f"(the MASTER {master.source} advertises {master.priority})")
         if wait:
             if not _wait(lambda: (state_dir.read_state(inst.name) or {}).get("state")
-                         in ACTIVE_STATES and _holds_vips(inst), timeout):
+                         in ACTIVE_STATES and holds_vips(inst), timeout):
                 raise OperationFailed(f"{inst.name}: not MASTER with its VIPs within "
                                       f"{timeout:g} s")
             lines.append(f"{inst.name}: MASTER here, holding its VIPs")

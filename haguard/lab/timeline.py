@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from haguard.core.drillreport import ping_outage
+
 
 @dataclass(frozen=True)
 class Milestone:
@@ -133,18 +135,12 @@ def build_timeline(trigger_at: float, old_node: str, new_node: str, old_mac: str
     for ip in tl.neighbour_before:
         tl.client_asked.setdefault(ip, False)
 
-    pongs = sorted(e["t"] for e in probe if e.get("kind") == "pong")
-    if ping_interval_ms and pongs:
-        before = [t for t in pongs if t < trigger_at]
-        later = [t for t in pongs if t >= trigger_at]
-        if before and later:
-            # The outage is the longest silence around the failover, less one interval.
-            seq = [before[-1]] + later
-            gap, start = max((b - a, a) for a, b in zip(seq, seq[1:]))
-            tl.outage_ms = round(max(0.0, gap * 1000 - ping_interval_ms), 1)
-            tl.pings_lost = max(0, int(round(gap * 1000 / ping_interval_ms)) - 1)
-            tl.milestones.append(Milestone(start + gap, "client", "ping answered again after "
-                                           "the longest gap"))
+    outage = ping_outage((e["t"] for e in probe if e.get("kind") == "pong"), trigger_at,
+                         ping_interval_ms or 0)
+    if outage.back_at is not None:
+        tl.outage_ms, tl.pings_lost = outage.ms, outage.lost
+        tl.milestones.append(Milestone(outage.back_at, "client", "ping answered again after "
+                                       "the longest gap"))
     return tl
 
 

@@ -205,6 +205,37 @@ def test_failover_by_stopping_keepalived(cluster: Cluster) -> None:
     assert outage < 30000, f"outage {outage:.0f} ms"
 
 
+def test_failover_test_on_the_live_master_stops_keepalived_and_puts_it_back(
+        cluster: Cluster) -> None:
+    """`haguard failover-test -c … --method stop` on the MASTER VM, as an operator runs it
+    on a live pair: it stops keepalived through systemd, sees the peer take over on the
+    wire, starts keepalived again, and times its own takeover back (preemption on)."""
+    vip, _ = _service(cluster)
+    old = _expected_master(cluster)
+    new = next(n for n in _names(cluster, "director") if n != old)
+    # The previous test left keepalived stopped on the old MASTER.
+    cluster.ssh(old, ["systemctl", "start", "keepalived"], timeout=120)
+    wait_for(f"{old} MASTER again", lambda: _master_with_vip(cluster, old), 120, every=0.5)
+    wait_for(f"{new} BACKUP", lambda: _views_are(cluster, {new: ("BACKUP", False)}), 60)
+    res = cluster.haguard(old, "failover-test", "-c", cluster.topology.NODE_CONFIG,
+                          "--method", "stop", "--json", timeout=300)
+    report = json.loads(res.out)
+    new_address = cluster.layout.host(new).address
+    assert report["new_master"] == new_address and \
+        report["new_master_mac"] == cluster.mac(new), report
+    assert report["first_announcement_ms"] is not None, report
+    assert any(m["what"].startswith(f"removed {vip}") for m in report["milestones"]), report
+    assert report["failback_ms"] > 0 and report["ipvs_before_vip"] is True, report
+    assert cluster.ssh(old, ["systemctl", "is-active", "keepalived"]).out.strip() == "active"
+    wait_for(f"{old} MASTER after the drill", lambda: _master_with_vip(cluster, old), 60)
+    wait_for(f"{new} BACKUP after the drill",
+             lambda: _views_are(cluster, {new: ("BACKUP", False)}), 60)
+    figure(f"`haguard failover-test --method stop` on {old}: priority 0 sent at "
+           f"+{report['left_master_ms']} ms, {new} advertising at +{report['new_master_ms']} "
+           f"ms, its first announcement on the wire at +{report['first_announcement_ms']} ms; "
+           f"{old} MASTER again {report['failback_ms']:.0f} ms after keepalived's start")
+
+
 @pytest.fixture(scope="module")
 def rebooted(cluster: Cluster) -> dict[str, float]:
     """lb1 (a director) and rs1 (a real server) rebooted at once; seconds to come back."""

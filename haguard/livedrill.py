@@ -1,0 +1,404 @@
+"""`haguard failover-test -c FILE`: the failover drill on a live pair, run on its MASTER.
+
+This director sees its own side (its log, its adverts) and the wire (the peer's first
+advert, the peer's first gratuitous ARP / unsolicited NA for a VIP). The client's side
+needs a probe point: ``--probe-from NETNS`` runs the probes in a network namespace of
+this host that reaches the VIP the way clients do (ICMP and a TCP connect every
+interval, long-lived HTTP connections opened before). Without one the report has the
+wire timeline and no outage.
+
+The trigger is undone whatever happens (lever cleared, keepalived started), unless
+``leave``; where the instances preempt, this node then takes the VIPs back and that
+takeover is measured too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+from haguard import levers
+from haguard.adapters import keepalived
+from haguard.adapters.statefile import StateDir
+from haguard.core.config import Config
+from haguard.core.drillreport import (WireView, failure_run, ipvs_before_vip,
+                                      live_milestones, ping_outage)
+from haguard.core.events import ACTIVE_STATES
+from haguard.errors import BadInput, OperationFailed
+
+HOLD_CONNECTIONS = 5
+Say = Callable[[str], None]
+
+
+def _systemctl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["systemctl", *args], capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+
+
+def _read_jsonl(path: str) -> list[dict[str, Any]]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue  # a line being written as we read
+    return out
+
+
+def own_log(config: Config, since: float) -> list[dict[str, Any]]:
+    """haguard's events on this node since ``since``: the log file, else the journal
+    (without a log_file haguard logs JSON lines to syslog as `haguard`)."""
+    if config.node.log_file:
+        return [e for e in _read_jsonl(config.node.log_file) if e.get("ts", 0) >= since]
+    if shutil.which("journalctl") is None:
+        return []
+    proc = subprocess.run(["journalctl", "--no-pager", "-q", "-o", "cat", "-t", "haguard",
+                           "--since", f"@{int(since) - 1}"], capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL)
+    events = []
+    for line in proc.stdout.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("ts", 0) >= since:
+            events.append(event)
+    return events
+
+
+def _wait(predicate: Callable[[], Any], timeout: float, step: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return bool(predicate())
+
+
+def _own_macs(config: Config) -> frozenset[str]:
+    macs = set()
+    for inst in config.instances:
+        try:
+            with open(f"/sys/class/net/{inst.interface}/address", encoding="ascii") as fh:
+                macs.add(fh.read().strip().lower())
+        except OSError as exc:
+            raise OperationFailed(f"{inst.name}: interface {inst.interface}: "
+                                  f"{exc.strerror}") from exc
+    return frozenset(macs)
+
+
+def precheck(config: Config, method: str) -> list[str]:
+    """Why this node cannot start a drill now (empty: it can): it must be the healthy
+    MASTER of every instance, with no lever pulled and one MASTER on the wire."""
+    from haguard.adapters.vrrpwire import listen
+    from haguard.core.vrrp import analyse
+
+    problems = []
+    if keepalived.running(config.keepalived.pid_file) is None:
+        problems.append(f"keepalived is not running (pid file {config.keepalived.pid_file})")
+    if method == "stop":
+        if not os.path.isdir("/run/systemd/system") or shutil.which("systemctl") is None:
+            raise BadInput("--method stop stops keepalived through systemd, which does not run "
+                           "here; use --method demote")
+        active = _systemctl("is-active", "keepalived.service").stdout.strip()
+        if active != "active":
+            problems.append(f"keepalived.service is {active or 'unknown'} (systemctl)")
+    state_dir = StateDir(config.node.state_dir)
+    window = 3 * max(i.advert_int for i in config.instances) + 0.2
+    reports = {r.instance: r for r in analyse(
+        config, listen([i.interface for i in config.instances], window), window)}
+    for inst in config.instances:
+        state = (state_dir.read_state(inst.name) or {}).get("state")
+        if state not in ACTIVE_STATES:
+            others = [s.source for s in reports[inst.name].speakers if not s.ours
+                      and s.priority > 0]
+            where = f"; the MASTER advertising VRID {inst.virtual_router_id} is " \
+                    f"{', '.join(others)}" if others else ""
+            problems.append(f"{inst.name}: this node is {state or 'without a recorded state'},"
+                            f" not MASTER: run the drill on the MASTER{where}")
+            continue
+        if not levers.holds_vips(inst):
+            problems.append(f"{inst.name}: MASTER without all its VIPs on {inst.interface} "
+                            "(`haguard status`)")
+        demote, boost = levers.track_values(config, inst)
+        if demote or boost:
+            problems.append(f"{inst.name}: a lever is pulled (demote={demote}, "
+                            f"priority+{boost}); `haguard undo -c {config.path}` first")
+        problems += list(reports[inst.name].problems)
+    return problems
+
+
+class _Wire:
+    """Frames on this director's VRRP interfaces (ARP, NA, VRRP), in memory."""
+
+    def __init__(self, interfaces: list[str]) -> None:
+        from haguard.lab.probe import sniff
+
+        self.frames: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._threads = []
+        readies = []
+        for name in dict.fromkeys(interfaces):
+            ready = threading.Event()
+            thread = threading.Thread(target=sniff, args=(name, self.frames.append, self._stop,
+                                                          ready), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+            readies.append(ready)
+        if not all(r.wait(10) for r in readies):
+            self.close()
+            raise OperationFailed("cannot listen on the VRRP interfaces (needs root)")
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(2)
+
+
+class _ProbePoint:
+    """The probes in ``namespace``: ping + neighbour witness, TCP connects, held HTTP."""
+
+    def __init__(self, namespace: str, work: str, vip: str, vips: list[str], port: int | None,
+                 interval_ms: int) -> None:
+        links = subprocess.run(["ip", "-j", "-n", namespace, "link", "show"],
+                               capture_output=True, text=True, timeout=30)
+        try:
+            ifaces = [link["ifname"] for link in json.loads(links.stdout or "[]")
+                      if link.get("ifname") != "lo"]
+        except (ValueError, KeyError, TypeError):
+            ifaces = []
+        if not ifaces:
+            raise BadInput(f"--probe-from {namespace}: it has no interface besides lo")
+        self.namespace, self.work, self.vip, self.port = namespace, work, vip, port
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.probe_file = os.path.join(work, "probe.jsonl")
+        self.tcp_file = os.path.join(work, "tcp.jsonl")
+        self.go_file = os.path.join(work, "go")
+        args = ["--out", self.probe_file, "--ping", vip, "--interval-ms", str(interval_ms)]
+        for name in ifaces:
+            args += ["--iface", name]
+        for address in vips:
+            args += ["--watch", address]
+        self._spawn("haguard.lab.probe", *args)
+        self.holder: subprocess.Popen[bytes] | None = None
+        self.interval_ms = interval_ms
+
+    def _spawn(self, module: str, *args: str, stdout: int = subprocess.DEVNULL
+               ) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(["ip", "netns", "exec", self.namespace, sys.executable, "-m",
+                                 module, *args], stdin=subprocess.DEVNULL, stdout=stdout,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def start(self) -> None:
+        """Wait for the ping to be answered, open the held connections, start knocking."""
+        def pongs() -> bool:
+            records = _read_jsonl(self.probe_file)
+            errors = [r["error"] for r in records if r.get("kind") == "error"]
+            if errors:
+                raise OperationFailed(f"the probe in {self.namespace} failed: {errors[0]}")
+            return any(r.get("kind") == "pong" for r in records)
+        if not _wait(pongs, 30, 0.1):
+            raise OperationFailed(f"{self.vip} does not answer ping from {self.namespace}; "
+                                  "a drill needs a probe point that reaches the VIP")
+        if self.port is None:
+            return
+        ready = os.path.join(self.work, "ready")
+        self.holder = self._spawn("haguard.lab.http", "hold", self.vip, "--port",
+                                  str(self.port), "--count", str(HOLD_CONNECTIONS),
+                                  "--go-file", self.go_file, "--ready-file", ready,
+                                  "--wait-s", "120", stdout=subprocess.PIPE)
+        if not _wait(lambda: os.path.exists(ready), 30, 0.05):
+            raise OperationFailed(f"cannot open connections to {self.vip}:{self.port} from "
+                                  f"{self.namespace}")
+        self._spawn("haguard.lab.http", "knock", self.vip, "--port", str(self.port),
+                    "--interval-ms", str(self.interval_ms), "--out", self.tcp_file)
+
+    def answered_since(self, since: float) -> bool:
+        return any(r.get("kind") == "pong" and r.get("t", 0) > since
+                   for r in _read_jsonl(self.probe_file))
+
+    def finish(self, trigger_at: float) -> dict[str, Any]:
+        """Stop probing and read the figures."""
+        for proc in self.procs:
+            if proc is not self.holder and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        held: dict[str, Any] = {}
+        if self.holder is not None:
+            with open(self.go_file, "w", encoding="ascii"):
+                pass
+            try:
+                out, _ = self.holder.communicate(timeout=60)
+                held = json.loads(out.decode() or "{}")
+            except (subprocess.TimeoutExpired, ValueError):
+                held = {}
+        self.close()
+        probe = _read_jsonl(self.probe_file)
+        ping = ping_outage((r["t"] for r in probe if r.get("kind") == "pong"), trigger_at,
+                           self.interval_ms)
+        report: dict[str, Any] = {"outage_ms": ping.ms, "pings_lost": ping.lost,
+                                  "probe_back_ms": None if ping.back_at is None else
+                                  round((ping.back_at - trigger_at) * 1000, 1)}
+        if self.port is not None:
+            tcp = failure_run(_read_jsonl(self.tcp_file), trigger_at, lambda e: e.get("ok"))
+            answered = [a for a in held.get("before", []) if a is not None]
+            report.update({"tcp_outage_ms": tcp.ms, "tcp_connects_failed": tcp.lost,
+                           # HTTP on each held connection before and after; a service that
+                           # does not speak HTTP leaves this unknown, not failed.
+                           "connections_survived": held.get("survived") if answered else None,
+                           "connections": held.get("total") if answered else None})
+        return report
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def _service(config: Config, port: int | None) -> tuple[str, int | None]:
+    """(VIP to probe, TCP port or None): the first IPv4 TCP service, else the first VIP."""
+    if config.ipvs is not None:
+        for svc in config.ipvs.services:
+            if svc.key.protocol == "tcp" and ":" not in svc.key.address:
+                return svc.key.address, port or svc.key.port
+    for inst in config.instances:
+        for vip in inst.vips:
+            if vip.family == 4:
+                return str(vip.address), port
+    raise BadInput(f"{config.path}: no IPv4 VIP to probe")
+
+
+def run(config: Config, method: str, probe_from: str | None, port: int | None,
+        interval_ms: int, leave: bool, say: Say) -> dict[str, Any]:
+    """The drill on this node; every figure measured, the trigger undone unless ``leave``."""
+    if probe_from and not os.path.exists(f"/run/netns/{probe_from}"):
+        raise BadInput(f"--probe-from {probe_from}: no such network namespace (ip netns list)")
+    say(f"checking {config.node.name} is the healthy MASTER (listening for "
+        f"{3 * max(i.advert_int for i in config.instances) + 0.2:g} s)")
+    problems = precheck(config, method)
+    if problems:
+        raise OperationFailed("not ready for a drill:\n  " + "\n  ".join(problems))
+    vip, service_port = _service(config, port)
+    vips = [str(v.address) for i in config.instances for v in i.vips]
+    view = WireView(node=config.node.name, own_macs=_own_macs(config),
+                    vrids=frozenset(i.virtual_router_id for i in config.instances),
+                    vips=frozenset(vips))
+    work = os.path.join(config.node.state_dir, f"drill-{int(time.time() * 1000)}")
+    os.makedirs(work, exist_ok=True)
+    report: dict[str, Any] = {"node": config.node.name, "method": method, "vip": vip,
+                              "port": service_port, "probe_from": probe_from,
+                              "old_master": config.node.name}
+    wire = _Wire([i.interface for i in config.instances])
+    point: _ProbePoint | None = None
+    triggered = restored = False
+
+    def restore() -> None:
+        if leave:
+            return
+        if method == "demote":
+            levers.undo(config, None, "failover drill over", why="drill_undo")
+        else:
+            proc = _systemctl("start", "keepalived.service")
+            if proc.returncode != 0:
+                raise OperationFailed(f"systemctl start keepalived.service: "
+                                      f"{proc.stderr.strip()} -- start it by hand")
+
+    try:
+        if probe_from:
+            say(f"starting the probes in {probe_from}")
+            point = _ProbePoint(probe_from, work, vip, vips, service_port, interval_ms)
+            point.start()
+        time.sleep(0.5)
+        say(f"triggering the failover ({method})")
+        trigger_at = time.time()
+        triggered = True
+        if method == "demote":
+            levers.pull_demote(config, "failover drill")
+        else:
+            proc = _systemctl("stop", "keepalived.service")
+            if proc.returncode != 0:
+                raise OperationFailed(f"systemctl stop keepalived.service: {proc.stderr.strip()}")
+        window = 3 * max(i.advert_int for i in config.instances) + 1.0
+        seen = _wait(lambda: live_milestones(view, trigger_at, list(wire.frames), [])
+                     ["new_master"] is not None, window)
+        if not seen:
+            raise OperationFailed(f"no peer advertised as MASTER within {window:g} s of the "
+                                  "trigger: the pair has no healthy BACKUP; the trigger is "
+                                  "undone")
+        _wait(lambda: live_milestones(view, trigger_at, list(wire.frames), [])
+              ["first_announcement_ms"] is not None, 5.0)
+        if point is not None:
+            new_at = trigger_at + live_milestones(view, trigger_at, list(wire.frames),
+                                                  [])["new_master_ms"] / 1000
+            _wait(lambda: point.answered_since(new_at), 10.0)
+            time.sleep(max(0.3, 3 * interval_ms / 1000))
+            report.update(point.finish(trigger_at))
+        back_ms = report.get("probe_back_ms")
+        report.update(live_milestones(view, trigger_at, list(wire.frames),
+                                      own_log(config, trigger_at)))
+        if back_ms is not None:
+            report["milestones"] = sorted(report["milestones"] + [
+                {"ms": back_ms, "who": "probe", "what": f"{vip} answers ping again "
+                 f"(from {probe_from})"}], key=lambda m: m["ms"])
+        report["trigger_at"] = trigger_at
+        report["old_master_kept_vips"] = [str(v.address) for i in config.instances
+                                          for v in i.vips if levers.holds_vips(i)]
+        say("putting the pair back")
+        restore_at = time.time()
+        restore()
+        restored = True
+        report["restored"] = _settle(config, report, restore_at, leave)
+    finally:
+        wire.close()
+        if point is not None:
+            point.close()
+        if triggered and not restored:
+            restore()
+    from haguard.drill import record_outage
+
+    record_outage(config, report)
+    return report
+
+
+def _settle(config: Config, report: dict[str, Any], restore_at: float, leave: bool) -> str:
+    """Wait for this node to take back what it preempts; say where the pair stands."""
+    if leave:
+        return f"left as the drill made it: {report.get('new_master')} is MASTER"
+    if any(i.nopreempt for i in config.instances):
+        return (f"trigger undone; {report.get('new_master')} stays MASTER (nopreempt). To move "
+                f"back, run the drill (or `haguard demote`) on {report.get('new_master')}")
+    state_dir = StateDir(config.node.state_dir)
+
+    def back() -> bool:
+        return all((state_dir.read_state(i.name) or {}).get("state") in ACTIVE_STATES
+                   and levers.holds_vips(i) for i in config.instances)
+    timeout = 10 * max(i.advert_int for i in config.instances) + 10
+    if not _wait(back, timeout, 0.05):
+        raise OperationFailed(f"trigger undone, but {config.node.name} did not take the VIPs "
+                              f"back within {timeout:g} s (`haguard status`)")
+    report["failback_ms"] = round((time.time() - restore_at) * 1000, 1)
+    report["ipvs_before_vip"] = None
+    if config.ipvs is not None:
+        # journald may take a moment to hand out what the hook logged
+        _wait(lambda: report.update(ipvs_before_vip=ipvs_before_vip(
+            own_log(config, restore_at), restore_at)) or report["ipvs_before_vip"] is not None,
+              3.0, 0.2)
+    return f"{config.node.name} MASTER again, holding its VIPs"
