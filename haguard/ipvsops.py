@@ -7,8 +7,8 @@ import fcntl
 import os
 from typing import Any, Iterator
 
-from haguard.adapters.ipvs import (Ipvs, digest, forget_applied, read_applied, read_owned,
-                                   write_applied, write_owned)
+from haguard.adapters.ipvs import (Ipvs, digest, forget_applied, key_tuple, read_applied,
+                                   read_owned, write_applied, write_owned)
 from haguard.core.config import Config
 from haguard.core.ipvsconfig import IpvsSettings, ServiceKey, VirtualService
 from haguard.core.ipvsplan import IpvsAction, describe, plan_reconcile, plan_removal
@@ -50,8 +50,8 @@ def _table_lock(config: Config) -> Iterator[None]:
 
 def _stale(config: Config) -> set[ServiceKey]:
     """Services haguard applied before that have since left the config."""
-    current = {s.key for s in settings(config).services}
-    return set(read_owned(config.node.state_dir)) - current
+    current = {key_tuple(s.key) for s in settings(config).services}
+    return {ServiceKey(*k) for k in read_owned(config.node.state_dir) - current}
 
 
 def diff(config: Config, instance: str | None = None) -> tuple[IpvsAction, ...]:
@@ -78,23 +78,28 @@ def apply(config: Config, instance: str | None = None, incremental: bool = False
 def reconcile(ipvs: Ipvs, wanted: tuple[VirtualService, ...], every: set[ServiceKey],
               state_dir: str, incremental: bool = False) -> tuple[IpvsAction, ...]:
     """Read (all, or what changed), plan, apply, and keep the ownership and applied records."""
-    stale = set(read_owned(state_dir)) - every
+    owned = read_owned(state_dir)
+    every_t = {key_tuple(k) for k in every}
+    stale = {ServiceKey(*k) for k in owned - every_t}
     applied = read_applied(state_dir) if incremental else None
-    digests = {s.key: digest(s) for s in wanted}
+    digests = {key_tuple(s.key): digest(s) for s in wanted}
     if applied is None:
         desired, observed = wanted, ipvs.dump()
     else:
-        desired = tuple(s for s in wanted if applied.get(s.key) != digests[s.key])
+        desired = tuple(s for s in wanted
+                        if applied.get(t := key_tuple(s.key)) != digests[t])
         observed = ipvs.read({s.key for s in desired} | stale)
     plan = plan_reconcile(desired, observed, stale)
     # Record ownership first: a service created and then interrupted is still ours.
-    write_owned(state_dir, every | stale)
+    if not every_t <= owned:
+        write_owned(state_dir, owned | every_t)
     forget_applied(state_dir)   # until this apply is known to have finished
     ipvs.apply(plan)
-    write_owned(state_dir, every)
+    if owned != every_t:
+        write_owned(state_dir, every_t)
     record = dict(applied or {})
     record.update(digests)
-    write_applied(state_dir, {k: v for k, v in record.items() if k in every})
+    write_applied(state_dir, {k: v for k, v in record.items() if k in every_t})
     return plan
 
 

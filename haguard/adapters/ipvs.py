@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 from typing import Callable, Iterable, Sequence
 
 from haguard import failpoint
@@ -227,50 +228,68 @@ def owned_file(state_dir: str) -> str:
     return os.path.join(state_dir, "ipvs-owned.json")
 
 
-def read_owned(state_dir: str) -> list[ServiceKey]:
-    try:
-        with open(owned_file(state_dir), encoding="utf-8") as fh:
-            return [ServiceKey(*item) for item in json.load(fh)]
-    except (FileNotFoundError, ValueError, TypeError):
-        return []
+# These records hold one entry per owned service (tens of thousands on large tables), so
+# they are kept as plain tuples: ServiceKey objects, dataclass ordering and json.dump's
+# Python-level encoder cost more than the one-change apply they serve.
+KeyTuple = tuple[int, str, str, int]
 
 
-def write_owned(state_dir: str, keys: Iterable[ServiceKey]) -> None:
-    os.makedirs(state_dir, mode=0o755, exist_ok=True)
-    path = owned_file(state_dir)
+def key_tuple(key: ServiceKey) -> KeyTuple:
+    return (key.family, key.protocol, key.address, key.port)
+
+
+def _write_json(path: str, data: Any) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump([[k.family, k.protocol, k.address, k.port] for k in sorted(set(keys))], fh)
+        fh.write(json.dumps(data, separators=(",", ":")))
     os.replace(tmp, path)
+
+
+def read_owned(state_dir: str) -> set[KeyTuple]:
+    try:
+        with open(owned_file(state_dir), encoding="utf-8") as fh:
+            # JSON gives the types back; a malformed row only means "not recorded"
+            return {tuple(k) for k in json.load(fh) if len(k) == 4}  # type: ignore[misc]
+    except (FileNotFoundError, ValueError, TypeError):
+        return set()
+
+
+def write_owned(state_dir: str, keys: Iterable[KeyTuple]) -> None:
+    os.makedirs(state_dir, mode=0o755, exist_ok=True)
+    _write_json(owned_file(state_dir), sorted(set(keys)))
 
 
 # ------------------------------------------------------------------ applied record
 
 def digest(service: VirtualService) -> str:
-    """A fingerprint of one desired service (its repr is deterministic: frozen data)."""
-    return hashlib.sha1(repr(service).encode(), usedforsecurity=False).hexdigest()
+    """A fingerprint of one desired service: every field the kernel holds, as primitives.
+
+    It runs for every service of a table on every apply, so it avoids what is slow in
+    Python: dataclass reprs, str() of addresses (their int and family say the same)."""
+    k, p = service.key, service.persistence
+    fields = [k.family, k.protocol, k.address, k.port, service.scheduler, service.flags,
+              (p.timeout_s, p.netmask) if p else None]
+    for r in service.real_servers:
+        fields += (int(r.address), type(r.address) is IPv4Address, r.port, r.forwarding,
+                   r.weight, r.upper_threshold, r.lower_threshold, r.tunnel_type, r.tunnel_port)
+    return hashlib.sha1(repr(fields).encode(), usedforsecurity=False).hexdigest()[:20]
 
 
 def applied_file(state_dir: str) -> str:
     return os.path.join(state_dir, "ipvs-applied.json")
 
 
-def read_applied(state_dir: str) -> dict[ServiceKey, str] | None:
+def read_applied(state_dir: str) -> dict[KeyTuple, str] | None:
     """What the last finished apply made of each service; None when unknown."""
     try:
         with open(applied_file(state_dir), encoding="utf-8") as fh:
-            return {ServiceKey(*item[0]): item[1] for item in json.load(fh)}
+            return {tuple(k): v for k, v in json.load(fh)}  # type: ignore[misc]
     except (FileNotFoundError, ValueError, TypeError, IndexError):
         return None
 
 
-def write_applied(state_dir: str, record: dict[ServiceKey, str]) -> None:
-    path = applied_file(state_dir)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump([[[k.family, k.protocol, k.address, k.port], v]
-                   for k, v in sorted(record.items())], fh)
-    os.replace(tmp, path)
+def write_applied(state_dir: str, record: dict[KeyTuple, str]) -> None:
+    _write_json(applied_file(state_dir), sorted(record.items()))
 
 
 def forget_applied(state_dir: str) -> None:
