@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
+from typing import Any, Callable
 
 import pytest
 
@@ -25,3 +27,15 @@ def lab_prerequisites() -> str | None:
         if shutil.which(tool) is None and not os.path.exists(f"/usr/sbin/{tool}"):
             return f"{tool} is not installed (apt-get install keepalived iproute2 iputils-ping)"
     return None
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str,
+               step: float = 0.02) -> Any:
+    """Poll ``predicate`` until truthy and return its value; fail the test naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

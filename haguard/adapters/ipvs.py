@@ -16,7 +16,7 @@ import socket
 import subprocess
 from dataclasses import dataclass
 from ipaddress import IPv4Address
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from haguard import failpoint
 from haguard.adapters.nlsock import NETLINK_GENERIC, NetlinkError, NetlinkSocket

@@ -75,6 +75,15 @@ class NetlinkSocket:
     def request(self, build: Callable[[int], bytes], what: str) -> list[bytes]:
         """Send one request; its reply payloads (none for a plain ack). NetlinkError on a
         refusal."""
+        return self._exchange(build, what, dump=False)
+
+    def dump(self, build: Callable[[int], bytes], what: str) -> list[bytes]:
+        """Every message of one dump, until NLMSG_DONE."""
+        return self._exchange(build, what, dump=True)
+
+    def _exchange(self, build: Callable[[int], bytes], what: str, dump: bool) -> list[bytes]:
+        # A request ends at its ack or its one reply; a dump only at NLMSG_DONE (an ack
+        # inside a dump is not its end).
         seq = self.next_seq()
         self.sock.send(build(seq))
         payloads: list[bytes] = []
@@ -82,31 +91,15 @@ class NetlinkSocket:
             for reply in nlmsg.replies(self.recv()):
                 if reply.seq != seq:
                     continue  # a late reply to something abandoned earlier
-                if reply.kind == nlmsg.NLMSG_ERROR:
-                    code = nlmsg.error_code(reply.payload)
-                    if code:
-                        raise NetlinkError(code, what)
-                    return payloads
-                if reply.kind == nlmsg.NLMSG_DONE:
-                    return payloads
-                payloads.append(reply.payload)
-                if not reply.flags & nlmsg.NLM_F_MULTI:
-                    return payloads
-
-    def dump(self, build: Callable[[int], bytes], what: str) -> list[bytes]:
-        """Every message of one dump, until NLMSG_DONE."""
-        seq = self.next_seq()
-        self.sock.send(build(seq))
-        payloads: list[bytes] = []
-        while True:
-            for reply in nlmsg.replies(self.recv()):
-                if reply.seq != seq:
-                    continue
                 if reply.kind == nlmsg.NLMSG_DONE:
                     return payloads
                 if reply.kind == nlmsg.NLMSG_ERROR:
                     code = nlmsg.error_code(reply.payload)
                     if code:
                         raise NetlinkError(code, what)
+                    if not dump:
+                        return payloads
                     continue
                 payloads.append(reply.payload)
+                if not dump and not reply.flags & nlmsg.NLM_F_MULTI:
+                    return payloads

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from haguard.core.events import STATES
 
@@ -11,6 +11,26 @@ def _labels(**labels: str) -> str:
     def esc(value: str) -> str:
         return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return "{" + ",".join(f'{k}="{esc(v)}"' for k, v in labels.items()) + "}"
+
+
+def _seconds(ms: Any) -> str | None:
+    return f"{ms / 1000:.6f}" if isinstance(ms, (int, float)) else None
+
+
+# Per-instance families: name, type, help, value from the instance's record (None: no
+# sample). The state family has one sample per state and is written on its own.
+_INSTANCE_FAMILIES: tuple[tuple[str, str, str, Callable[[dict[str, Any]], str | None]], ...] = (
+    ("haguard_transition_complete", "gauge", "1 when the last transition finished every step",
+     lambda r: "1" if r.get("complete") else "0"),
+    ("haguard_transitions_total", "counter", "transitions applied",
+     lambda r: str(int(r.get("transitions", 0)))),
+    ("haguard_last_transition_duration_seconds", "gauge",
+     "from keepalived's event to the state recorded, last transition",
+     lambda r: _seconds(r.get("last_transition_ms"))),
+    ("haguard_announcements_total", "counter",
+     "announcement bursts (gratuitous ARP / unsolicited NA) started as MASTER",
+     lambda r: str(int(r.get("announcements", 0)))),
+)
 
 
 def render(node: str, records: Iterable[dict[str, Any]], drill: dict[str, Any] | None) -> str:
@@ -28,32 +48,17 @@ def render(node: str, records: Iterable[dict[str, Any]], drill: dict[str, Any] |
         for state in STATES:
             lines.append(f"haguard_instance_state{_labels(node=node, instance=r['instance'], state=state)} "
                          f"{1 if r.get('state') == state else 0}")
-    family("haguard_transition_complete", "gauge",
-           "1 when the last transition finished every step")
-    for r in records:
-        lines.append(f"haguard_transition_complete{_labels(node=node, instance=r['instance'])} "
-                     f"{1 if r.get('complete') else 0}")
-    family("haguard_transitions_total", "counter", "transitions applied")
-    for r in records:
-        lines.append(f"haguard_transitions_total{_labels(node=node, instance=r['instance'])} "
-                     f"{int(r.get('transitions', 0))}")
-    family("haguard_last_transition_duration_seconds", "gauge",
-           "from keepalived's event to the state recorded, last transition")
-    for r in records:
-        ms = r.get("last_transition_ms")
-        if isinstance(ms, (int, float)):
-            lines.append(f"haguard_last_transition_duration_seconds"
-                         f"{_labels(node=node, instance=r['instance'])} {ms / 1000:.6f}")
-    family("haguard_announcements_total", "counter",
-           "announcement bursts (gratuitous ARP / unsolicited NA) started as MASTER")
-    for r in records:
-        lines.append(f"haguard_announcements_total{_labels(node=node, instance=r['instance'])} "
-                     f"{int(r.get('announcements', 0))}")
-    if drill and isinstance(drill.get("outage_ms"), (int, float)):
+    for name, kind, text, value in _INSTANCE_FAMILIES:
+        family(name, kind, text)
+        for r in records:
+            sample = value(r)
+            if sample is not None:
+                lines.append(f"{name}{_labels(node=node, instance=r['instance'])} {sample}")
+    outage = _seconds((drill or {}).get("outage_ms"))
+    if drill and outage is not None:
         family("haguard_last_drill_outage_seconds", "gauge",
                "client-observed outage of the last `haguard failover-test`")
-        lines.append(f"haguard_last_drill_outage_seconds{_labels(node=node)} "
-                     f"{drill['outage_ms'] / 1000:.6f}")
+        lines.append(f"haguard_last_drill_outage_seconds{_labels(node=node)} {outage}")
         family("haguard_last_drill_timestamp_seconds", "gauge", "when that drill ran")
         lines.append(f"haguard_last_drill_timestamp_seconds{_labels(node=node)} "
                      f"{float(drill.get('at', 0)):.3f}")

@@ -6,6 +6,7 @@ import json
 import os
 import time
 
+from tests.conftest import wait_until
 from tests.lab.conftest import LAB_YAML
 
 NOPREEMPT = LAB_YAML.read_text().replace("    nopreempt: false\n", "    nopreempt: true\n")
@@ -14,16 +15,6 @@ assert NOPREEMPT != LAB_YAML.read_text()
 
 def _holder(lab) -> str | None:
     return lab.runner.master()
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _lever_dir(lab, node: str) -> str:
@@ -43,7 +34,7 @@ def test_demote_hands_over_within_two_adverts_and_undo_brings_it_back(make_lab) 
     assert proc.returncode == 0, proc.stderr
     assert "took over" in proc.stdout and "answer from the new MASTER" in proc.stdout
     written = os.stat(os.path.join(_lever_dir(lab, "lb1"), "track", "VI_1.demote")).st_mtime
-    _wait(lambda: _holder(lab) == "lb2", 10, "lb2 MASTER")
+    wait_until(lambda: _holder(lab) == "lb2", 10, "lb2 MASTER")
     state_dir = lab.runner.record["directors"]["lb2"]["state_dir"]
     with open(os.path.join(state_dir, "VI_1.json"), encoding="utf-8") as fh:
         record = json.load(fh)
@@ -52,7 +43,7 @@ def test_demote_hands_over_within_two_adverts_and_undo_brings_it_back(make_lab) 
         record["first_announcement_at"] - written
     proc = lab.haguard("lb1", "undo", "-c", lab.config("lb1"), "--reason", "done")
     assert proc.returncode == 0, proc.stderr
-    _wait(lambda: _holder(lab) == "lb1", 10, "lb1 to preempt back")
+    wait_until(lambda: _holder(lab) == "lb1", 10, "lb1 to preempt back")
     actions = [(e["action"], e["by"], e.get("reason")) for e in _audit(lab, "lb1")]
     assert actions == [("demote", "alice", "kernel update"), ("undo", os.environ.get(
         "SUDO_USER") or os.environ.get("USER") or "root", "done")]
@@ -68,7 +59,7 @@ def test_promote_takes_over_where_preemption_is_on_and_clear_gives_back(make_lab
     assert _holder(lab) == "lb2"
     proc = lab.haguard("lb2", "promote", "--clear", "-c", lab.config("lb2"))
     assert proc.returncode == 0, proc.stderr
-    _wait(lambda: _holder(lab) == "lb1", 10, "lb1 to preempt back")
+    wait_until(lambda: _holder(lab) == "lb1", 10, "lb1 to preempt back")
     assert [e["action"] for e in _audit(lab, "lb2")] == ["promote", "undo"]
 
 
@@ -78,8 +69,8 @@ def test_a_demotion_with_a_ttl_expires_by_itself(make_lab) -> None:
     proc = lab.haguard("lb1", "demote", "-c", lab.config("lb1"), "--reason", "window",
                        "--ttl", "3s")
     assert proc.returncode == 0, proc.stderr
-    assert _holder(lab) == "lb2" or _wait(lambda: _holder(lab) == "lb2", 5, "lb2 MASTER")
-    _wait(lambda: _holder(lab) == "lb1", 15, "lb1 back after the TTL")
+    assert _holder(lab) == "lb2" or wait_until(lambda: _holder(lab) == "lb2", 5, "lb2 MASTER")
+    wait_until(lambda: _holder(lab) == "lb1", 15, "lb1 back after the TTL")
     assert [e["action"] for e in _audit(lab, "lb1")] == ["demote", "expired"]
 
 
@@ -106,5 +97,5 @@ def test_a_demotion_nobody_answers_is_undone(make_lab) -> None:
     proc = lab.haguard("lb1", "demote", "-c", lab.config("lb1"), "--reason", "oops")
     assert proc.returncode == 1
     assert "no peer took over" in proc.stderr and "undone" in proc.stderr
-    _wait(lambda: _holder(lab) == "lb1", 10, "lb1 MASTER again")
+    wait_until(lambda: _holder(lab) == "lb1", 10, "lb1 MASTER again")
     assert [e["action"] for e in _audit(lab, "lb1")] == ["demote", "demote_undone"]

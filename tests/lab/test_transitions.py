@@ -8,6 +8,7 @@ import time
 
 from haguard.lab import netns
 from haguard.lab.runner import read_jsonl
+from tests.conftest import wait_until
 
 VIPS = ["192.0.2.100/32", "2001:db8::100/64"]
 
@@ -20,16 +21,6 @@ def recorded(lab, node: str, instance: str = "VI_1") -> dict:
     state_dir = lab.runner.record["directors"][node]["state_dir"]
     with open(f"{state_dir}/{instance}.json", encoding="utf-8") as fh:
         return json.load(fh)
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_master_holds_every_vip_and_backup_none(make_lab) -> None:

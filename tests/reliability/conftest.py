@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -75,16 +74,6 @@ class AgentLab(Lab):
         out = netns.run(["ip", "-n", self.lab.client.namespace, "neigh", "show", vip]).stdout
         words = out.split()
         return words[words.index("lladdr") + 1] if "lladdr" in words else None
-
-
-def wait(predicate: Callable[[], Any], timeout: float, what: str, step: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture

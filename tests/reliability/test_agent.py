@@ -15,7 +15,8 @@ import time
 import pytest
 
 from haguard.lab import netns
-from tests.reliability.conftest import VIP4, AgentLab, wait
+from tests.conftest import wait_until
+from tests.reliability.conftest import VIP4, AgentLab
 
 SEED = int(os.environ.get("HAGUARD_RELIABILITY_SEED", "20261129"))
 
@@ -42,7 +43,7 @@ def test_a_thousand_random_fifo_events_end_in_the_last_one(agent_lab) -> None:
     # (each agent applies STOP when its keepalived ends).
     for node in ("lb1", "lb2"):
         lab.runner.stop_keepalived(node)
-    wait(lambda: not lab.vips_on("lb1") and not lab.vips_on("lb2"), 10, "both without VIPs")
+    wait_until(lambda: not lab.vips_on("lb1") and not lab.vips_on("lb2"), 10, "both without VIPs")
     rng = random.Random(SEED)
     states = ("MASTER", "BACKUP", "FAULT", "STOP", "MASTER_RX_LOWER_PRI", "MASTER_PRIORITY")
     sent = 0
@@ -66,7 +67,7 @@ def test_a_thousand_random_fifo_events_end_in_the_last_one(agent_lab) -> None:
             elif "VI_1" in line and word == "MASTER_RX_LOWER_PRI":
                 last = "MASTER"
         time.sleep(rng.choice((0, 0, 0.001, 0.01, 0.05)))
-    wait(lambda: _settled(lab, "lb1", last), 30, f"lb1 settled in {last}")
+    wait_until(lambda: _settled(lab, "lb1", last), 30, f"lb1 settled in {last}")
     time.sleep(0.5)  # nothing late changes it
     assert _settled(lab, "lb1", last)
     assert not lab.vips_on("lb2")
@@ -98,9 +99,9 @@ def test_real_keepalived_flaps_end_with_one_master_matching_keepalived(agent_lab
             os.kill(lab.runner.record["pids"][node], signal.SIGHUP)
         ops += 1
         time.sleep(rng.choice((0.05, 0.5, 2.0)))
-    master = wait(lab.runner.master, 30, "one MASTER holding every VIP after the flaps")
+    master = wait_until(lab.runner.master, 30, "one MASTER holding every VIP after the flaps")
     other = "lb2" if master == "lb1" else "lb1"
-    wait(lambda: _settled(lab, other, "BACKUP") or _settled(lab, other, "FAULT"), 15,
+    wait_until(lambda: _settled(lab, other, "BACKUP") or _settled(lab, other, "FAULT"), 15,
          f"{other} without VIPs")
     events = 0
     for node in ("lb1", "lb2"):
@@ -151,9 +152,9 @@ def test_a_thousand_events_from_the_real_keepalived_end_in_its_last_report(agent
         for kind in ("demote", "priority"):
             with open(os.path.join(track, f"VI_1.{kind}"), "w", encoding="ascii") as fh:
                 fh.write("0\n")
-    master = wait(lab.runner.master, 30, "one MASTER holding every VIP")
+    master = wait_until(lab.runner.master, 30, "one MASTER holding every VIP")
     other = "lb2" if master == "lb1" else "lb1"
-    wait(lambda: _settled(lab, other, "BACKUP"), 20, f"{other} BACKUP without VIPs")
+    wait_until(lambda: _settled(lab, other, "BACKUP"), 20, f"{other} BACKUP without VIPs")
     for node in tracks:
         assert lab.record(node)["state"] == _entered(lab, node)[-1], node
     applied = sum(1 for n in tracks for e in lab.agent_log(n)
@@ -175,16 +176,16 @@ def _restart_agent_with(lab: AgentLab, node: str, point: str) -> subprocess.Pope
 
 
 def _died_at(lab: AgentLab, proc: subprocess.Popen, point: str) -> None:
-    wait(lambda: proc.poll() is not None, 30, f"the agent to die at {point}")
+    wait_until(lambda: proc.poll() is not None, 30, f"the agent to die at {point}")
     assert proc.returncode == -signal.SIGKILL, f"agent ended with {proc.returncode}"
 
 
 def _converged(lab: AgentLab, node: str, state: str) -> None:
-    wait(lambda: _settled(lab, node, state), 20, f"{node} converged to {state}")
+    wait_until(lambda: _settled(lab, node, state), 20, f"{node} converged to {state}")
     vips = lab.vips_on(node)
     assert len(vips) == len(set(vips))
     # A re-announcer of an overtaken MASTER exits at its next wake-up without sending.
-    wait(lambda: len(lab.announcers(node)) <= (1 if state == "MASTER" else 0), 10,
+    wait_until(lambda: len(lab.announcers(node)) <= (1 if state == "MASTER" else 0), 10,
          f"at most {1 if state == 'MASTER' else 0} re-announcer on {node}")
 
 
@@ -210,13 +211,13 @@ def test_an_agent_killed_during_a_backup_transition_converges_on_restart(agent_l
                                                                          point: str) -> None:
     lab = agent_lab()
     lab.runner.stop_keepalived("lb1")
-    wait(lambda: _settled(lab, "lb2", "MASTER"), 20, "lb2 MASTER")
+    wait_until(lambda: _settled(lab, "lb2", "MASTER"), 20, "lb2 MASTER")
     proc = _restart_agent_with(lab, "lb2", point)
     lab.runner.start_keepalived("lb1")  # lb1 has the higher priority: it preempts
     _died_at(lab, proc, point)
     lab.runner.start_agent("lb2")
     _converged(lab, "lb2", "BACKUP")
-    wait(lambda: _settled(lab, "lb1", "MASTER"), 20, "lb1 MASTER again")
+    wait_until(lambda: _settled(lab, "lb1", "MASTER"), 20, "lb1 MASTER again")
 
 
 # ------------------------------------------------------------- keepalived dies without STOP
@@ -233,10 +234,10 @@ def test_keepalived_sigkilled_on_the_master_leaves_no_vip_behind(agent_lab) -> N
     killed = time.monotonic()
     for pid in (child, parent):   # both at once: no STOP path runs anywhere
         os.kill(pid, signal.SIGKILL)
-    wait(lambda: not lab.vips_on("lb1"), 1.0, "lb1's VIPs gone within 1 s", step=0.005)
+    wait_until(lambda: not lab.vips_on("lb1"), 1.0, "lb1's VIPs gone within 1 s", step=0.005)
     gone_ms = (time.monotonic() - killed) * 1000
-    wait(lambda: _settled(lab, "lb2", "MASTER"), 20, "lb2 MASTER")
-    wait(lambda: lab.client_mac_for(VIP4) == lb2_mac, 10, "the client following lb2")
+    wait_until(lambda: _settled(lab, "lb2", "MASTER"), 20, "lb2 MASTER")
+    wait_until(lambda: lab.client_mac_for(VIP4) == lb2_mac, 10, "the client following lb2")
     events = [e["event"] for e in lab.agent_log("lb1")]
     assert "keepalived_ended" in events
     print(f"\nlb1's VIPs gone {gone_ms:.0f} ms after SIGKILL; client now at lb2 ({lb2_mac})")
