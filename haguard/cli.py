@@ -179,7 +179,8 @@ advert, VIPs removed), the new MASTER's first advert, its first gratuitous ARP /
 unsolicited NA. With --probe-from, probes run in that network namespace of this host
 (one that reaches the VIP as clients do): ICMP and a TCP connect to VIP:port every
 --interval-ms, long-lived HTTP connections opened before. If no peer takes over within
-3 x advert_int + 1 s the trigger is undone and the drill fails (exit 1).
+--peer-wait (default 3 x advert_int + 1 s) the trigger is undone and the drill
+fails (exit 1).
 
 On the lab: haguard failover-test --lab NAME; both directors are watched and the
 client namespace probes.
@@ -196,6 +197,9 @@ instances preempt, the old MASTER takes over again and that is timed (failback).
                         help="the lab to drill (`haguard lab up --name NAME`)")
     p.add_argument("--probe-from", metavar="NETNS",
                    help="live pair: run the client probes in this network namespace")
+    p.add_argument("--peer-wait", type=float, metavar="S",
+                   help="live pair: how long the peer has to advertise as MASTER once the "
+                   "trigger is done (default 3 x advert_int + 1 s; more on slow machines)")
     p.add_argument("--method", choices=("demote", "stop"), default="demote")
     p.add_argument("--port", type=int, help="TCP port probed on the VIP (default: the first "
                    "TCP service of the ipvs section)")
@@ -511,9 +515,9 @@ def cmd_failover_test(args: argparse.Namespace) -> int:
     if args.interval_ms <= 0:
         raise BadInput(f"--interval-ms {args.interval_ms}: must be positive")
     if args.lab is not None:
-        if args.probe_from:
-            raise BadInput("--probe-from is for a live pair (-c); the lab probes from its "
-                           "client namespace")
+        if args.probe_from or args.peer_wait is not None:
+            raise BadInput("--probe-from and --peer-wait are for a live pair (-c); the lab "
+                           "probes from its client namespace")
         report = drill.run(args.lab, args.method, args.port, args.interval_ms, args.failback,
                            args.leave)
     else:
@@ -525,7 +529,8 @@ def cmd_failover_test(args: argparse.Namespace) -> int:
         config = _load(args.config)
         report = livedrill.run(config, args.method, args.probe_from, args.port,
                                args.interval_ms, args.leave,
-                               lambda s: print(s, file=sys.stderr, flush=True))
+                               lambda s: print(s, file=sys.stderr, flush=True),
+                               args.peer_wait)
     code = EXIT_OK
     if args.max_outage_ms is not None:
         outage = report.get("outage_ms")

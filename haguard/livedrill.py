@@ -287,7 +287,8 @@ def _service(config: Config, port: int | None) -> tuple[str, int | None]:
 
 
 def run(config: Config, method: str, probe_from: str | None, port: int | None,
-        interval_ms: int, leave: bool, say: Say) -> dict[str, Any]:
+        interval_ms: int, leave: bool, say: Say,
+        peer_wait_s: float | None = None) -> dict[str, Any]:
     """The drill on this node; every figure measured, the trigger undone unless ``leave``."""
     if probe_from and not os.path.exists(f"/run/netns/{probe_from}"):
         raise BadInput(f"--probe-from {probe_from}: no such network namespace (ip netns list)")
@@ -336,13 +337,19 @@ def run(config: Config, method: str, probe_from: str | None, port: int | None,
             proc = _systemctl("stop", "keepalived.service")
             if proc.returncode != 0:
                 raise OperationFailed(f"systemctl stop keepalived.service: {proc.stderr.strip()}")
-        window = 3 * max(i.advert_int for i in config.instances) + 1.0
+        # From the trigger's completion: stopping keepalived takes its own time.
+        window = peer_wait_s if peer_wait_s is not None else \
+            3 * max(i.advert_int for i in config.instances) + 1.0
         seen = _wait(lambda: live_milestones(view, trigger_at, list(wire.frames), [])
                      ["new_master"] is not None, window)
         if not seen:
-            raise OperationFailed(f"no peer advertised as MASTER within {window:g} s of the "
-                                  "trigger: the pair has no healthy BACKUP; the trigger is "
-                                  "undone")
+            heard = sorted({f"{f.get('src')} priority {f.get('priority')}"
+                            for f in list(wire.frames) if f.get("kind") == "vrrp"
+                            and f.get("t", 0) >= trigger_at and f.get("vrid") in view.vrids})
+            raise OperationFailed(
+                f"no peer advertised as MASTER within {window:g} s of the trigger (heard on "
+                f"the wire since: {', '.join(heard) or 'no VRRP advert'}): the pair has no "
+                "healthy BACKUP, or it is slower than --peer-wait; the trigger is undone")
         _wait(lambda: live_milestones(view, trigger_at, list(wire.frames), [])
               ["first_announcement_ms"] is not None, 5.0)
         if point is not None:

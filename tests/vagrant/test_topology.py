@@ -217,8 +217,10 @@ def test_failover_test_on_the_live_master_stops_keepalived_and_puts_it_back(
     cluster.ssh(old, ["systemctl", "start", "keepalived"], timeout=120)
     wait_for(f"{old} MASTER again", lambda: _master_with_vip(cluster, old), 120, every=0.5)
     wait_for(f"{new} BACKUP", lambda: _views_are(cluster, {new: ("BACKUP", False)}), 60)
+    # --peer-wait: under software emulation a VM's keepalived takes seconds to hand over
+    # (the default, 3 x advert_int + 1 s, is for real machines).
     res = cluster.haguard(old, "failover-test", "-c", cluster.topology.NODE_CONFIG,
-                          "--method", "stop", "--json", timeout=300)
+                          "--method", "stop", "--peer-wait", "30", "--json", timeout=300)
     report = json.loads(res.out)
     new_address = cluster.layout.host(new).address
     assert report["new_master"] == new_address and \
