@@ -176,8 +176,9 @@ class Netns:
 
 
 def haguard_apply(services: tuple[VirtualService, ...]) -> dict[str, Any]:
-    """What `haguard ipvs apply` does with the kernel: open, dump, plan, apply; timed."""
-    from haguard.adapters.ipvs import Ipvs
+    """What `haguard ipvs apply` does with the kernel: open, dump, plan, apply, and keep
+    the records `ipvsops.reconcile` keeps (owned services, their fingerprints); timed."""
+    from haguard.adapters.ipvs import Ipvs, digest, key_tuple, write_applied, write_owned
     from haguard.core.ipvsplan import plan_reconcile
 
     t0 = time.perf_counter()
@@ -188,8 +189,12 @@ def haguard_apply(services: tuple[VirtualService, ...]) -> dict[str, Any]:
         t2 = time.perf_counter()
         ipvs.apply(plan)
         t3 = time.perf_counter()
-    return {"total_s": t3 - t0, "dump_s": t1 - t0, "plan_s": t2 - t1, "apply_s": t3 - t2,
-            "actions": len(plan), "kinds": sorted({type(a).__name__ for a in plan})}
+    write_owned(STATE_DIR, {key_tuple(s.key) for s in services})
+    write_applied(STATE_DIR, {key_tuple(s.key): digest(s) for s in services})
+    t4 = time.perf_counter()
+    return {"total_s": t4 - t0, "dump_s": t1 - t0, "plan_s": t2 - t1, "apply_s": t3 - t2,
+            "record_s": t4 - t3, "actions": len(plan),
+            "kinds": sorted({type(a).__name__ for a in plan})}
 
 
 def haguard_incremental(services: tuple[VirtualService, ...]) -> dict[str, Any]:
@@ -345,7 +350,7 @@ class Guest:
             samples.append(result)
             self.say(f"delta {i}: haguard one SetDest on {size}: {result['total_s']:.2f} s "
                      f"(dump {result['dump_s']:.2f}, plan {result['plan_s']:.2f}, "
-                     f"apply {result['apply_s']:.3f})")
+                     f"apply {result['apply_s']:.3f}, record {result['record_s']:.2f})")
             # ipvsadm -e for reference: one weight up, timed, then back to the desired
             # weight so the table stays as desired for the next round.
             edits.append(ipvsadm_edit(svc.key, changed, changed.weight + 1))
@@ -466,7 +471,7 @@ def summarize(guest: dict[str, Any]) -> dict[str, Any]:
                                    "median_s": _median(total), "min_s": min(total),
                                    "services_per_s": size / _median(total)}
             if tool == "haguard":
-                for part in ("dump_s", "plan_s", "apply_s"):
+                for part in ("dump_s", "plan_s", "apply_s", "record_s"):
                     row[f"median_{part}"] = _median([s[part] for s in runs])
             medians[(size, tool)] = row["median_s"]
             rows.append(row)
@@ -484,6 +489,7 @@ def summarize(guest: dict[str, Any]) -> dict[str, Any]:
                  "median_dump_s": _median([s["dump_s"] for s in delta["haguard"]]),
                  "median_plan_s": _median([s["plan_s"] for s in delta["haguard"]]),
                  "median_apply_s": _median([s["apply_s"] for s in delta["haguard"]]),
+                 "median_record_s": _median([s["record_s"] for s in delta["haguard"]]),
                  "pct_of_full_haguard": 100 * _median(d_total) / full,
                  "pct_of_full_restore": 100 * _median(d_total)
                  / medians[(delta["size"], "ipvsadm-restore")],
@@ -517,7 +523,8 @@ def format_report(summary: dict[str, Any], meta: dict[str, Any]) -> str:
            f"{'services/s':>10}   haguard parts (median s)"]
     for r in summary["rows"]:
         parts = (f"   dump {r['median_dump_s']:.3f} + plan {r['median_plan_s']:.3f} + "
-                 f"apply {r['median_apply_s']:.2f}" if r["tool"] == "haguard" else "")
+                 f"apply {r['median_apply_s']:.2f} + record {r['median_record_s']:.2f}"
+                 if r["tool"] == "haguard" else "")
         few = "*" if r["n"] < REPORTABLE_REPS else " "
         out.append(f"{r['size']:>6}  {r['tool']:<16}{r['n']:>3}{few} {r['median_s']:>9.2f}  "
                    f"{r['min_s']:>9.2f}  {r['services_per_s']:>10.1f}{parts}")
@@ -531,10 +538,10 @@ def format_report(summary: dict[str, Any], meta: dict[str, Any]) -> str:
                    f"{r['apply_only_over_restore']:.2f})")
     d = summary["delta"]
     out += ["",
-            f"one weight change on {d['size']} services, haguard dump + plan + apply "
+            f"one weight change on {d['size']} services, haguard dump + plan + apply + record "
             f"(n={d['n']}): median {d['median_s']:.2f} s, min {d['min_s']:.2f} s "
             f"(dump {d['median_dump_s']:.2f}, plan {d['median_plan_s']:.3f}, apply "
-            f"{d['median_apply_s']:.3f})",
+            f"{d['median_apply_s']:.3f}, record {d['median_record_s']:.2f})",
             f"  = {d['pct_of_full_haguard']:.1f} % of haguard's full apply, "
             f"{d['pct_of_full_restore']:.1f} % of ipvsadm-restore's; "
             f"`ipvsadm -e` for the same change: {d['ipvsadm_edit_median_s']:.3f} s",

@@ -141,7 +141,8 @@ def holds_vips(inst: Instance) -> bool:
     return all((v.address, v.prefixlen) in present for v in inst.vips)
 
 
-def _holds_none(inst: Instance) -> bool:
+def holds_none(inst: Instance) -> bool:
+    """No VIP of ``inst`` is on its interface here."""
     with Netlink() as netlink:
         link = netlink.link(inst.interface)
         present = {a.address for a in netlink.addresses(link)} if link else set()
@@ -244,7 +245,7 @@ def demote(config: Config, names: list[str] | None, reason: str, ttl_s: float | 
         lines.append(f"{inst.name}: demoted; {peer.source} took over (priority {peer.priority})"
                      + (f"; expires in {ttl_s:g} s" if ttl_s else ""))
         if wait:
-            ok = _wait(lambda: _holds_none(inst), timeout) and \
+            ok = _wait(lambda: holds_none(inst), timeout) and \
                 _wait(lambda: _answered_elsewhere(inst), timeout, step=0.2)
             if not ok:
                 raise OperationFailed(f"{inst.name}: the VIPs were not answered by the new "

@@ -147,13 +147,21 @@ class _Wire:
         from haguard.lab.probe import sniff
 
         self.frames: list[dict[str, Any]] = []
+        self.errors: list[str] = []
         self._stop = threading.Event()
         self._threads = []
         readies = []
+
+        def capture(name: str, ready: threading.Event) -> None:
+            try:
+                sniff(name, self.frames.append, self._stop, ready)
+            except Exception as exc:  # noqa: BLE001 - reported by the drill, not lost
+                self.errors.append(f"capture on {name} stopped: {exc!r}")
+                ready.set()
+
         for name in dict.fromkeys(interfaces):
             ready = threading.Event()
-            thread = threading.Thread(target=sniff, args=(name, self.frames.append, self._stop,
-                                                          ready), daemon=True)
+            thread = threading.Thread(target=capture, args=(name, ready), daemon=True)
             thread.start()
             self._threads.append(thread)
             readies.append(ready)
@@ -346,10 +354,13 @@ def run(config: Config, method: str, probe_from: str | None, port: int | None,
             heard = sorted({f"{f.get('src')} priority {f.get('priority')}"
                             for f in list(wire.frames) if f.get("kind") == "vrrp"
                             and f.get("t", 0) >= trigger_at and f.get("vrid") in view.vrids})
+            frames = sum(1 for f in list(wire.frames) if f.get("t", 0) >= trigger_at)
             raise OperationFailed(
                 f"no peer advertised as MASTER within {window:g} s of the trigger (heard on "
-                f"the wire since: {', '.join(heard) or 'no VRRP advert'}): the pair has no "
-                "healthy BACKUP, or it is slower than --peer-wait; the trigger is undone")
+                f"the wire since: {', '.join(heard) or 'no VRRP advert'}; {frames} ARP/NA/VRRP "
+                f"frames in all{'; ' + '; '.join(wire.errors) if wire.errors else ''}): the "
+                "pair has no healthy BACKUP, or it is slower than --peer-wait; the trigger is "
+                "undone")
         _wait(lambda: live_milestones(view, trigger_at, list(wire.frames), [])
               ["first_announcement_ms"] is not None, 5.0)
         if point is not None:
@@ -359,6 +370,12 @@ def run(config: Config, method: str, probe_from: str | None, port: int | None,
             time.sleep(max(0.3, 3 * interval_ms / 1000))
             report.update(point.finish(trigger_at))
         back_ms = report.get("probe_back_ms")
+        # This node's own side may finish after the peer took over (a STOP hook is slow
+        # on a slow machine): wait for its VIPs to go, and for its log to say so.
+        _wait(lambda: all(levers.holds_none(i) for i in config.instances), window, 0.05)
+        removed = sum(len(i.vips) for i in config.instances if levers.holds_none(i))
+        _wait(lambda: sum(1 for e in own_log(config, trigger_at)
+                          if e.get("event") == "vip_removed") >= removed, 3.0, 0.2)
         report.update(live_milestones(view, trigger_at, list(wire.frames),
                                       own_log(config, trigger_at)))
         if back_ms is not None:
@@ -395,8 +412,11 @@ def _settle(config: Config, report: dict[str, Any], restore_at: float, leave: bo
     state_dir = StateDir(config.node.state_dir)
 
     def back() -> bool:
-        return all((state_dir.read_state(i.name) or {}).get("state") in ACTIVE_STATES
-                   and levers.holds_vips(i) for i in config.instances)
+        # A record from before the restore (a transition still finishing) does not count.
+        records = [state_dir.read_state(i.name) or {} for i in config.instances]
+        return all(r.get("state") in ACTIVE_STATES and r.get("complete")
+                   and r.get("updated", 0) >= restore_at for r in records) \
+            and all(levers.holds_vips(i) for i in config.instances)
     timeout = 10 * max(i.advert_int for i in config.instances) + 10
     if not _wait(back, timeout, 0.05):
         raise OperationFailed(f"trigger undone, but {config.node.name} did not take the VIPs "

@@ -43,6 +43,26 @@ def _attach_filter(sock: socket.socket) -> None:
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
+SOL_PACKET = 263
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_MULTICAST = 0
+# The Ethernet groups of VRRP's multicast addresses 224.0.0.18 and ff02::12.
+VRRP_GROUP_MACS = (bytes.fromhex("01005e000012"), bytes.fromhex("333300000012"))
+
+
+def join_vrrp_groups(sock: socket.socket, interface: str) -> None:
+    """Make the interface accept VRRP's multicast frames while ``sock`` is open.
+
+    keepalived joins 224.0.0.18 / ff02::12 only while it runs; a NIC that filters
+    multicast (virtio-net, most real ones) then drops the peer's adverts on a node whose
+    keepalived is stopped, and a listener there would hear nobody. The membership is the
+    socket's and ends with it."""
+    index = socket.if_nametoindex(interface)
+    for mac in VRRP_GROUP_MACS:
+        mreq = struct.pack("iHH8s", index, PACKET_MR_MULTICAST, len(mac), mac)
+        sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+
+
 def _open(interface: str) -> socket.socket:
     try:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
@@ -51,6 +71,7 @@ def _open(interface: str) -> socket.socket:
     try:
         _attach_filter(sock)
         sock.bind((interface, 0))
+        join_vrrp_groups(sock, interface)
     except OSError as exc:
         sock.close()
         raise OperationFailed(f"cannot listen on {interface}: {exc.strerror}") from exc

@@ -92,6 +92,10 @@ def sniff(iface: str, emit: Callable[[dict[str, Any]], None], stop: threading.Ev
           ready: threading.Event) -> None:
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     sock.bind((iface, 0))
+    # VRRP adverts arrive even where keepalived (which joins their group) is not running.
+    from haguard.adapters.vrrpwire import join_vrrp_groups
+
+    join_vrrp_groups(sock, iface)
     # The kernel stamps each frame on arrival; userspace wake-up latency stays out.
     sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     sock.settimeout(0.2)
@@ -107,7 +111,10 @@ def sniff(iface: str, emit: Callable[[dict[str, Any]], None], stop: threading.Ev
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
                     sec, nsec = struct.unpack("qq", data[:16])
                     now = sec + nsec / 1e9
-            record = parse_frame(frame)
+            try:
+                record = parse_frame(frame)
+            except (ValueError, IndexError, struct.error):
+                record = None  # a truncated or odd frame is not ours to report
             if record is not None:
                 record["t"] = now
                 record["dir"] = "out" if addr[2] == PACKET_OUTGOING else "in"
