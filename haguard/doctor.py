@@ -65,6 +65,18 @@ def _keepalived_checks(config: Config, obs: dict[str, Any]) -> None:
                          if not p.endswith(": does not exist"))
         checks.append(PathCheck(path, os.path.exists(path), problems, source))
     obs["paths"] = tuple(checks)
+    obs["killmode"] = keepalived_killmode()
+
+
+def keepalived_killmode() -> str | None:
+    """keepalived.service's KillMode as systemd has it loaded; None without systemd."""
+    if not os.path.isdir("/run/systemd/system") or shutil.which("systemctl") is None:
+        return None
+    proc = subprocess.run(["systemctl", "show", "keepalived.service", "-p", "KillMode",
+                           "--value"], capture_output=True, text=True, timeout=30,
+                          stdin=subprocess.DEVNULL)
+    value = proc.stdout.strip()
+    return value if proc.returncode == 0 and value else None
 
 
 def networkd_files(dirs: Sequence[str]) -> tuple[NetworkdFile, ...]:
@@ -304,7 +316,7 @@ def report(config: Config, findings: Sequence[Finding],
         if f.check not in worst or rules.SEVERITIES.index(f.severity) < \
                 rules.SEVERITIES.index(worst[f.check]):
             worst[f.check] = f.severity
-    applicable = _applicable(config)
+    applicable = _applicable(config, obs)
     return {
         "node": config.node.name,
         "config": config.path,
@@ -317,8 +329,10 @@ def report(config: Config, findings: Sequence[Finding],
     }
 
 
-def _applicable(config: Config) -> set[str]:
+def _applicable(config: Config, obs: Observations | None) -> set[str]:
     out = set()
+    if config.instances and obs is not None and obs.killmode is not None:
+        out.add("keepalived-killmode")  # only where systemd runs keepalived
     if config.instances:
         out |= {"keepalived-test", "keepalived-conf", "script-security", "nopreempt-weight",
                 "networkd", "sysctl", "duplicate-address", "vrid-collision"}

@@ -36,6 +36,7 @@ CHECKS: tuple[tuple[str, str], ...] = (
     ("keepalived-test", "keepalived -t accepts the rendered config"),
     ("keepalived-conf", "keepalived.conf on disk matches the rendering"),
     ("script-security", "hook paths pass enable_script_security"),
+    ("keepalived-killmode", "stopping keepalived.service lets the STOP hook finish"),
     ("nopreempt-weight", "no nopreempt instance relies on a weighted tracker"),
     ("networkd", "systemd-networkd keeps foreign addresses on VRRP interfaces"),
     ("sysctl", "the sysctls haguard needs are present and set"),
@@ -126,6 +127,7 @@ class Observations:
     wire_seconds: float = 0.0
     own_addresses: frozenset[str] = frozenset()
     own_macs: frozenset[str] = frozenset()
+    killmode: str | None = None                     # keepalived.service's; None: no systemd
 
 
 # --------------------------------------------------------------------------- keepalived.conf
@@ -357,6 +359,23 @@ def check_script_security(config: Config, obs: Observations) -> list[Finding]:
             "add `enable_script_security` and `script_user root` to global_defs (haguard's "
             "rendering has both)", obs.conf_path))
     return findings
+
+
+def check_killmode(obs: Observations) -> list[Finding]:
+    # "process" signals keepalived alone; "none" nobody. Under "control-group" and "mixed"
+    # systemd kills what is left in the unit's cgroup when keepalived exits.
+    if obs.killmode is None or obs.killmode in ("process", "none"):
+        return []
+    return [Finding(
+        "keepalived-killmode", "error",
+        f"keepalived.service has KillMode={obs.killmode}",
+        "keepalived runs the STOP hook as it shuts down and the hook detaches to finish "
+        "removing the VIPs; with this KillMode systemd kills it together with keepalived, "
+        "so `systemctl stop keepalived` leaves this director holding the VIPs while the peer "
+        "takes them over (two hosts answering for one address)",
+        "`haguard hooks install -c CONFIG` writes the drop-in "
+        "/etc/systemd/system/keepalived.service.d/haguard.conf (KillMode=process), or run "
+        "`haguard agent` (its own unit); then `systemctl daemon-reload`", "keepalived.service")]
 
 
 def check_nopreempt_weight(obs: Observations) -> list[Finding]:
@@ -660,7 +679,8 @@ def diagnose(config: Config, obs: Observations) -> list[Finding]:
         + check_realserver(config, obs)
     if config.instances:  # the keepalived side: a real server's file has no instances
         findings += (check_keepalived_test(obs) + check_keepalived_conf(obs)
-                     + check_script_security(config, obs) + check_nopreempt_weight(obs)
+                     + check_script_security(config, obs) + check_killmode(obs)
+                     + check_nopreempt_weight(obs)
                      + check_networkd(config, obs) + check_duplicate_address(config, obs)
                      + check_vrid_collision(config, obs) + check_notes(config, obs))
     order = {name: i for i, (name, _) in enumerate(CHECKS)}

@@ -399,3 +399,12 @@ def test_report_and_text_carry_what_why_fix_and_the_clean_checks() -> None:
     assert "        why: " in text and "        fix: " in text
     assert "ok      vrid-collision:" in text
     assert text.endswith("warnings found (exit 3)")
+
+
+@pytest.mark.parametrize("mode,found", [("control-group", True), ("mixed", True),
+                                         ("process", False), ("none", False), (None, False)])
+def test_keepalived_killed_with_its_cgroup_is_an_error(mode: str | None, found: bool) -> None:
+    findings = diagnose(config(), dataclasses.replace(clean(), killmode=mode))
+    assert [f.check for f in findings] == (["keepalived-killmode"] if found else [])
+    if found:
+        assert findings[0].severity == "error" and "hooks install" in findings[0].fix

@@ -91,6 +91,30 @@ def test_every_vm_is_up_and_provisioned_by_haguard(cluster: Cluster) -> None:
         assert enabled == "enabled"
 
 
+def test_doctor_catches_keepalived_killed_with_its_cgroup(cluster: Cluster) -> None:
+    """Under systemd: with `hooks install`'s drop-in keepalived.service has
+    KillMode=process and doctor is content; without it (Debian's unit as shipped) doctor
+    reports the error that leaves a stopped director holding the VIPs."""
+    node = _names(cluster, "director")[-1]
+    dropin = "/etc/systemd/system/keepalived.service.d/haguard.conf"
+
+    def killmode_check() -> tuple[str, list[dict[str, Any]]]:
+        res = cluster.haguard(node, "doctor", "-c", cluster.topology.NODE_CONFIG, "--json",
+                              "--skip-wire", check=False)
+        report = json.loads(res.out)
+        result = {c["check"]: c["result"] for c in report["checks"]}["keepalived-killmode"]
+        return result, [f for f in report["findings"] if f["check"] == "keepalived-killmode"]
+
+    assert killmode_check() == ("ok", [])
+    cluster.ssh(node, f"mv {dropin} /root/haguard.conf.saved && systemctl daemon-reload")
+    try:
+        result, found = killmode_check()
+        assert result == "error" and "KillMode=control-group" in found[0]["what"], found
+    finally:
+        cluster.ssh(node, f"mv /root/haguard.conf.saved {dropin} && systemctl daemon-reload")
+    assert killmode_check() == ("ok", [])
+
+
 def test_client_reaches_both_real_servers_through_the_master_dr(cluster: Cluster) -> None:
     vip, port = _service(cluster)
     master = _expected_master(cluster)
