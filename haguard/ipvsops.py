@@ -82,12 +82,12 @@ def reconcile(ipvs: Ipvs, wanted: tuple[VirtualService, ...], every: set[Service
     every_t = {key_tuple(k) for k in every}
     stale = {ServiceKey(*k) for k in owned - every_t}
     applied = read_applied(state_dir) if incremental else None
-    digests = {key_tuple(s.key): digest(s) for s in wanted}
+    keyed = [(key_tuple(s.key), s) for s in wanted]
+    digests = {t: digest(s) for t, s in keyed}
     if applied is None:
         desired, observed = wanted, ipvs.dump()
     else:
-        desired = tuple(s for s in wanted
-                        if applied.get(t := key_tuple(s.key)) != digests[t])
+        desired = tuple(s for t, s in keyed if applied.get(t) != digests[t])
         observed = ipvs.read({s.key for s in desired} | stale)
     plan = plan_reconcile(desired, observed, stale)
     # Record ownership first: a service created and then interrupted is still ours.
