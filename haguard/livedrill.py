@@ -394,6 +394,7 @@ def run(config: Config, method: str, probe_from: str | None, port: int | None,
         wire.close()
         if point is not None:
             point.close()
+        shutil.rmtree(work, ignore_errors=True)  # the probes' files; the report has it all
         if triggered and not restored:
             restore()
     from haguard.drill import record_outage

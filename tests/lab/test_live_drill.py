@@ -74,6 +74,8 @@ def test_a_live_drill_on_the_master_times_the_peer_from_the_wire_and_the_probe_p
     actions = [json.loads(line)["action"]
                for line in open(os.path.join(lever_dir, "audit.log"), encoding="utf-8")]
     assert actions[-2:] == ["demote", "drill_undo"]
+    state_dir = lab.runner.record["directors"]["lb1"]["state_dir"]
+    assert not [n for n in os.listdir(state_dir) if n.startswith("drill-")]  # cleaned up
 
 
 def test_a_live_drill_on_the_backup_refuses_and_names_the_master(make_lab) -> None:
