@@ -16,7 +16,7 @@ import pwd
 import subprocess
 import sys
 import time
-from typing import Any, Callable
+from typing import Any
 
 from haguard.adapters import keepalived
 from haguard.adapters.netlink import Netlink
@@ -27,6 +27,7 @@ from haguard.core.levers import Lever, Refused, due, promote_boost
 from haguard.core.render import lever_files
 from haguard.errors import BadInput, OperationFailed
 from haguard.log import get_logger
+from haguard.waiting import wait_until
 
 EXPIRE_COMMAND = "levers-expire"
 
@@ -163,15 +164,6 @@ def _answered_elsewhere(inst: Instance) -> bool:
     return True
 
 
-def _wait(predicate: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
-
-
 # ------------------------------------------------------------------ actions
 def _record(config: Config, lever: Lever) -> None:
     levers = [lv for lv in read_levers(config)
@@ -245,8 +237,8 @@ def demote(config: Config, names: list[str] | None, reason: str, ttl_s: float | 
         lines.append(f"{inst.name}: demoted; {peer.source} took over (priority {peer.priority})"
                      + (f"; expires in {ttl_s:g} s" if ttl_s else ""))
         if wait:
-            ok = _wait(lambda: holds_none(inst), timeout) and \
-                _wait(lambda: _answered_elsewhere(inst), timeout, step=0.2)
+            ok = wait_until(lambda: holds_none(inst), timeout) and \
+                wait_until(lambda: _answered_elsewhere(inst), timeout, step=0.2)
             if not ok:
                 raise OperationFailed(f"{inst.name}: the VIPs were not answered by the new "
                                       f"MASTER within {timeout:g} s")
@@ -290,7 +282,7 @@ def promote(config: Config, names: list[str] | None, reason: str, wait: bool,
         lines.append(f"{inst.name}: priority raised by {boost} to {inst.priority + boost} "
                      f"(the MASTER {master.source} advertises {master.priority})")
         if wait:
-            if not _wait(lambda: (state_dir.read_state(inst.name) or {}).get("state")
+            if not wait_until(lambda: (state_dir.read_state(inst.name) or {}).get("state")
                          in ACTIVE_STATES and holds_vips(inst), timeout):
                 raise OperationFailed(f"{inst.name}: not MASTER with its VIPs within "
                                       f"{timeout:g} s")

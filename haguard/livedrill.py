@@ -26,12 +26,14 @@ from typing import Any, Callable
 
 from haguard import levers
 from haguard.adapters import keepalived
+from haguard.adapters.files import read_jsonl
 from haguard.adapters.statefile import StateDir
 from haguard.core.config import Config
 from haguard.core.drillreport import (WireView, failure_run, ipvs_before_vip,
                                       live_milestones, ping_outage)
 from haguard.core.events import ACTIVE_STATES
 from haguard.errors import BadInput, OperationFailed
+from haguard.waiting import wait_until
 
 HOLD_CONNECTIONS = 5
 Say = Callable[[str], None]
@@ -42,26 +44,11 @@ def _systemctl(*args: str) -> subprocess.CompletedProcess[str]:
                           stdin=subprocess.DEVNULL)
 
 
-def _read_jsonl(path: str) -> list[dict[str, Any]]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
-    except FileNotFoundError:
-        return []
-    out = []
-    for line in lines:
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue  # a line being written as we read
-    return out
-
-
 def own_log(config: Config, since: float) -> list[dict[str, Any]]:
     """haguard's events on this node since ``since``: the log file, else the journal
     (without a log_file haguard logs JSON lines to syslog as `haguard`)."""
     if config.node.log_file:
-        return [e for e in _read_jsonl(config.node.log_file) if e.get("ts", 0) >= since]
+        return [e for e in read_jsonl(config.node.log_file) if e.get("ts", 0) >= since]
     if shutil.which("journalctl") is None:
         return []
     proc = subprocess.run(["journalctl", "--no-pager", "-q", "-o", "cat", "-t", "haguard",
@@ -76,15 +63,6 @@ def own_log(config: Config, since: float) -> list[dict[str, Any]]:
         if isinstance(event, dict) and event.get("ts", 0) >= since:
             events.append(event)
     return events
-
-
-def _wait(predicate: Callable[[], Any], timeout: float, step: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return bool(predicate())
 
 
 def _own_macs(config: Config) -> frozenset[str]:
@@ -214,12 +192,12 @@ class _ProbePoint:
     def start(self) -> None:
         """Wait for the ping to be answered, open the held connections, start knocking."""
         def pongs() -> bool:
-            records = _read_jsonl(self.probe_file)
+            records = read_jsonl(self.probe_file)
             errors = [r["error"] for r in records if r.get("kind") == "error"]
             if errors:
                 raise OperationFailed(f"the probe in {self.namespace} failed: {errors[0]}")
             return any(r.get("kind") == "pong" for r in records)
-        if not _wait(pongs, 30, 0.1):
+        if not wait_until(pongs, 30, 0.1):
             raise OperationFailed(f"{self.vip} does not answer ping from {self.namespace}; "
                                   "a drill needs a probe point that reaches the VIP")
         if self.port is None:
@@ -229,7 +207,7 @@ class _ProbePoint:
                                   str(self.port), "--count", str(HOLD_CONNECTIONS),
                                   "--go-file", self.go_file, "--ready-file", ready,
                                   "--wait-s", "120", stdout=subprocess.PIPE)
-        if not _wait(lambda: os.path.exists(ready), 30, 0.05):
+        if not wait_until(lambda: os.path.exists(ready), 30, 0.05):
             raise OperationFailed(f"cannot open connections to {self.vip}:{self.port} from "
                                   f"{self.namespace}")
         self._spawn("haguard.lab.http", "knock", self.vip, "--port", str(self.port),
@@ -237,7 +215,7 @@ class _ProbePoint:
 
     def answered_since(self, since: float) -> bool:
         return any(r.get("kind") == "pong" and r.get("t", 0) > since
-                   for r in _read_jsonl(self.probe_file))
+                   for r in read_jsonl(self.probe_file))
 
     def finish(self, trigger_at: float) -> dict[str, Any]:
         """Stop probing and read the figures."""
@@ -254,14 +232,14 @@ class _ProbePoint:
             except (subprocess.TimeoutExpired, ValueError):
                 held = {}
         self.close()
-        probe = _read_jsonl(self.probe_file)
+        probe = read_jsonl(self.probe_file)
         ping = ping_outage((r["t"] for r in probe if r.get("kind") == "pong"), trigger_at,
                            self.interval_ms)
         report: dict[str, Any] = {"outage_ms": ping.ms, "pings_lost": ping.lost,
                                   "probe_back_ms": None if ping.back_at is None else
                                   round((ping.back_at - trigger_at) * 1000, 1)}
         if self.port is not None:
-            tcp = failure_run(_read_jsonl(self.tcp_file), trigger_at, lambda e: e.get("ok"))
+            tcp = failure_run(read_jsonl(self.tcp_file), trigger_at, lambda e: e.get("ok"))
             answered = [a for a in held.get("before", []) if a is not None]
             report.update({"tcp_outage_ms": tcp.ms, "tcp_connects_failed": tcp.lost,
                            # HTTP on each held connection before and after; a service that
@@ -348,7 +326,7 @@ def run(config: Config, method: str, probe_from: str | None, port: int | None,
         # From the trigger's completion: stopping keepalived takes its own time.
         window = peer_wait_s if peer_wait_s is not None else \
             3 * max(i.advert_int for i in config.instances) + 1.0
-        seen = _wait(lambda: live_milestones(view, trigger_at, list(wire.frames), [])
+        seen = wait_until(lambda: live_milestones(view, trigger_at, list(wire.frames), [])
                      ["new_master"] is not None, window)
         if not seen:
             heard = sorted({f"{f.get('src')} priority {f.get('priority')}"
@@ -361,20 +339,20 @@ def run(config: Config, method: str, probe_from: str | None, port: int | None,
                 f"frames in all{'; ' + '; '.join(wire.errors) if wire.errors else ''}): the "
                 "pair has no healthy BACKUP, or it is slower than --peer-wait; the trigger is "
                 "undone")
-        _wait(lambda: live_milestones(view, trigger_at, list(wire.frames), [])
+        wait_until(lambda: live_milestones(view, trigger_at, list(wire.frames), [])
               ["first_announcement_ms"] is not None, 5.0)
         if point is not None:
             new_at = trigger_at + live_milestones(view, trigger_at, list(wire.frames),
                                                   [])["new_master_ms"] / 1000
-            _wait(lambda: point.answered_since(new_at), 10.0)
+            wait_until(lambda: point.answered_since(new_at), 10.0)
             time.sleep(max(0.3, 3 * interval_ms / 1000))
             report.update(point.finish(trigger_at))
         back_ms = report.get("probe_back_ms")
         # This node's own side may finish after the peer took over (a STOP hook is slow
         # on a slow machine): wait for its VIPs to go, and for its log to say so.
-        _wait(lambda: all(levers.holds_none(i) for i in config.instances), window, 0.05)
+        wait_until(lambda: all(levers.holds_none(i) for i in config.instances), window, 0.05)
         removed = sum(len(i.vips) for i in config.instances if levers.holds_none(i))
-        _wait(lambda: sum(1 for e in own_log(config, trigger_at)
+        wait_until(lambda: sum(1 for e in own_log(config, trigger_at)
                           if e.get("event") == "vip_removed") >= removed, 3.0, 0.2)
         report.update(live_milestones(view, trigger_at, list(wire.frames),
                                       own_log(config, trigger_at)))
@@ -419,14 +397,14 @@ def _settle(config: Config, report: dict[str, Any], restore_at: float, leave: bo
                    and r.get("updated", 0) >= restore_at for r in records) \
             and all(levers.holds_vips(i) for i in config.instances)
     timeout = 10 * max(i.advert_int for i in config.instances) + 10
-    if not _wait(back, timeout, 0.05):
+    if not wait_until(back, timeout, 0.05):
         raise OperationFailed(f"trigger undone, but {config.node.name} did not take the VIPs "
                               f"back within {timeout:g} s (`haguard status`)")
     report["failback_ms"] = round((time.time() - restore_at) * 1000, 1)
     report["ipvs_before_vip"] = None
     if config.ipvs is not None:
         # journald may take a moment to hand out what the hook logged
-        _wait(lambda: report.update(ipvs_before_vip=ipvs_before_vip(
+        wait_until(lambda: report.update(ipvs_before_vip=ipvs_before_vip(
             own_log(config, restore_at), restore_at)) or report["ipvs_before_vip"] is not None,
               3.0, 0.2)
     return f"{config.node.name} MASTER again, holding its VIPs"

@@ -1,11 +1,30 @@
-"""Reading config files and writing generated files."""
+"""Reading config files and JSON-line logs, writing generated files."""
 
 from __future__ import annotations
 
+import json
 import os
+from typing import Any
 
 from haguard.core.config import Config, loads
 from haguard.errors import BadInput, ConfigError, OperationFailed
+
+
+def read_jsonl(path: str | None) -> list[dict[str, Any]]:
+    """Every JSON line of a file another process may be appending to; [] if it is missing."""
+    if not path:
+        return []
+    out = []
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue  # a line being written right now
+    except FileNotFoundError:
+        pass
+    return out
 
 
 def load_config(path: str) -> Config:

@@ -20,7 +20,7 @@ import yaml
 
 from haguard.adapters import keepalived as keepalived_adapter
 from haguard.adapters import process
-from haguard.adapters.files import load_config, write_atomic
+from haguard.adapters.files import load_config, read_jsonl, write_atomic
 from haguard.core.config import Config
 from haguard.core.render import render
 from haguard.errors import BadInput, LabError
@@ -544,22 +544,6 @@ def teardown(name: str, children: dict[int, subprocess.Popen[bytes]] | None = No
         shutil.rmtree(workdir, ignore_errors=True)
         done.append(f"removed {workdir}")
     return done
-
-
-def read_jsonl(path: str | None) -> list[dict[str, Any]]:
-    if not path:
-        return []
-    out = []
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    continue  # a line being written right now
-    except FileNotFoundError:
-        pass
-    return out
 
 
 def _read_text(path: str) -> str:

@@ -1,0 +1,16 @@
+"""Polling for something another process or the kernel will make true."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, step: float = 0.1) -> bool:
+    """Poll ``predicate`` every ``step`` seconds for up to ``timeout``; whether it held."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return bool(predicate())
