@@ -20,6 +20,7 @@ import sys
 import time
 from typing import Any
 
+from haguard.adapters import process
 from haguard.core.config import Config
 from haguard.core.drillreport import failure_run, ipvs_before_vip
 from haguard.errors import HaguardError, OperationFailed
@@ -141,12 +142,7 @@ def run(name: str, method: str, port: int | None, interval_ms: int, failback: bo
             report["failback_ms"] = round((time.time() - t0) * 1000, 1)
     finally:
         for proc in started:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            process.stop_child(proc)
         if not restored:
             restore()
     _record_outage(runner, report)

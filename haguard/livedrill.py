@@ -25,7 +25,7 @@ import time
 from typing import Any, Callable
 
 from haguard import levers
-from haguard.adapters import keepalived
+from haguard.adapters import keepalived, process
 from haguard.adapters.files import read_jsonl
 from haguard.adapters.statefile import StateDir
 from haguard.core.config import Config
@@ -250,13 +250,7 @@ class _ProbePoint:
 
     def close(self) -> None:
         for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            process.stop_child(proc)
 
 
 def _service(config: Config, port: int | None) -> tuple[str, int | None]:

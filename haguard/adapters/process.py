@@ -1,9 +1,11 @@
-"""Facts about processes, by pid: our own start time, whether a pid is alive and whose."""
+"""Facts about processes, by pid: our own start time, whether a pid is alive and whose;
+and ending the children we started."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 
 from haguard.core.events import OrderKey
@@ -69,3 +71,14 @@ def terminate_if(pid: int, *markers: str) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def stop_child(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
+    """End a child we started: SIGTERM, then SIGKILL after ``grace_s``; always reaped."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(grace_s)
