@@ -11,10 +11,13 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from haguard import __version__
 from haguard.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, BadInput, ConfigError, HaguardError
+
+if TYPE_CHECKING:
+    from haguard.core.ipvsconfig import ServiceKey
 
 DEFAULT_CONFIG = "/etc/haguard/haguard.yaml"
 
@@ -323,10 +326,18 @@ service added by hand with ipvsadm is never touched, and nothing is flushed.
 
   haguard ipvs diff  -c lb1.yaml            what apply would change (a dry run)
   haguard ipvs apply -c lb1.yaml            make the kernel match the config
+  haguard ipvs apply -c lb1.yaml --only 'tcp 192.0.2.100:80'
+                                            just that service (a large table, one edit)
   haguard ipvs show  [-c lb1.yaml]          the kernel's table, with counters
   haguard ipvs import rules.txt             `ipvsadm -S -n` output -> the YAML section
   haguard ipvs export -c lb1.yaml           the config as `ipvsadm -R` input
 """
+
+
+def _add_only(parser: Any, what: str) -> None:
+    parser.add_argument("--only", action="append", metavar="SERVICE",
+                        help=f"{what}; as haguard prints it, e.g. 'tcp 192.0.2.100:80', "
+                             "'udp [2001:db8::100]:53', 'fwmark 7'; repeat for more")
 
 
 def _add_ipvs_parser(sub: Any) -> None:
@@ -341,16 +352,20 @@ def _add_ipvs_parser(sub: Any) -> None:
     q.add_argument("--json", action="store_true")
     q.add_argument("--exit-code", action="store_true",
                    help="exit 1 when there are changes (like git diff --exit-code)")
+    _add_only(q, "read back and compare only this service")
     q.set_defaults(func=cmd_ipvs_diff)
     q = isub.add_parser("apply", help="make the kernel match the config",
                         description="Apply the minimal changes; print each. On failure the "
                         "message says what was and was not done; run it again to finish.")
     _add_config(q)
     q.add_argument("--json", action="store_true")
-    q.add_argument("--incremental", action="store_true",
-                   help="read back only the services whose config changed since the last "
-                        "apply (fast on large tables; hand edits elsewhere wait for a full "
-                        "apply)")
+    how = q.add_mutually_exclusive_group()
+    how.add_argument("--incremental", action="store_true",
+                     help="read back only the services whose config changed since the last "
+                          "apply (fast on large tables; hand edits elsewhere wait for a full "
+                          "apply)")
+    _add_only(how, "reconcile only this service: read it back, make it as configured (or "
+                   "delete it if it has left the config); nothing else is read or touched")
     q.set_defaults(func=cmd_ipvs_apply)
     q = isub.add_parser("show", help="the kernel's IPVS table with counters",
                         description="Every service in the kernel with its real servers and "
@@ -640,7 +655,7 @@ def cmd_ipvs_diff(args: argparse.Namespace) -> int:
     from haguard import ipvsops
     from haguard.core.ipvsplan import describe
 
-    plan = ipvsops.diff(_load(args.config))
+    plan = ipvsops.diff(_load(args.config), only=_service_names(args.only))
     _emit([describe(a) for a in plan], args.json, lambda _: ipvsops.format_plan(plan))
     return EXIT_FAILED if args.exit_code and plan else EXIT_OK
 
@@ -648,9 +663,26 @@ def cmd_ipvs_diff(args: argparse.Namespace) -> int:
 def cmd_ipvs_apply(args: argparse.Namespace) -> int:
     from haguard import ipvsops
 
-    done = ipvsops.apply(_load(args.config), incremental=args.incremental)
+    config = _load(args.config)
+    if args.only:
+        done = ipvsops.apply_only(config, _service_names(args.only))
+    else:
+        done = ipvsops.apply(config, incremental=args.incremental)
     _emit(done, args.json, lambda d: "\n".join(d) or "nothing to change")
     return EXIT_OK
+
+
+def _service_names(names: list[str] | None) -> tuple[ServiceKey, ...]:
+    from haguard.core.ipvsconfig import SERVICE_NAME_FORMS, parse_service_name
+
+    keys = []
+    for name in names or ():
+        key = parse_service_name(name)
+        if key is None:
+            raise BadInput(f"--only {name!r}: not a service name; write it as haguard prints "
+                           f"it, e.g. {SERVICE_NAME_FORMS}")
+        keys.append(key)
+    return tuple(keys)
 
 
 def cmd_ipvs_show(args: argparse.Namespace) -> int:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
-from haguard.adapters.ipvs import (Ipvs, digest, forget_applied, key_tuple, read_applied,
-                                   read_owned, write_applied, write_owned)
+from haguard.adapters.ipvs import Ipvs
+from haguard.adapters.ipvsrecords import (digest, forget_applied, read_applied, read_owned,
+                                          record_key, service_key, write_applied, write_owned)
 from haguard.core.config import Config
 from haguard.core.ipvsconfig import IpvsSettings, ServiceKey, VirtualService
 from haguard.core.ipvsplan import IpvsAction, describe, plan_reconcile, plan_removal
@@ -48,16 +49,25 @@ def _table_lock(config: Config) -> Iterator[None]:
         os.close(fd)
 
 
-def _stale(config: Config) -> set[ServiceKey]:
+def _stale(owned: set[str], every: set[str]) -> set[ServiceKey]:
     """Services haguard applied before that have since left the config."""
-    current = {key_tuple(s.key) for s in settings(config).services}
-    return {ServiceKey(*k) for k in read_owned(config.node.state_dir) - current}
+    return {key for key in map(service_key, owned - every) if key is not None}
 
 
-def diff(config: Config, instance: str | None = None) -> tuple[IpvsAction, ...]:
-    """What `apply` would change, read from the kernel now."""
+def diff(config: Config, instance: str | None = None,
+         only: Sequence[ServiceKey] = ()) -> tuple[IpvsAction, ...]:
+    """What `apply` would change, read from the kernel now (only the ``only`` services,
+    when given)."""
+    state_dir = config.node.state_dir
+    if only:
+        chosen, gone = _named(settings(config).services, only, read_owned(state_dir))
+        with Ipvs() as ipvs:
+            return plan_reconcile(chosen, ipvs.read(only), gone)
     with Ipvs() as ipvs:
-        return plan_reconcile(services_for(config, instance), ipvs.dump(), _stale(config))
+        observed = ipvs.dump()
+    every = {record_key(s.key) for s in settings(config).services}
+    return plan_reconcile(services_for(config, instance), observed,
+                          _stale(read_owned(state_dir), every))
 
 
 def apply(config: Config, instance: str | None = None, incremental: bool = False) -> list[str]:
@@ -68,45 +78,97 @@ def apply(config: Config, instance: str | None = None, incremental: bool = False
     a one-line change costs one service's read. A change made by hand to a service whose
     config did not change is left for the next full apply (or `diff`) to see.
     """
-    every = {s.key for s in settings(config).services}
+    every = [s.key for s in settings(config).services]
     with _table_lock(config), Ipvs() as ipvs:
         plan = reconcile(ipvs, services_for(config, instance), every, config.node.state_dir,
                          incremental)
     return [describe(a) for a in plan]
 
 
-def reconcile(ipvs: Ipvs, wanted: tuple[VirtualService, ...], every: set[ServiceKey],
+def reconcile(ipvs: Ipvs, wanted: tuple[VirtualService, ...], every: Iterable[ServiceKey],
               state_dir: str, incremental: bool = False) -> tuple[IpvsAction, ...]:
-    """Read (all, or what changed), plan, apply, and keep the ownership and applied records."""
+    """Read (all, or what changed), plan, apply, and keep the ownership and applied records.
+
+    ``every`` is every service of the config (``wanted`` may be one instance's share):
+    an owned service outside it has left the config and is deleted."""
     owned = read_owned(state_dir)
-    every_t = {key_tuple(k) for k in every}
-    stale = {ServiceKey(*k) for k in owned - every_t}
+    every_k = {record_key(k) for k in every}
+    stale = _stale(owned, every_k)
     applied = read_applied(state_dir) if incremental else None
-    keyed = [(key_tuple(s.key), s) for s in wanted]
-    digests = {t: digest(s) for t, s in keyed}
+    keyed = [(record_key(s.key), digest(s), s) for s in wanted]
     if applied is None:
         desired, observed = wanted, ipvs.dump()
     else:
-        desired = tuple(s for t, s in keyed if applied.get(t) != digests[t])
+        desired = tuple(s for k, d, s in keyed if applied.get(k) != d)
         observed = ipvs.read({s.key for s in desired} | stale)
     plan = plan_reconcile(desired, observed, stale)
     # Record ownership first: a service created and then interrupted is still ours.
-    if not every_t <= owned:
-        write_owned(state_dir, owned | every_t)
-    forget_applied(state_dir)   # until this apply is known to have finished
+    if not every_k <= owned:
+        write_owned(state_dir, owned | every_k)
+    forget_applied(state_dir)
     ipvs.apply(plan)
-    if owned != every_t:
-        write_owned(state_dir, every_t)
-    record = dict(applied or {})
-    record.update(digests)
-    write_applied(state_dir, {k: v for k, v in record.items() if k in every_t})
+    if owned - every_k:
+        write_owned(state_dir, every_k)
+    record = {k: d for k, d in (applied or {}).items() if k in every_k}
+    record.update((k, d) for k, d, _ in keyed)
+    write_applied(state_dir, record)
     return plan
+
+
+def apply_only(config: Config, only: Sequence[ServiceKey]) -> list[str]:
+    """Reconcile only the named services (`apply --only`); the changes made."""
+    with _table_lock(config), Ipvs() as ipvs:
+        plan = reconcile_named(ipvs, settings(config).services, only, config.node.state_dir)
+    return [describe(a) for a in plan]
+
+
+def reconcile_named(ipvs: Ipvs, services: tuple[VirtualService, ...],
+                    only: Sequence[ServiceKey], state_dir: str) -> tuple[IpvsAction, ...]:
+    """Read back, plan and apply only the ``only`` services: one in ``services`` is made as
+    configured; one that has left them is deleted if haguard owns it. Nothing else is
+    read, and the records of the other services stay valid."""
+    owned = read_owned(state_dir)
+    chosen, gone = _named(services, only, owned)
+    plan = plan_reconcile(chosen, ipvs.read(only), gone)
+    named = {record_key(k) for k in only}
+    chosen_k = {record_key(s.key) for s in chosen}
+    applied = read_applied(state_dir)
+    if not chosen_k <= owned:
+        write_owned(state_dir, owned | chosen_k)
+    if applied is not None:    # until this apply is known to have finished
+        applied = {k: d for k, d in applied.items() if k not in named}
+        write_applied(state_dir, applied)
+    ipvs.apply(plan)
+    if gone:
+        write_owned(state_dir, (owned | chosen_k) - {record_key(k) for k in gone})
+    if applied is not None:
+        applied.update((record_key(s.key), digest(s)) for s in chosen)
+        write_applied(state_dir, applied)
+    return plan
+
+
+def _named(services: tuple[VirtualService, ...], only: Sequence[ServiceKey],
+           owned: set[str]) -> tuple[tuple[VirtualService, ...], set[ServiceKey]]:
+    """The configured services among ``only``, and the rest (which must be haguard's)."""
+    wanted = set(only)
+    addresses = {k.address for k in wanted}
+    # A str caches its hash and a ServiceKey computes its own: on a large table, compare
+    # addresses first.
+    chosen = tuple(s for s in services if s.key.address in addresses and s.key in wanted)
+    gone = wanted - {s.key for s in chosen}
+    foreign = sorted(str(k) for k in gone if record_key(k) not in owned)
+    if foreign:
+        raise BadInput(f"{', '.join(foreign)}: not in the config's ipvs.services, and not a "
+                       "service haguard applied before; haguard leaves it alone")
+    return chosen, gone
 
 
 def remove(config: Config, instance: str | None = None) -> list[str]:
     """Delete the services haguard owns that move with ``instance`` (on_backup: remove)."""
     with _table_lock(config), Ipvs() as ipvs:
         plan = plan_removal(services_for(config, instance), ipvs.dump())
+        # The record would claim the deleted services are still in the kernel.
+        forget_applied(config.node.state_dir)
         ipvs.apply(plan)
     return [describe(a) for a in plan]
 

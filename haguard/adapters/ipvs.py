@@ -9,14 +9,11 @@ is driven with ipvsadm, which speaks the same netlink family.
 from __future__ import annotations
 
 import errno
-import hashlib
-import json
 import os
 import socket
 import subprocess
 from dataclasses import dataclass
-from ipaddress import IPv4Address
-from typing import Any, Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from haguard import failpoint
 from haguard.adapters.nlsock import NETLINK_GENERIC, NetlinkError, NetlinkSocket
@@ -220,83 +217,6 @@ def _explain(code: int, action: IpvsAction) -> str:
     if code == errno.ENOENT and isinstance(action, DelDest):
         return "the kernel has no such real server"
     return os.strerror(code)
-
-
-# ------------------------------------------------------------------ ownership record
-
-def owned_file(state_dir: str) -> str:
-    return os.path.join(state_dir, "ipvs-owned.json")
-
-
-# These records hold one entry per owned service (tens of thousands on large tables), so
-# they are kept as plain tuples: ServiceKey objects, dataclass ordering and json.dump's
-# Python-level encoder cost more than the one-change apply they serve.
-KeyTuple = tuple[int, str, str, int]
-
-
-def key_tuple(key: ServiceKey) -> KeyTuple:
-    return (key.family, key.protocol, key.address, key.port)
-
-
-def _write_json(path: str, data: Any) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(data, separators=(",", ":")))
-    os.replace(tmp, path)
-
-
-def read_owned(state_dir: str) -> set[KeyTuple]:
-    try:
-        with open(owned_file(state_dir), encoding="utf-8") as fh:
-            # JSON gives the types back; a malformed row only means "not recorded"
-            return {tuple(k) for k in json.load(fh) if len(k) == 4}  # type: ignore[misc]
-    except (FileNotFoundError, ValueError, TypeError):
-        return set()
-
-
-def write_owned(state_dir: str, keys: Iterable[KeyTuple]) -> None:
-    os.makedirs(state_dir, mode=0o755, exist_ok=True)
-    _write_json(owned_file(state_dir), sorted(set(keys)))
-
-
-# ------------------------------------------------------------------ applied record
-
-def digest(service: VirtualService) -> str:
-    """A fingerprint of one desired service: every field the kernel holds, as primitives.
-
-    It runs for every service of a table on every apply, so it avoids what is slow in
-    Python: dataclass reprs, str() of addresses (their int and family say the same)."""
-    k, p = service.key, service.persistence
-    fields = [k.family, k.protocol, k.address, k.port, service.scheduler, service.flags,
-              (p.timeout_s, p.netmask) if p else None]
-    for r in service.real_servers:
-        fields += (int(r.address), type(r.address) is IPv4Address, r.port, r.forwarding,
-                   r.weight, r.upper_threshold, r.lower_threshold, r.tunnel_type, r.tunnel_port)
-    return hashlib.sha1(repr(fields).encode(), usedforsecurity=False).hexdigest()[:20]
-
-
-def applied_file(state_dir: str) -> str:
-    return os.path.join(state_dir, "ipvs-applied.json")
-
-
-def read_applied(state_dir: str) -> dict[KeyTuple, str] | None:
-    """What the last finished apply made of each service; None when unknown."""
-    try:
-        with open(applied_file(state_dir), encoding="utf-8") as fh:
-            return {tuple(k): v for k, v in json.load(fh)}  # type: ignore[misc]
-    except (FileNotFoundError, ValueError, TypeError, IndexError):
-        return None
-
-
-def write_applied(state_dir: str, record: dict[KeyTuple, str]) -> None:
-    _write_json(applied_file(state_dir), sorted(record.items()))
-
-
-def forget_applied(state_dir: str) -> None:
-    try:
-        os.unlink(applied_file(state_dir))
-    except FileNotFoundError:
-        pass
 
 
 # ------------------------------------------------------------------ sync daemon

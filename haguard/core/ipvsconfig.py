@@ -56,6 +56,33 @@ class ServiceKey:
         return f"{self.protocol} {host}:{self.port}"
 
 
+SERVICE_NAME_FORMS = "'tcp 192.0.2.100:80', 'udp [2001:db8::100]:53' or 'fwmark 7'"
+
+
+def parse_service_name(text: str) -> ServiceKey | None:
+    """The service a name as haguard prints it names ('tcp 192.0.2.100:80', 'fwmark 7',
+    'fwmark 7 (IPv6)'); None when it is not such a name."""
+    words = text.split()
+    if len(words) >= 2 and words[0] == "fwmark" and words[1].isdigit():
+        if words[2:] not in ([], ["(IPv6)"]) or not 1 <= int(words[1]) <= 2**32 - 1:
+            return None
+        return ServiceKey(6 if words[2:] else 4, "fwmark", str(int(words[1])), 0)
+    if len(words) != 2 or words[0] not in PROTOCOLS or ":" not in words[1]:
+        return None
+    host, _, port = words[1].rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        return None          # an IPv6 VIP goes in brackets, as haguard prints it
+    try:
+        vip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        return None
+    return ServiceKey(vip.version, words[0], str(vip), int(port))
+
+
 @dataclass(frozen=True)
 class RealServer:
     address: IPAddress

@@ -126,3 +126,21 @@ def test_hooks_install_no_systemd_writes_no_dropin(tmp_path: Path) -> None:
     assert main(["hooks", "install", "--dir", str(tmp_path / "hooks"), "--unit-dir", str(units),
                  "--no-systemd"]) == 0
     assert not units.exists()
+
+
+def test_ipvs_apply_only_with_something_that_is_not_a_service_name_exits_2(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    config = REPO / "conf" / "lab-dr.yaml"
+    for command in ("apply", "diff"):
+        assert main(["ipvs", command, "-c", str(config), "--only", "192.0.2.100:80"]) == 2
+        err = capsys.readouterr().err
+        assert "--only '192.0.2.100:80': not a service name" in err
+        assert "'tcp 192.0.2.100:80'" in err
+
+
+def test_ipvs_apply_only_and_incremental_do_not_go_together(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["ipvs", "apply", "--incremental", "--only", "tcp 192.0.2.100:80"])
+    assert exit_.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err

@@ -28,7 +28,8 @@ import pytest
 
 from haguard.core.config import loads
 from haguard.core.ipvsconfig import (IpvsSettings, Persistence, RealServer, RealServerRole,
-                                     ServiceKey, SyncSettings, VirtualService)
+                                     ServiceKey, SyncSettings, VirtualService,
+                                     parse_service_name)
 from haguard.errors import ConfigError
 
 FILENAME = "lb1.yaml"
@@ -843,3 +844,26 @@ def test_realserver_vip_is_held_to_the_same_rule_as_an_instance_vip() -> None:
         at(7, "realserver.vips[1]: '127.0.0.1' cannot be a VIP (multicast, unspecified, "
               "loopback or link-local)"),
     ]
+
+
+@pytest.mark.parametrize("key", [
+    ServiceKey(4, "tcp", "192.0.2.100", 80), ServiceKey(4, "sctp", "192.0.2.100", 9),
+    ServiceKey(6, "udp", "2001:db8::100", 53), ServiceKey(4, "fwmark", "7", 0),
+    ServiceKey(6, "fwmark", "4294967295", 0)], ids=str)
+def test_a_service_name_as_haguard_prints_it_names_that_service(key: ServiceKey) -> None:
+    assert parse_service_name(str(key)) == key
+
+
+@pytest.mark.parametrize("text", [
+    "", "192.0.2.100:80", "tcp 192.0.2.100", "tcp 192.0.2.300:80", "tcp 192.0.2.100:0",
+    "tcp 192.0.2.100:65536", "http 192.0.2.100:80", "tcp 2001:db8::100:53",
+    "tcp [192.0.2.100]x:80", "fwmark", "fwmark 0", "fwmark 4294967296", "fwmark 7 (IPv4)",
+    "fwmark x", "tcp 192.0.2.100:80 extra"])
+def test_anything_else_is_not_a_service_name(text: str) -> None:
+    assert parse_service_name(text) is None
+
+
+def test_a_service_name_is_normalised_like_the_config() -> None:
+    assert parse_service_name("udp [2001:DB8:0::100]:53") == ServiceKey(6, "udp",
+                                                                       "2001:db8::100", 53)
+    assert parse_service_name("  fwmark  007 ") == ServiceKey(4, "fwmark", "7", 0)

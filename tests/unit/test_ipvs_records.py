@@ -6,8 +6,11 @@ import dataclasses
 from ipaddress import ip_address
 from pathlib import Path
 
-from haguard.adapters.ipvs import (digest, key_tuple, read_applied, read_owned, write_applied,
-                                   write_owned)
+import json
+import os
+
+from haguard.adapters.ipvsrecords import (digest, forget_applied, read_applied, read_owned,
+                                          record_key, service_key, write_applied, write_owned)
 from haguard.core.ipvsconfig import Persistence, RealServer, ServiceKey, VirtualService
 
 KEY = ServiceKey(4, "tcp", "192.0.2.100", 80)
@@ -47,13 +50,42 @@ def test_ipv4_and_ipv6_real_servers_with_the_same_integer_differ() -> None:
     assert digest(_with_rs(0, address=v6)) != digest(SERVICE)
 
 
+def test_record_keys_name_their_service_and_malformed_ones_name_none() -> None:
+    for key in (KEY, ServiceKey(6, "udp", "2001:db8::100", 53), ServiceKey(4, "fwmark", "7", 0)):
+        assert service_key(record_key(key)) == key
+    for bad in ("", "4 tcp 192.0.2.1", "x tcp 192.0.2.1 80", "4 tcp 192.0.2.1 http",
+                "4 tcp  192.0.2.1 80"):
+        assert service_key(bad) is None
+
+
 def test_owned_and_applied_records_round_trip(tmp_path: Path) -> None:
-    keys = {key_tuple(KEY), (6, "udp", "2001:db8::100", 53), (4, "fwmark", "7", 0)}
+    keys = {record_key(KEY), "6 udp 2001:db8::100 53", "4 fwmark 7 0"}
     write_owned(str(tmp_path), keys)
     assert read_owned(str(tmp_path)) == keys
     record = {k: f"d{i}" for i, k in enumerate(sorted(keys))}
     write_applied(str(tmp_path), record)
     assert read_applied(str(tmp_path)) == record
+    forget_applied(str(tmp_path))
+    assert read_applied(str(tmp_path)) is None
+    forget_applied(str(tmp_path))   # nothing to forget is fine
+
+
+def test_owned_record_in_the_earlier_row_format_still_counts(tmp_path: Path) -> None:
+    # An upgrade must not forget which services haguard owns.
+    (tmp_path / "ipvs-owned.json").write_text(
+        json.dumps([[4, "tcp", "192.0.2.100", 80], [4, "fwmark", "7", 0], [1, 2]]))
+    assert read_owned(str(tmp_path)) == {record_key(KEY), "4 fwmark 7 0"}
+
+
+def test_applied_record_of_another_boot_or_namespace_is_unknown(tmp_path: Path) -> None:
+    write_applied(str(tmp_path), {record_key(KEY): digest(SERVICE)})
+    path = tmp_path / "ipvs-applied.json"
+    data = json.loads(path.read_text())
+    boot, netns = data["kernel"].split(" ")
+    assert netns == str(os.stat("/proc/self/ns/net").st_ino)
+    for other in (f"x{boot} {netns}", f"{boot} {int(netns) + 1}"):
+        path.write_text(json.dumps({**data, "kernel": other}))
+        assert read_applied(str(tmp_path)) is None
 
 
 def test_missing_or_garbled_records_read_as_unknown(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import pytest
 
-from haguard.lab.vm import VM
+from haguard.lab.vm import VM, Result
 from tests.vm.conftest import GuestLab, guest_lab
 
 RS1, RS2 = "192.0.2.21:80", "192.0.2.22:80"
@@ -119,6 +119,40 @@ def test_incremental_apply_reads_back_only_what_changed(lab: GuestLab) -> None:
     assert incremental() == []
     assert apply(lab, config) == ["~ tcp 192.0.2.100:80 -> 192.0.2.21:80: weight 9 -> 1"]
     apply(lab, lab.director_config_path("lb1"))
+
+
+def test_apply_only_changes_just_the_named_service(lab: GuestLab) -> None:
+    doc = copy.deepcopy(lab.director_config("lb1"))
+    second = copy.deepcopy(doc["ipvs"]["services"][0])
+    second["port"] = 8080
+    second["real_servers"] = [dict(rs, port=8080) for rs in second["real_servers"]]
+    doc["ipvs"]["services"].append(second)
+    both = lab.write_config(doc, "two.yaml")
+    apply(lab, both)
+    doc["ipvs"]["services"][0]["real_servers"][1]["weight"] = 5
+    doc["ipvs"]["services"][1]["scheduler"] = "wlc"
+    edited = lab.write_config(doc, "two-edited.yaml")
+    ns = lab.director_ns("lb1")
+
+    def only(command: str, name: str, check: bool = True) -> Result:
+        return lab.haguard("ipvs", command, "-c", edited, "--only", name, "--json", ns=ns,
+                           check=check)
+
+    change = ["~ tcp 192.0.2.100:80 -> 192.0.2.22:80: weight 1 -> 5"]
+    assert json.loads(only("diff", "tcp 192.0.2.100:80").stdout) == change
+    assert json.loads(only("apply", "tcp 192.0.2.100:80").stdout) == change
+    table = lab.ipvsadm("lb1", "-Ln")
+    assert "192.0.2.22:80                Route   5" in table
+    assert "192.0.2.100:8080 rr" in table          # the other edit waits: not named
+    # A service haguard does not own is refused (exit 2) and left as it is.
+    lab.ipvsadm("lb1", "-A", "-t", "192.0.2.200:82", "-s", "lc")
+    refused = only("apply", "tcp 192.0.2.200:82", check=False)
+    assert refused.returncode == 2, refused
+    assert "not a service haguard applied before" in refused.stderr
+    assert "192.0.2.200:82 lc" in lab.ipvsadm("lb1", "-Ln")
+    lab.ipvsadm("lb1", "-D", "-t", "192.0.2.200:82")
+    apply(lab, lab.director_config_path("lb1"))    # back to the lab's rules: 8080 deleted
+    assert "8080" not in lab.ipvsadm("lb1", "-Ln")
 
 
 def test_backup_director_holds_the_same_rules_ready(lab: GuestLab) -> None:

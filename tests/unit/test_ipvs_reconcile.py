@@ -1,0 +1,222 @@
+"""`ipvs apply` and its records: what an incremental apply reads back, and when the
+records stop vouching for the kernel (a failed apply, a removal, another kernel).
+
+The kernel's IPVS table cannot exist here (the host kernel has no IPVS), so it is an
+in-memory table behind the three calls ipvsops makes of the netlink adapter; the real
+table is exercised by the VM tier (tests/vm/test_lvs_dr.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+from pathlib import Path
+from typing import Iterable
+
+import pytest
+
+from haguard import ipvsops
+from haguard.adapters.ipvsrecords import read_applied, read_owned, record_key
+from haguard.core.config import loads
+from haguard.core.ipvsconfig import RealServer, ServiceKey, VirtualService
+from haguard.core.ipvsplan import (AddDest, AddService, DelDest, DelService, IpvsAction,
+                                   SetDest, SetService)
+from haguard.errors import BadInput, OperationFailed
+
+
+class TableIpvs:
+    """The adapter's reading and writing calls over a dict; counts what is read."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.table: dict[ServiceKey, VirtualService] = {}
+        self.dumps = 0
+        self.reads: list[ServiceKey] = []
+        self.fail_at = fail_at
+
+    def __enter__(self) -> "TableIpvs":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def dump(self) -> dict[ServiceKey, VirtualService]:
+        self.dumps += 1
+        return dict(self.table)
+
+    def read(self, keys: Iterable[ServiceKey]) -> dict[ServiceKey, VirtualService]:
+        keys = sorted(keys)
+        self.reads += keys
+        return {k: self.table[k] for k in keys if k in self.table}
+
+    def apply(self, actions: Iterable[IpvsAction]) -> int:
+        done = 0
+        for action in actions:
+            if done == self.fail_at:
+                raise OperationFailed("IPVS: injected failure")
+            self._apply_one(action)
+            done += 1
+        return done
+
+    def _apply_one(self, action: IpvsAction) -> None:
+        t = self.table
+        match action:
+            case AddService(service=s) | SetService(service=s):
+                old = t.get(s.key)
+                t[s.key] = dataclasses.replace(s, real_servers=old.real_servers if old else ())
+            case DelService(key=key):
+                del t[key]
+            case AddDest(key=key, server=rs) | SetDest(key=key, server=rs):
+                kept = tuple(r for r in t[key].real_servers if r.key != rs.key)
+                t[key] = dataclasses.replace(t[key], real_servers=kept + (rs,))
+            case DelDest(key=key, server=rs):
+                kept = tuple(r for r in t[key].real_servers if r.key != rs.key)
+                t[key] = dataclasses.replace(t[key], real_servers=kept)
+
+
+def _services(count: int, weight_of_first: int = 1) -> tuple[VirtualService, ...]:
+    return tuple(
+        VirtualService(ServiceKey(4, "tcp", "192.0.2.100", 8000 + i), "wrr", (), None, (
+            RealServer(ipaddress.ip_address("192.0.2.21"), 80, "dr",
+                       weight_of_first if i == 0 else 1),
+            RealServer(ipaddress.ip_address("192.0.2.22"), 80, "dr", 2)))
+        for i in range(count))
+
+
+def _reconcile(ipvs: TableIpvs, services: tuple[VirtualService, ...], state: Path,
+               incremental: bool = True) -> tuple[IpvsAction, ...]:
+    return ipvsops.reconcile(ipvs, services, [s.key for s in services],  # type: ignore[arg-type]
+                             str(state), incremental)
+
+
+def test_incremental_apply_reads_back_only_the_changed_service(tmp_path: Path) -> None:
+    ipvs = TableIpvs()
+    _reconcile(ipvs, _services(50), tmp_path, incremental=False)
+    assert ipvs.dumps == 1 and len(ipvs.table) == 50
+    plan = _reconcile(ipvs, _services(50, weight_of_first=5), tmp_path)
+    assert [type(a) for a in plan] == [SetDest]
+    assert ipvs.dumps == 1 and ipvs.reads == [ServiceKey(4, "tcp", "192.0.2.100", 8000)]
+    assert _reconcile(ipvs, _services(50, weight_of_first=5), tmp_path) == ()
+    assert ipvs.reads == [ServiceKey(4, "tcp", "192.0.2.100", 8000)]   # nothing more read
+
+
+def test_incremental_apply_deletes_a_service_that_left_the_config(tmp_path: Path) -> None:
+    ipvs = TableIpvs()
+    _reconcile(ipvs, _services(3), tmp_path, incremental=False)
+    plan = _reconcile(ipvs, _services(2), tmp_path)
+    assert plan == (DelService(ServiceKey(4, "tcp", "192.0.2.100", 8002)),)
+    assert sorted(ipvs.table) == [s.key for s in _services(2)]
+    assert read_owned(str(tmp_path)) == {record_key(s.key) for s in _services(2)}
+    assert set(read_applied(str(tmp_path)) or {}) == read_owned(str(tmp_path))
+
+
+def test_an_apply_that_fails_halfway_leaves_no_record_to_trust(tmp_path: Path) -> None:
+    ipvs = TableIpvs()
+    _reconcile(ipvs, _services(4), tmp_path, incremental=False)
+    ipvs.fail_at = 1
+    changed = tuple(dataclasses.replace(s, scheduler="rr") for s in _services(4))
+    with pytest.raises(OperationFailed):
+        _reconcile(ipvs, changed, tmp_path)
+    assert read_applied(str(tmp_path)) is None
+    # Back to the old config: half the kernel is `rr` now, so trusting the old
+    # fingerprints would leave it there. The next incremental apply reads everything.
+    ipvs.fail_at = None
+    plan = _reconcile(ipvs, _services(4), tmp_path)
+    assert ipvs.dumps == 2
+    assert plan == (SetService(_services(4)[0], ("scheduler rr -> wrr",)),)
+    assert all(s.scheduler == "wrr" for s in ipvs.table.values())
+
+
+def test_a_service_created_by_an_interrupted_apply_is_still_owned(tmp_path: Path) -> None:
+    ipvs = TableIpvs(fail_at=3)      # the second service is added, its servers are not
+    with pytest.raises(OperationFailed):
+        _reconcile(ipvs, _services(2), tmp_path, incremental=False)
+    assert read_owned(str(tmp_path)) == {record_key(s.key) for s in _services(2)}
+
+
+def test_removal_makes_the_next_incremental_apply_read_the_kernel(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = loads(f"""
+node: {{name: lb1, state_dir: {tmp_path}}}
+ipvs:
+  services:
+    - vip: 192.0.2.100
+      port: 80
+      scheduler: rr
+      real_servers: [{{address: 192.0.2.21, port: 80}}]
+""")
+    ipvs = TableIpvs()
+    monkeypatch.setattr(ipvsops, "Ipvs", lambda: ipvs)
+    assert ipvsops.apply(config) == ["+ service tcp 192.0.2.100:80 (rr)",
+                                     "+ tcp 192.0.2.100:80 -> 192.0.2.21:80 (dr, weight 1)"]
+    assert ipvsops.remove(config) == ["- service tcp 192.0.2.100:80"]
+    assert read_applied(str(tmp_path)) is None
+    assert len(ipvsops.apply(config, incremental=True)) == 2 and ipvs.dumps == 3
+
+
+def test_a_record_from_another_kernel_is_not_trusted(tmp_path: Path) -> None:
+    ipvs = TableIpvs()
+    _reconcile(ipvs, _services(3), tmp_path, incremental=False)
+    path = tmp_path / "ipvs-applied.json"
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "kernel": "another boot"}))
+    ipvs.table.clear()                                  # as after a reboot
+    assert len(_reconcile(ipvs, _services(3), tmp_path)) == 9 and ipvs.dumps == 2
+
+
+def _named(ipvs: TableIpvs, services: tuple[VirtualService, ...], state: Path,
+           *keys: ServiceKey) -> tuple[IpvsAction, ...]:
+    return ipvsops.reconcile_named(ipvs, services, keys, str(state))  # type: ignore[arg-type]
+
+
+def test_apply_only_reads_and_changes_only_the_named_service(tmp_path: Path) -> None:
+    ipvs = TableIpvs()
+    _reconcile(ipvs, _services(50), tmp_path, incremental=False)
+    before = read_applied(str(tmp_path))
+    changed = tuple(dataclasses.replace(s, scheduler="rr") for s in _services(50, 5))
+    first = changed[0].key
+    plan = _named(ipvs, changed, tmp_path, first)
+    assert plan == (SetService(changed[0], ("scheduler wrr -> rr",)),
+                    SetDest(first, changed[0].real_servers[0], ("weight 1 -> 5",)))
+    assert ipvs.reads == [first] and ipvs.dumps == 1
+    assert all(s.scheduler == "wrr" for k, s in ipvs.table.items() if k != first)
+    # The other services' records still vouch for them: an incremental apply of the
+    # config the kernel now has for them reads nothing more.
+    after = read_applied(str(tmp_path))
+    assert after is not None and before is not None
+    assert {k: d for k, d in after.items() if k != record_key(first)} == {
+        k: d for k, d in before.items() if k != record_key(first)}
+    assert _reconcile(ipvs, (changed[0],) + _services(50)[1:], tmp_path) == ()
+    assert ipvs.reads == [first] and ipvs.dumps == 1
+
+
+def test_apply_only_adds_a_new_service_and_owns_it(tmp_path: Path) -> None:
+    ipvs = TableIpvs()
+    _reconcile(ipvs, _services(2), tmp_path, incremental=False)
+    new = _services(3)[2]
+    assert [type(a) for a in _named(ipvs, _services(3), tmp_path, new.key)] == [
+        AddService, AddDest, AddDest]
+    assert record_key(new.key) in read_owned(str(tmp_path))
+    assert ipvs.table[new.key].real_servers == new.real_servers
+
+
+def test_apply_only_deletes_a_named_service_that_left_the_config(tmp_path: Path) -> None:
+    ipvs = TableIpvs()
+    _reconcile(ipvs, _services(3), tmp_path, incremental=False)
+    gone = _services(3)[2].key
+    assert _named(ipvs, _services(2), tmp_path, gone) == (DelService(gone),)
+    assert record_key(gone) not in read_owned(str(tmp_path))
+    assert set(read_applied(str(tmp_path)) or {}) == read_owned(str(tmp_path))
+
+
+def test_apply_only_refuses_a_service_haguard_does_not_own_and_changes_nothing(
+        tmp_path: Path) -> None:
+    ipvs = TableIpvs()
+    _reconcile(ipvs, _services(2), tmp_path, incremental=False)
+    foreign = VirtualService(ServiceKey(4, "tcp", "192.0.2.100", 81), "rr", (), None, ())
+    ipvs.table[foreign.key] = foreign                     # added by hand with ipvsadm
+    records = sorted(p.read_text() for p in tmp_path.iterdir())
+    with pytest.raises(BadInput, match=r"^tcp 192.0.2.100:81: not in the config's ipvs"):
+        _named(ipvs, _services(2), tmp_path, _services(2)[0].key, foreign.key)
+    assert foreign.key in ipvs.table and ipvs.reads == []
+    assert sorted(p.read_text() for p in tmp_path.iterdir()) == records
