@@ -35,15 +35,21 @@ def format_path(path: Path) -> str:
 
 @dataclass
 class Source:
-    """A parsed document and where each of its values and keys came from."""
+    """A parsed document and where each of its values and keys came from.
+
+    A YAML document keeps its composed node tree and finds a line when a message needs
+    one (a large valid config never asks); other sources fill ``lines`` directly."""
 
     filename: str
     data: Any
     lines: dict[Path, int] = field(default_factory=dict)
     key_lines: dict[Path, int] = field(default_factory=dict)
+    node: yaml.Node | None = None
 
     def line(self, path: Path, key: bool = False) -> int:
         """Best known line for a path: the value's, else the nearest parent's."""
+        if self.node is not None:
+            return _node_line(self.node, path, key)
         table = self.key_lines if key else self.lines
         probe = path
         while probe:
@@ -57,6 +63,29 @@ class Source:
     def where(self, path: Path, key: bool = False) -> str:
         """``file:line: path`` prefix for a message about ``path``."""
         return f"{self.filename}:{self.line(path, key)}: {format_path(path)}"
+
+
+def _node_line(node: yaml.Node, path: Path, key: bool) -> int:
+    """The line of ``path``'s value (of its key, with ``key``) in the node tree; for a
+    path that is not there, the line of the deepest part that is."""
+    value_line = node.start_mark.line + 1
+    key_line: int | None = None
+    for part in path:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            # The last pair wins, as in the converted mapping (merged keys come first).
+            pairs = [(k, v) for k, v in node.value
+                     if isinstance(k, yaml.ScalarNode) and k.value == part]
+            if not pairs:
+                break
+            key_node, node = pairs[-1]
+            key_line = key_node.start_mark.line + 1
+        elif (isinstance(node, yaml.SequenceNode) and isinstance(part, int)
+              and 0 <= part < len(node.value)):
+            node, key_line = node.value[part], None
+        else:
+            break
+        value_line = node.start_mark.line + 1
+    return key_line if key and key_line is not None else value_line
 
 
 def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
@@ -95,10 +124,10 @@ def _parse(loader_type: type[yaml.SafeLoader], text: str, filename: str) -> Sour
             raise _marked(filename, exc) from None
         except yaml.YAMLError as exc:
             raise _SyntaxProblem([f"{filename}:1: invalid YAML: {exc}"]) from None
-        source = Source(filename=filename, data=None)
+        source = Source(filename=filename, data=None, node=node)
         try:
             if node is not None:
-                source.data = _convert(loader, node, (), source)
+                source.data = _convert(loader, node, (), filename)
         except yaml.MarkedYAMLError as exc:
             raise _marked(filename, exc) from None
         return source
@@ -106,8 +135,16 @@ def _parse(loader_type: type[yaml.SafeLoader], text: str, filename: str) -> Sour
         loader.dispose()
 
 
-def _convert(loader: yaml.SafeLoader, node: yaml.Node, path: Path, source: Source) -> Any:
-    source.lines[path] = node.start_mark.line + 1
+STR_TAG = "tag:yaml.org,2002:str"
+
+
+def _convert(loader: yaml.SafeLoader, node: yaml.Node, path: Path, filename: str) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        # Most values are strings, and PyYAML's str constructor returns the node's value;
+        # the generic route's bookkeeping costs more than the rest of the load.
+        if node.tag == STR_TAG:
+            return node.value
+        return loader.construct_object(node, deep=True)
     if isinstance(node, yaml.MappingNode):
         explicit = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
         loader.flatten_mapping(node)  # resolves YAML merge keys (<<) into the front
@@ -116,24 +153,25 @@ def _convert(loader: yaml.SafeLoader, node: yaml.Node, path: Path, source: Sourc
         merged_keys: set[str] = set()
         for position, (key_node, value_node) in enumerate(node.value):
             merged = position < merged_count
-            key = loader.construct_object(key_node, deep=True)
+            key = _convert(loader, key_node, path, filename) \
+                if isinstance(key_node, yaml.ScalarNode) else None
             if not isinstance(key, str):
+                key = loader.construct_object(key_node, deep=True)
                 raise ConfigError(
-                    [f"{source.filename}:{key_node.start_mark.line + 1}: {format_path(path)}: "
+                    [f"{filename}:{key_node.start_mark.line + 1}: {format_path(path)}: "
                      f"key {key!r} is not a string"]
                 )
             if key in result and not merged and key not in merged_keys:
                 raise ConfigError(
-                    [f"{source.filename}:{key_node.start_mark.line + 1}: "
+                    [f"{filename}:{key_node.start_mark.line + 1}: "
                      f"{format_path(path + (key,))}: duplicate key"]
                 )
             if merged:
                 merged_keys.add(key)
             else:
                 merged_keys.discard(key)  # an explicit key overrides a merged one, once
-            source.key_lines[path + (key,)] = key_node.start_mark.line + 1
-            result[key] = _convert(loader, value_node, path + (key,), source)
+            result[key] = _convert(loader, value_node, path + (key,), filename)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_convert(loader, item, path + (i,), source) for i, item in enumerate(node.value)]
+        return [_convert(loader, item, path + (i,), filename) for i, item in enumerate(node.value)]
     return loader.construct_object(node, deep=True)

@@ -32,6 +32,17 @@ def test_this_installation_parses_with_libyaml() -> None:
     assert yamlsrc.Loader is yaml.CSafeLoader
 
 
+def _paths(data: object, path: tuple = ()) -> list[tuple]:
+    out = [path]
+    if isinstance(data, dict):
+        for k, v in data.items():
+            out += _paths(v, path + (k,))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            out += _paths(v, path + (i,))
+    return out
+
+
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(CONF, "*.yaml"))),
                          ids=os.path.basename)
 def test_both_parsers_give_the_same_values_and_lines(path: str,
@@ -40,8 +51,30 @@ def test_both_parsers_give_the_same_values_and_lines(path: str,
     fast = yamlsrc.parse(text, path)
     _with_pure_parser(monkeypatch)
     pure = yamlsrc.parse(text, path)
-    assert (fast.data, fast.lines, fast.key_lines) == (pure.data, pure.lines, pure.key_lines)
-    assert len(fast.lines) > 5
+    assert fast.data == pure.data
+    paths = _paths(fast.data)
+    assert len(paths) > 5
+    lines = text.splitlines()
+    for p in paths:
+        assert fast.line(p) == pure.line(p)
+        assert fast.line(p, key=True) == pure.line(p, key=True)
+        if p and isinstance(p[-1], str):    # the key's own line names it
+            assert p[-1] in lines[fast.line(p, key=True) - 1], p
+
+
+def test_a_line_is_found_for_a_path_that_is_not_in_the_document() -> None:
+    source = yamlsrc.parse("a:\n  b:\n    - 1\n    - 2\n  c: 3\n", "f.yaml")
+    assert source.line(("a", "b", 1)) == 4
+    assert source.line(("a", "b", 7)) == 3          # the list itself
+    assert source.line(("a", "c", "x"), key=True) == 5
+    assert source.line(("a", "zz"), key=True) == 1 and source.line(("zz",)) == 1
+
+
+def test_merge_keys_give_the_line_of_the_value_that_won() -> None:
+    text = "base: &b {port: 80, weight: 1}\nsvc:\n  <<: *b\n  weight: 2\n"
+    source = yamlsrc.parse(text, "f.yaml")
+    assert source.data["svc"] == {"port": 80, "weight": 2}
+    assert source.line(("svc", "weight")) == 4 and source.line(("svc", "port")) == 1
 
 
 @pytest.mark.parametrize("text", BROKEN.values(), ids=BROKEN.keys())
@@ -54,3 +87,23 @@ def test_both_parsers_word_a_broken_file_the_same(text: str,
         yamlsrc.parse(text, "f.yaml")
     assert fast.value.problems == pure.value.problems
     assert fast.value.problems[0].startswith("f.yaml:")
+
+
+def test_loading_leaves_the_cycle_collector_as_it_found_it() -> None:
+    import gc
+
+    from haguard.core.config import loads
+
+    good = open(os.path.join(CONF, "lab.yaml"), encoding="utf-8").read()
+    assert gc.isenabled()
+    loads(good)
+    assert gc.isenabled()
+    with pytest.raises(ConfigError):
+        loads("node: [\n")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        loads(good)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
