@@ -10,7 +10,10 @@ figure is taken inside the guest, in one run, for both tools:
   ``haguard ipvs apply`` does with the kernel (apply-only is reported too);
   ``ipvsadm-restore``: ``ipvsadm -R`` reading ``format_save()`` of the same services.
 - one weight changed on the 10,000-service table: haguard's whole reconcile path
-  (dump + plan + a single SetDest), against the full apply; ``ipvsadm -e`` for reference.
+  (dump + plan + a single SetDest), ``apply --incremental`` (finds the change through the
+  records) and ``apply --only`` (the change named), each against the full apply;
+  ``ipvsadm -e`` for reference.
+- loading the YAML config that declares each table (in none of the figures above).
 
 The tables use the benchmarking range 198.18.0.0/15 (RFC 2544); no packet is sent.
 Under qemu TCG absolute times are meaningless: the ratios are what count.
@@ -178,7 +181,8 @@ class Netns:
 def haguard_apply(services: tuple[VirtualService, ...]) -> dict[str, Any]:
     """What `haguard ipvs apply` does with the kernel: open, dump, plan, apply, and keep
     the records `ipvsops.reconcile` keeps (owned services, their fingerprints); timed."""
-    from haguard.adapters.ipvs import Ipvs, digest, key_tuple, write_applied, write_owned
+    from haguard.adapters.ipvs import Ipvs
+    from haguard.adapters.ipvsrecords import digest, record_key, write_applied, write_owned
     from haguard.core.ipvsplan import plan_reconcile
 
     t0 = time.perf_counter()
@@ -189,8 +193,8 @@ def haguard_apply(services: tuple[VirtualService, ...]) -> dict[str, Any]:
         t2 = time.perf_counter()
         ipvs.apply(plan)
         t3 = time.perf_counter()
-    write_owned(STATE_DIR, {key_tuple(s.key) for s in services})
-    write_applied(STATE_DIR, {key_tuple(s.key): digest(s) for s in services})
+    write_owned(STATE_DIR, {record_key(s.key) for s in services})
+    write_applied(STATE_DIR, {record_key(s.key): digest(s) for s in services})
     t4 = time.perf_counter()
     return {"total_s": t4 - t0, "dump_s": t1 - t0, "plan_s": t2 - t1, "apply_s": t3 - t2,
             "record_s": t4 - t3, "actions": len(plan),
@@ -204,10 +208,40 @@ def haguard_incremental(services: tuple[VirtualService, ...]) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     with Ipvs() as ipvs:
-        plan = reconcile(ipvs, services, {s.key for s in services}, STATE_DIR, incremental=True)
+        plan = reconcile(ipvs, services, [s.key for s in services], STATE_DIR, incremental=True)
     t1 = time.perf_counter()
     return {"total_s": t1 - t0, "actions": len(plan),
             "kinds": sorted({type(a).__name__ for a in plan})}
+
+
+def haguard_named(services: tuple[VirtualService, ...], key: ServiceKey) -> dict[str, Any]:
+    """`haguard ipvs apply --only SERVICE`: the changed service named, only it is read."""
+    from haguard.adapters.ipvs import Ipvs
+    from haguard.ipvsops import reconcile_named
+
+    t0 = time.perf_counter()
+    with Ipvs() as ipvs:
+        plan = reconcile_named(ipvs, services, (key,), STATE_DIR)
+    t1 = time.perf_counter()
+    return {"total_s": t1 - t0, "actions": len(plan),
+            "kinds": sorted({type(a).__name__ for a in plan})}
+
+
+def config_load(services: tuple[VirtualService, ...], path: str) -> dict[str, Any]:
+    """Loading a node config that declares ``services`` (YAML, as `haguard ipvs apply -c`
+    reads it), timed; the loaded services must be exactly ``services``."""
+    from haguard.adapters.files import load_config
+    from haguard.core.ipvsadm import dump_yaml
+
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(f"node: {{name: bench, state_dir: {STATE_DIR}}}\n")
+        fh.write(dump_yaml(services))
+    t0 = time.perf_counter()
+    config = load_config(path)
+    t1 = time.perf_counter()
+    if config.ipvs is None or config.ipvs.services != services:
+        raise SystemExit(f"{path}: the loaded config does not declare the benchmark's services")
+    return {"size": len(services), "total_s": t1 - t0, "bytes": os.path.getsize(path)}
 
 
 def restore_apply(save_file: str) -> dict[str, Any]:
@@ -380,8 +414,22 @@ class Guest:
             self.say(f"incremental {i}: haguard one SetDest on {size}: "
                      f"{result['total_s']:.3f} s")
         verify(tuple(services), "after the incremental weight changes")
+        # And named (`apply --only`): the caller says which service changed.
+        named: list[dict[str, Any]] = []
+        for i in range(max(self.args.delta_reps, REPORTABLE_REPS)):
+            svc = services[target]
+            rs = svc.real_servers[2 % len(svc.real_servers)]
+            changed = replace(rs, weight=rs.weight + 30 + i)
+            services[target] = replace(svc, real_servers=tuple(
+                changed if r is rs else r for r in svc.real_servers))
+            result = haguard_named(tuple(services), svc.key)
+            if result["actions"] != 1 or result["kinds"] != ["SetDest"]:
+                raise SystemExit(f"a named weight change planned {result}")
+            named.append(result)
+            self.say(f"named {i}: haguard one SetDest on {size}: {result['total_s']:.3f} s")
+        verify(tuple(services), "after the named weight changes")
         return {"size": size, "haguard": samples, "ipvsadm_edit_s": edits,
-                "reads": reads, "incremental": incremental}
+                "reads": reads, "incremental": incremental, "named": named}
 
     def reads(self, services: tuple[VirtualService, ...]) -> dict[str, float]:
         """Reading the whole table without haguard, once each: the floor for a delta that
@@ -419,12 +467,18 @@ class Guest:
         for size in self.sizes:
             self.run_size(size, reps[size], 1 if size == first else 0)
         delta = self.delta(max(self.sizes))
+        loads = []
+        for size in self.sizes:
+            loads.append(config_load(self.tables[size], f"{SCRATCH}/{size}.yaml"))
+            self.say(f"config load {size} services ({loads[-1]['bytes']} bytes of YAML): "
+                     f"{loads[-1]['total_s']:.2f} s")
         prof = self.profile(self.args.profile) if self.args.profile else {}
         if self.netns is not None:
             self.netns.leave()
         return {"kernel": os.uname().release, "python": platform.python_version(),
                 "cpus": os.cpu_count(), "reps": reps, "samples": self.samples,
-                "delta": delta, "profile": prof, "profile_size": self.args.profile,
+                "delta": delta, "config_loads": loads, "profile": prof,
+                "profile_size": self.args.profile,
                 "guest_wall_s": self.elapsed()}
 
 
@@ -500,6 +554,15 @@ def summarize(guest: dict[str, Any]) -> dict[str, Any]:
         delta_row.update({"incremental_n": len(inc), "incremental_median_s": _median(inc),
                           "incremental_max_s": max(inc),
                           "incremental_pct_of_full_haguard": 100 * _median(inc) / full})
+    named = [s["total_s"] for s in delta.get("named", [])]
+    if named:
+        delta_row.update({"named_n": len(named), "named_median_s": _median(named),
+                          "named_max_s": max(named),
+                          "named_pct_of_full_haguard": 100 * _median(named) / full})
+    loads = [{**load, "pct_of_full_haguard": 100 * load["total_s"]
+              / medians[(load["size"], "haguard")],
+              "over_restore": load["total_s"] / medians[(load["size"], "ipvsadm-restore")]}
+             for load in guest.get("config_loads", []) if (load["size"], "haguard") in medians]
     worst = max(r["haguard_over_restore"] for r in ratios)
     targets = {"full_ratio": {"target": TARGET_FULL_RATIO, "worst": worst,
                               "met": worst <= TARGET_FULL_RATIO},
@@ -510,7 +573,12 @@ def summarize(guest: dict[str, Any]) -> dict[str, Any]:
         value = delta_row["incremental_pct_of_full_haguard"]
         targets["incremental_delta_pct"] = {"target": TARGET_DELTA_PCT, "value": value,
                                             "met": value <= TARGET_DELTA_PCT}
-    return {"rows": rows, "ratios": ratios, "delta": delta_row, "targets": targets}
+    if named:
+        value = delta_row["named_pct_of_full_haguard"]
+        targets["named_delta_pct"] = {"target": TARGET_DELTA_PCT, "value": value,
+                                      "met": value <= TARGET_DELTA_PCT}
+    return {"rows": rows, "ratios": ratios, "delta": delta_row, "targets": targets,
+            "config_loads": loads}
 
 
 def format_report(summary: dict[str, Any], meta: dict[str, Any]) -> str:
@@ -554,6 +622,16 @@ def format_report(summary: dict[str, Any], meta: dict[str, Any]) -> str:
                    f"service; n={d['incremental_n']}): median {d['incremental_median_s']:.3f} s,"
                    f" max {d['incremental_max_s']:.3f} s = "
                    f"{d['incremental_pct_of_full_haguard']:.2f} % of haguard's full apply")
+    if "named_n" in d:
+        out.append(f"the same change with `apply --only SERVICE` (the changed service named; "
+                   f"n={d['named_n']}): median {d['named_median_s']:.3f} s, max "
+                   f"{d['named_max_s']:.3f} s = {d['named_pct_of_full_haguard']:.2f} % of "
+                   "haguard's full apply")
+    for load in summary.get("config_loads", []):
+        out.append(f"loading the config that declares the {load['size']} services "
+                   f"({load['bytes'] / 1e6:.1f} MB of YAML, not in any figure above): "
+                   f"{load['total_s']:.2f} s = {load['pct_of_full_haguard']:.0f} % of "
+                   f"haguard's full apply, {load['over_restore']:.2f} x ipvsadm-restore's")
     out.append("")
     t = summary["targets"]
     out.append(f"target full apply <= {t['full_ratio']['target']:.1f} x ipvsadm-restore: "
@@ -565,6 +643,10 @@ def format_report(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     if "incremental_delta_pct" in t:
         i = t["incremental_delta_pct"]
         out.append(f"                                                 `apply --incremental` "
+                   f"{i['value']:.2f} % -> {'MET' if i['met'] else 'MISSED'}")
+    if "named_delta_pct" in t:
+        i = t["named_delta_pct"]
+        out.append(f"                                                 `apply --only` "
                    f"{i['value']:.2f} % -> {'MET' if i['met'] else 'MISSED'}")
     out.append(f"host: {meta['host_cpus']} CPUs, load average {meta['load_avg_before'][0]:.2f} "
                f"before, {meta['load_avg_after'][0]:.2f} after (qemu TCG competes with "
@@ -671,7 +753,8 @@ def host_main(args: argparse.Namespace) -> int:
                   file=sys.stdout if to_stdout else sys.stderr)
     if args.json:
         doc = {"meta": meta, "summary": summary, "samples": guest["samples"],
-               "delta": guest["delta"], "profile": guest["profile"]}
+               "delta": guest["delta"], "config_loads": guest.get("config_loads", []),
+               "profile": guest["profile"]}
         if args.json == "-":
             json.dump(doc, sys.stdout, indent=1)
             print()
