@@ -208,7 +208,7 @@ def haguard_incremental(services: tuple[VirtualService, ...]) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     with Ipvs() as ipvs:
-        plan = reconcile(ipvs, services, [s.key for s in services], STATE_DIR, incremental=True)
+        plan = reconcile(ipvs, services, None, STATE_DIR, incremental=True)
     t1 = time.perf_counter()
     return {"total_s": t1 - t0, "actions": len(plan),
             "kinds": sorted({type(a).__name__ for a in plan})}

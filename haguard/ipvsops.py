@@ -78,24 +78,26 @@ def apply(config: Config, instance: str | None = None, incremental: bool = False
     a one-line change costs one service's read. A change made by hand to a service whose
     config did not change is left for the next full apply (or `diff`) to see.
     """
-    every = [s.key for s in settings(config).services]
+    # The whole config, or one instance's share of it (a transition).
+    every = None if instance is None else [s.key for s in settings(config).services]
     with _table_lock(config), Ipvs() as ipvs:
         plan = reconcile(ipvs, services_for(config, instance), every, config.node.state_dir,
                          incremental)
     return [describe(a) for a in plan]
 
 
-def reconcile(ipvs: Ipvs, wanted: tuple[VirtualService, ...], every: Iterable[ServiceKey],
-              state_dir: str, incremental: bool = False) -> tuple[IpvsAction, ...]:
+def reconcile(ipvs: Ipvs, wanted: tuple[VirtualService, ...],
+              every: Iterable[ServiceKey] | None, state_dir: str,
+              incremental: bool = False) -> tuple[IpvsAction, ...]:
     """Read (all, or what changed), plan, apply, and keep the ownership and applied records.
 
-    ``every`` is every service of the config (``wanted`` may be one instance's share):
-    an owned service outside it has left the config and is deleted."""
+    ``every`` is every service of the config when ``wanted`` is only one instance's
+    share, else None: an owned service outside it has left the config and is deleted."""
     owned = read_owned(state_dir)
-    every_k = {record_key(k) for k in every}
-    stale = _stale(owned, every_k)
     applied = read_applied(state_dir) if incremental else None
     keyed = [(record_key(s.key), digest(s), s) for s in wanted]
+    every_k = {k for k, _, _ in keyed} if every is None else {record_key(k) for k in every}
+    stale = _stale(owned, every_k)
     if applied is None:
         desired, observed = wanted, ipvs.dump()
     else:

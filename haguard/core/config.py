@@ -6,14 +6,13 @@ Every problem is collected (an operator fixes them all in one edit) and reported
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import gc
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
+from haguard.core.gcpause import collector_paused
 from haguard.core.checker import IFNAME_MAX, Checker, field, kind, show
 from haguard.core.yamlsrc import Path, Source, parse
 from haguard.errors import ConfigError
@@ -470,19 +469,5 @@ def from_source(source: Source, path: str) -> Config:
 
 def loads(text: str, filename: str = "<config>", path: str | None = None) -> Config:
     """Parse and validate config text."""
-    with _collector_paused():
+    with collector_paused():
         return from_source(parse(text, filename), path or filename)
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Loading builds a node tree and a model of up to hundreds of thousands of objects,
-    none of them garbage yet; the cycle collector would walk them over and over (on a
-    10,000-service config, half the load time). It runs again once they are built."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()

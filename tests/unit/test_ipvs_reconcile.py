@@ -85,8 +85,8 @@ def _services(count: int, weight_of_first: int = 1) -> tuple[VirtualService, ...
 
 def _reconcile(ipvs: TableIpvs, services: tuple[VirtualService, ...], state: Path,
                incremental: bool = True) -> tuple[IpvsAction, ...]:
-    return ipvsops.reconcile(ipvs, services, [s.key for s in services],  # type: ignore[arg-type]
-                             str(state), incremental)
+    return ipvsops.reconcile(ipvs, services, None, str(state),  # type: ignore[arg-type]
+                             incremental)
 
 
 def test_incremental_apply_reads_back_only_the_changed_service(tmp_path: Path) -> None:
@@ -108,6 +108,19 @@ def test_incremental_apply_deletes_a_service_that_left_the_config(tmp_path: Path
     assert sorted(ipvs.table) == [s.key for s in _services(2)]
     assert read_owned(str(tmp_path)) == {record_key(s.key) for s in _services(2)}
     assert set(read_applied(str(tmp_path)) or {}) == read_owned(str(tmp_path))
+
+
+def test_one_instances_share_leaves_the_other_services_of_the_config_alone(
+        tmp_path: Path) -> None:
+    ipvs = TableIpvs()
+    every = _services(4)
+    _reconcile(ipvs, every, tmp_path, incremental=False)
+    share = tuple(dataclasses.replace(s, scheduler="rr") for s in every[:2])
+    plan = ipvsops.reconcile(ipvs, share, [s.key for s in every],  # type: ignore[arg-type]
+                             str(tmp_path), True)
+    assert [type(a) for a in plan] == [SetService, SetService]
+    assert sorted(ipvs.table) == [s.key for s in every]
+    assert read_owned(str(tmp_path)) == {record_key(s.key) for s in every}
 
 
 def test_an_apply_that_fails_halfway_leaves_no_record_to_trust(tmp_path: Path) -> None:
