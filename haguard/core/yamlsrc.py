@@ -1,8 +1,9 @@
-"""YAML -> plain Python values, remembering the line of every value.
+"""YAML -> plain Python values, and the line of any of them.
 
 Validation messages must name the file, the line and the path inside the document
 (``conf/lb1.yaml:14: instances[0].vips[1]: ...``), so the document is composed into
-nodes first and converted by hand; only the safe loader is ever used.
+nodes first, converted by hand, and the nodes are kept to find a path's line when a
+message needs it; only the safe loader is ever used.
 """
 
 from __future__ import annotations

@@ -205,6 +205,20 @@ def cmd_failover(args: argparse.Namespace) -> int:
     return _drill(runner, args)
 
 
+def guest_run_argv(args: argparse.Namespace, python: str) -> list[str]:
+    """The `haguard lab run` the guest runs: this one's options, the kernel left out."""
+    configs = [os.path.abspath(c) for c in (args.config or [_default_config()])]
+    argv = [python, "-m", "haguard", "lab", "run", "--name", args.name, "--method",
+            args.method, "--ping-interval-ms", str(args.ping_interval_ms)]
+    for config in configs:
+        argv += ["-c", config]
+    if args.json:
+        argv.append("--json")
+    if args.agent:
+        argv.append("--agent")
+    return argv
+
+
 def _run_in_vm(args: argparse.Namespace) -> int:
     import sys as _sys
 
@@ -212,13 +226,7 @@ def _run_in_vm(args: argparse.Namespace) -> int:
     from haguard.lab.vm import VM, prepare_kernel
 
     require_root()
-    configs = [os.path.abspath(c) for c in (args.config or [_default_config()])]
-    argv = [_sys.executable, "-m", "haguard", "lab", "run", "--name", args.name, "--method",
-            args.method, "--ping-interval-ms", str(args.ping_interval_ms)]
-    for config in configs:
-        argv += ["-c", config]
-    if args.json:
-        argv.append("--json")
+    argv = guest_run_argv(args, _sys.executable)
     _say("preparing the Debian kernel (cached after the first time) ...")
     kernel = prepare_kernel()
     _say(f"booting {kernel.version} under qemu (no KVM needed) ...")

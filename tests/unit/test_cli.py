@@ -144,3 +144,20 @@ def test_ipvs_apply_only_and_incremental_do_not_go_together(
         main(["ipvs", "apply", "--incremental", "--only", "tcp 192.0.2.100:80"])
     assert exit_.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_lab_run_on_the_vm_kernel_hands_every_option_to_the_guest() -> None:
+    from haguard.cli import build_parser
+    from haguard.lab.cli import guest_run_argv
+
+    args = build_parser().parse_args(
+        ["lab", "run", "--kernel", "vm", "--agent", "--json", "--method", "link",
+         "--ping-interval-ms", "20", "--name", "x1", "-c", str(REPO / "conf" / "lab-dr.yaml"),
+         "-c", "/etc/haguard/b.yaml"])
+    argv = guest_run_argv(args, "/usr/bin/python3")
+    assert argv[:5] == ["/usr/bin/python3", "-m", "haguard", "lab", "run"]
+    rest = argv[5:]
+    for option in (["--name", "x1"], ["--method", "link"], ["--ping-interval-ms", "20"],
+                   ["-c", str(REPO / "conf" / "lab-dr.yaml")], ["--json"], ["--agent"]):
+        assert any(rest[i:i + len(option)] == option for i in range(len(rest))), option
+    assert rest.count("-c") == 2 and "--kernel" not in rest
