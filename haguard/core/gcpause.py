@@ -11,10 +11,9 @@ from typing import Iterator
 def collector_paused() -> Iterator[None]:
     """No cyclic collection inside the block, the collector's state restored after.
 
-    Building a config of 10,000 IPVS services (a node tree, then the model) or its
-    records allocates hundreds of thousands of objects that are all still in use; the
-    collector would walk them again and again, for nothing (on that config, half of
-    the load time)."""
+    Loading a config of 10,000 IPVS services (a node tree, then the model) allocates
+    hundreds of thousands of objects that all stay in use; the collector would walk
+    them again and again, for nothing (on that config, half of the load time)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
