@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from haguard.core.gcpause import collector_paused
 from haguard.core.checker import IFNAME_MAX, Checker, field, kind, show
+from haguard.core.gcpause import collector_paused
 from haguard.core.yamlsrc import Path, Source, parse
 from haguard.errors import ConfigError
 
