@@ -39,23 +39,21 @@ class Source:
     """A parsed document and where each of its values and keys came from.
 
     A YAML document keeps its composed node tree and finds a line when a message needs
-    one (a large valid config never asks); other sources fill ``lines`` directly."""
+    one (a large valid config never asks); other sources fill ``lines`` directly, with
+    the line of each value they know."""
 
     filename: str
     data: Any
     lines: dict[Path, int] = field(default_factory=dict)
-    key_lines: dict[Path, int] = field(default_factory=dict)
     node: yaml.Node | None = None
 
     def line(self, path: Path, key: bool = False) -> int:
-        """Best known line for a path: the value's, else the nearest parent's."""
+        """Best known line for a path (its key's, with ``key``, where the node tree says):
+        the value's, else the nearest parent's."""
         if self.node is not None:
             return _node_line(self.node, path, key)
-        table = self.key_lines if key else self.lines
         probe = path
         while probe:
-            if probe in table:
-                return table[probe]
             if probe in self.lines:
                 return self.lines[probe]
             probe = probe[:-1]
