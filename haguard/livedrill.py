@@ -36,6 +36,7 @@ from haguard.errors import BadInput, OperationFailed
 from haguard.waiting import wait_until
 
 HOLD_CONNECTIONS = 5
+POLL_S = 0.02   # how often the drill looks at the wire and the probe while it waits
 Say = Callable[[str], None]
 
 
@@ -321,7 +322,7 @@ def run(config: Config, method: str, probe_from: str | None, port: int | None,
         window = peer_wait_s if peer_wait_s is not None else \
             3 * max(i.advert_int for i in config.instances) + 1.0
         seen = wait_until(lambda: live_milestones(view, trigger_at, list(wire.frames), [])
-                     ["new_master"] is not None, window)
+                          ["new_master"] is not None, window, POLL_S)
         if not seen:
             heard = sorted({f"{f.get('src')} priority {f.get('priority')}"
                             for f in list(wire.frames) if f.get("kind") == "vrrp"
@@ -334,11 +335,11 @@ def run(config: Config, method: str, probe_from: str | None, port: int | None,
                 "pair has no healthy BACKUP, or it is slower than --peer-wait; the trigger is "
                 "undone")
         wait_until(lambda: live_milestones(view, trigger_at, list(wire.frames), [])
-              ["first_announcement_ms"] is not None, 5.0)
+                   ["first_announcement_ms"] is not None, 5.0, POLL_S)
         if point is not None:
             new_at = trigger_at + live_milestones(view, trigger_at, list(wire.frames),
                                                   [])["new_master_ms"] / 1000
-            wait_until(lambda: point.answered_since(new_at), 10.0)
+            wait_until(lambda: point.answered_since(new_at), 10.0, POLL_S)
             time.sleep(max(0.3, 3 * interval_ms / 1000))
             report.update(point.finish(trigger_at))
         back_ms = report.get("probe_back_ms")
@@ -347,7 +348,7 @@ def run(config: Config, method: str, probe_from: str | None, port: int | None,
         wait_until(lambda: all(levers.holds_none(i) for i in config.instances), window, 0.05)
         removed = sum(len(i.vips) for i in config.instances if levers.holds_none(i))
         wait_until(lambda: sum(1 for e in own_log(config, trigger_at)
-                          if e.get("event") == "vip_removed") >= removed, 3.0, 0.2)
+                               if e.get("event") == "vip_removed") >= removed, 3.0, 0.2)
         report.update(live_milestones(view, trigger_at, list(wire.frames),
                                       own_log(config, trigger_at)))
         if back_ms is not None:
@@ -400,5 +401,5 @@ def _settle(config: Config, report: dict[str, Any], restore_at: float, leave: bo
         # journald may take a moment to hand out what the hook logged
         wait_until(lambda: report.update(ipvs_before_vip=ipvs_before_vip(
             own_log(config, restore_at), restore_at)) or report["ipvs_before_vip"] is not None,
-              3.0, 0.2)
+                   3.0, 0.2)
     return f"{config.node.name} MASTER again, holding its VIPs"
