@@ -520,13 +520,10 @@ def cmd_lever(args: argparse.Namespace) -> int:
 
 
 def cmd_failover_test(args: argparse.Namespace) -> int:
-    import signal
-
     from haguard import drill
+    from haguard.adapters.process import interrupt_on_termination
 
-    def interrupted(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, interrupted)
+    interrupt_on_termination()
     if args.interval_ms <= 0:
         raise BadInput(f"--interval-ms {args.interval_ms}: must be positive")
     if args.lab is not None:

@@ -1,13 +1,46 @@
-"""Shared test helpers: how a tier that cannot run here says so."""
+"""Shared test helpers: how a tier that cannot run here says so; and a run that is
+interrupted (SIGTERM from a time limit, SIGINT from an operator) still tears down."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import time
 from typing import Any, Callable
 
 import pytest
+
+from tests import ledger
+
+
+def _interrupted(signum: int, frame: Any) -> None:
+    # pytest runs every pending finalizer on KeyboardInterrupt; a second signal must not
+    # cut that teardown short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt(f"{signal.Signals(signum).name}: tearing down what the tests made")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # SIGINT as well, where it was inherited ignored (a run in a script's background).
+    signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGINT, _interrupted)
+    if os.geteuid() == 0:
+        ledger.open_ledger()
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own teardown of the session's fixtures
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if os.geteuid() != 0:
+        return
+    left = ledger.close_ledger()
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("tests left these behind (removed now):", red=True)
+            for line in left:
+                reporter.write_line(f"  {line}")
 
 
 def require(condition: bool, why: str) -> None:

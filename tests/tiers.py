@@ -1,16 +1,33 @@
-"""pytest plugin: wall time and outcome counts per test tier (tests/<tier>/...)."""
+"""pytest plugin: wall time and outcome counts per test tier (tests/<tier>/...), and
+each tier's time budget.
+
+A tier that runs past its budget fails there, with where its time went, instead of
+hanging until CI's outer limit: the test running at that moment fails (SIGALRM raises in
+it, so its finalizers still run), and every later test of that tier is reported failed
+without running. Budgets are about twice what the tier takes on this project's machine
+kind from a fresh state; HAGUARD_TIER_BUDGET_<TIER>=SECONDS overrides one.
+"""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections import defaultdict
-from typing import Any
+from typing import Any, Generator
 
 import pytest
+
+BUDGET_S = {"lab": 600, "reliability": 360, "unit": 120, "vagrant": 1200, "vm": 900}
 
 _first: dict[str, float] = {}
 _last: dict[str, float] = {}
 _counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+
+
+class TierOverBudget(BaseException):
+    """The tier has used up its time budget (not an Exception: no `except Exception` in
+    the code under test may swallow it)."""
 
 
 def _tier(nodeid: str) -> str:
@@ -18,9 +35,109 @@ def _tier(nodeid: str) -> str:
     return parts[1] if len(parts) > 2 and parts[0] == "tests" else parts[0]
 
 
+def budget(tier: str) -> float | None:
+    override = os.environ.get(f"HAGUARD_TIER_BUDGET_{tier.upper()}")
+    if override:
+        return float(override)
+    return BUDGET_S.get(tier)
+
+
+class Budgets:
+    """Which tier and phase is running, what each test cost, and the alarm."""
+
+    def __init__(self) -> None:
+        self.tier: str | None = None
+        self.nodeid = ""
+        self.phase = ""
+        self.phase_started = 0.0
+        self.spent: dict[str, dict[str, float]] = defaultdict(dict)  # tier -> nodeid -> s
+        self.over: dict[str, str] = {}  # tier -> the message
+
+    def start(self, nodeid: str) -> None:
+        tier = _tier(nodeid)
+        if tier != self.tier:
+            self.tier = tier
+            limit = budget(tier)
+            signal.setitimer(signal.ITIMER_REAL, limit or 0)
+
+    def report(self, tier: str) -> str:
+        limit = budget(tier)
+        used = time.monotonic() - _first[tier]
+        spent = dict(self.spent[tier])
+        if self.nodeid and _tier(self.nodeid) == tier:
+            spent[self.nodeid] = spent.get(self.nodeid, 0.0) + time.monotonic() - self.phase_started
+        slowest = sorted(spent.items(), key=lambda kv: -kv[1])[:8]
+        lines = [f"tier {tier} ran past its budget of {limit:.0f} s ({used:.0f} s so far, "
+                 f"{len(spent)} test(s) started); at that moment: {self.nodeid} "
+                 f"({self.phase}, {time.monotonic() - self.phase_started:.0f} s in that phase)",
+                 "where the tier's time went (setup + call + teardown, slowest first):"]
+        lines += [f"  {s:7.1f} s  {nodeid}" for nodeid, s in slowest]
+        return "\n".join(lines)
+
+    def alarm(self, signum: int, frame: Any) -> None:
+        tier = self.tier
+        if tier is None or tier in self.over:
+            return
+        self.over[tier] = self.report(tier)
+        # A finalizer cut short would leave things behind: let a teardown finish, and
+        # fail the tier's next test instead.
+        if self.phase in ("setup", "call"):
+            raise TierOverBudget(self.over[tier])
+
+
+_budgets = Budgets()
+
+
+@pytest.hookimpl
+def pytest_configure(config: pytest.Config) -> None:
+    signal.signal(signal.SIGALRM, _budgets.alarm)
+
+
 @pytest.hookimpl
 def pytest_runtest_logstart(nodeid: str, location: Any) -> None:
     _first.setdefault(_tier(nodeid), time.monotonic())
+    _budgets.start(nodeid)
+
+
+def _phase(item: pytest.Item, phase: str) -> Generator[None, None, None]:
+    _budgets.nodeid, _budgets.phase, _budgets.phase_started = item.nodeid, phase, time.monotonic()
+    try:
+        yield
+    finally:
+        tier = _tier(item.nodeid)
+        spent = _budgets.spent[tier]
+        spent[item.nodeid] = spent.get(item.nodeid, 0.0) + time.monotonic() - _budgets.phase_started
+        _budgets.phase = ""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    """A test of a tier past its budget is reported failed without running at all (its
+    fixtures neither set up nor, beyond what the session's end tears down, kept)."""
+    over = _budgets.over.get(_tier(item.nodeid))
+    if over is None:
+        return None
+    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    report = pytest.TestReport(nodeid=item.nodeid, location=item.location, keywords={},
+                               outcome="failed", longrepr=f"not run: {over}", when="setup")
+    item.ihook.pytest_runtest_logreport(report=report)
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    yield from _phase(item, "setup")
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    yield from _phase(item, "call")
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    yield from _phase(item, "teardown")
 
 
 @pytest.hookimpl
@@ -33,10 +150,16 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 @pytest.hookimpl
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    signal.setitimer(signal.ITIMER_REAL, 0)
     if not _first:
         return
     terminalreporter.section("wall time per tier")
-    for tier in sorted(_first, key=_first.get):
+    for tier in sorted(_first, key=lambda t: _first[t]):
         counts = ", ".join(f"{n} {k}" for k, n in sorted(_counts[tier].items()))
+        limit = budget(tier)
+        of = f" of {limit:.0f} s" if limit else ""
         terminalreporter.write_line(
-            f"{tier:<12} {_last.get(tier, _first[tier]) - _first[tier]:8.1f} s   ({counts})")
+            f"{tier:<12} {_last.get(tier, _first[tier]) - _first[tier]:8.1f} s{of}   ({counts})")
+    for tier, message in _budgets.over.items():
+        terminalreporter.write_line("")
+        terminalreporter.write_line(message, red=True)

@@ -24,6 +24,22 @@ def own_order_key() -> OrderKey:
     return OrderKey(start_ticks=int(fields[19]), pid=os.getpid())
 
 
+def start_ticks(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot; None when it is gone.
+
+    With the pid it names one process for good: a reused pid has a later start.
+    """
+    try:
+        return int(_stat_fields(pid)[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def same_process(pid: int, ticks: int | None) -> bool:
+    """Whether ``pid`` is still the process that started at ``ticks`` (and not a zombie)."""
+    return ticks is not None and alive(pid) and start_ticks(pid) == ticks
+
+
 def fork_wall_time(key: OrderKey) -> float:
     """Wall-clock time at which the process behind ``key`` was forked (tick resolution)."""
     ticks = os.sysconf("SC_CLK_TCK")
@@ -71,6 +87,20 @@ def terminate_if(pid: int, *markers: str) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def interrupt_on_termination() -> None:
+    """Make SIGTERM and SIGINT raise KeyboardInterrupt, so ``finally`` blocks clean up.
+
+    SIGINT too, even where it was inherited ignored (a job started in the background of
+    a script): a command that must tear down what it built has to hear it either way.
+    """
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
 
 
 def stop_child(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:

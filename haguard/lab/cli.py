@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import time
 from typing import Any
+
+from haguard.adapters.process import interrupt_on_termination
 
 DEFAULT_LAB_CONFIG = "conf/lab.yaml"
 
@@ -95,12 +96,6 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _sigterm_as_interrupt() -> None:
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, handler)
-
-
 def _runner(args: argparse.Namespace) -> Any:
     from haguard.lab.runner import LabRunner, load_lab
 
@@ -113,7 +108,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from haguard.lab.runner import teardown
 
     runner = _runner(args)
-    _sigterm_as_interrupt()
+    interrupt_on_termination()
     runner.claim()
     try:
         runner.up()
@@ -226,6 +221,7 @@ def _run_in_vm(args: argparse.Namespace) -> int:
     from haguard.lab.vm import VM, prepare_kernel
 
     require_root()
+    interrupt_on_termination()  # the VM's context manager powers it off
     argv = guest_run_argv(args, _sys.executable)
     _say("preparing the Debian kernel (cached after the first time) ...")
     kernel = prepare_kernel()
@@ -242,7 +238,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.kernel == "vm":
         return _run_in_vm(args)
     runner = _runner(args)
-    _sigterm_as_interrupt()
+    interrupt_on_termination()
     runner.claim()
     try:
         runner.up()

@@ -26,9 +26,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from haguard.adapters import process
 from haguard.errors import LabError
 
 CACHE_DIR = "/var/cache/haguard/vm"
+# One file per running guest: who started it and where its qemu pid is, so a guest
+# whose owner was killed (SIGKILL, a lost session) can still be found and ended.
+REGISTRY_DIR = "/run/haguard-vm"
 META_PACKAGE = "linux-image-amd64"
 AGENT_PORT_NAME = "haguard.agent"
 # Loaded by the initramfs before the host root can be mounted; the rest autoloads.
@@ -204,6 +208,8 @@ class VM:
         self.boot_timeout = boot_timeout
         self.work = tempfile.mkdtemp(prefix="haguard-vm-")
         self.console = os.path.join(self.work, "console.log")
+        self.pid_file = os.path.join(self.work, "qemu.pid")
+        self.registry_entry = os.path.join(REGISTRY_DIR, os.path.basename(self.work) + ".json")
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
         self._file: Any = None
@@ -233,7 +239,9 @@ class VM:
         append = " ".join(["console=ttyS0", "panic=-1", "quiet", "loglevel=3",
                            f"haguard.run={run_script}", f"haguard.work={self.work}",
                            f"haguard.modules={self.kernel.modules}"])
+        _register(self.registry_entry, self.work)
         args = ["qemu-system-x86_64", "-accel", "tcg", "-m", str(self.memory_mb),
+                "-pidfile", self.pid_file,
                 "-smp", str(self.cpus), "-display", "none", "-monitor", "none", "-no-reboot",
                 "-nic", "none", "-serial", f"file:{self.console}",
                 "-kernel", self.kernel.vmlinuz, "-initrd", self.kernel.initrd, "-append", append,
@@ -330,7 +338,11 @@ class VM:
         return int(answer["pid"])
 
     def stop(self) -> None:
-        """Ask the agent to power off; kill qemu by its pid if it does not go."""
+        """Ask the agent to power off; end qemu by its pid if it does not go.
+
+        The guest keeps nothing worth a clean shutdown (its disk is a tmpfs), so an agent
+        that is still busy with a command (an interrupted run) is not waited for long.
+        """
         if self._file is not None:
             try:
                 self._file.write(b'{"op": "poweroff"}\n')
@@ -338,13 +350,61 @@ class VM:
                 pass
         if self._proc is not None:
             try:
-                self._proc.wait(20)
+                self._proc.wait(5 if self._file is not None else 0)
             except subprocess.TimeoutExpired:
-                self._proc.send_signal(signal.SIGKILL)
-                self._proc.wait(10)
+                pass
+            process.stop_child(self._proc)
         if self._sock is not None:
             self._sock.close()
         shutil.rmtree(self.work, ignore_errors=True)
+        _unregister(self.registry_entry)
+
+
+def _register(entry: str, work: str) -> None:
+    os.makedirs(REGISTRY_DIR, mode=0o755, exist_ok=True)
+    me = os.getpid()
+    with open(entry, "w", encoding="utf-8") as fh:
+        json.dump({"owner": me, "owner_start_ticks": process.start_ticks(me), "work": work}, fh)
+
+
+def _unregister(entry: str) -> None:
+    try:
+        os.unlink(entry)
+    except FileNotFoundError:
+        pass
+
+
+def remove_orphans(registry: str = REGISTRY_DIR) -> list[str]:
+    """End every guest whose owner is gone (by its recorded qemu pid) and remove its files."""
+    done: list[str] = []
+    try:
+        names = sorted(os.listdir(registry))
+    except FileNotFoundError:
+        return done
+    for name in names:
+        entry = os.path.join(registry, name)
+        try:
+            with open(entry, encoding="utf-8") as fh:
+                record = json.load(fh)
+            work = str(record["work"])
+        except (OSError, ValueError, KeyError):
+            continue
+        if process.same_process(int(record.get("owner", 0)), record.get("owner_start_ticks")):
+            continue
+        pid = process.pid_from_file(os.path.join(work, "qemu.pid"))
+        # The pid file names the guest only while that pid still runs qemu on this work dir.
+        if pid and process.terminate_if(pid, "qemu-system", work):
+            deadline = time.monotonic() + 10
+            while process.alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if process.alive(pid):
+                os.kill(pid, signal.SIGKILL)
+            done.append(f"ended the VM of pid {record.get('owner')}, which is gone (qemu pid {pid})")
+        if os.path.isdir(work):
+            shutil.rmtree(work, ignore_errors=True)
+            done.append(f"removed {work}")
+        _unregister(entry)
+    return done
 
 
 def _venv_python() -> str:

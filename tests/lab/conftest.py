@@ -16,6 +16,7 @@ import pytest
 from haguard.hooks import install
 from haguard.lab import netns
 from haguard.lab.runner import LabRunner, load_lab
+from tests import ledger
 from tests.conftest import lab_prerequisites, require
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,7 +30,11 @@ def _needs_lab() -> None:
 
 
 def lab_name() -> str:
-    return "t" + secrets.token_hex(3)
+    """A fresh tag for a lab or namespace, recorded in the run's ledger before any use."""
+    tag = "t" + secrets.token_hex(3)
+    if os.geteuid() == 0:
+        ledger.note("tag", name=tag)
+    return tag
 
 
 class Lab:

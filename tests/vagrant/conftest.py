@@ -14,6 +14,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -23,6 +24,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from haguard.waiting import wait_until
+from tests import ledger
 from tests.conftest import require
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -198,6 +201,41 @@ def _times() -> dict[str, str]:
         return {}
 
 
+def run_up(timeout: float = 1800) -> int:
+    """`vagrant/run up`, in a process group of its own: an interrupt (or a time limit)
+    ends all of it (vagrant, ssh, the box build) and waits for that, so the `down` that
+    follows does not race a `vagrant up` still creating VMs."""
+    with open(LOG, "w", encoding="utf-8") as log:
+        proc = subprocess.Popen([RUN, "up"], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        return proc.wait(timeout)
+    except BaseException:
+        end_group(proc)
+        raise
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def end_group(proc: subprocess.Popen[bytes], grace_s: float = 20.0) -> None:
+    """SIGTERM ``proc``'s process group (``proc`` leads it); SIGKILL what outlives it."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        if wait_until(lambda: proc.poll() is not None and not _group_alive(proc.pid),
+                      grace_s):
+            break
+    proc.wait()
+
+
 @pytest.fixture(scope="session")
 def topology() -> ModuleType:
     return load_topology_module()
@@ -208,14 +246,13 @@ def cluster(topology: ModuleType) -> Iterator[Cluster]:
     why = prerequisites()
     require(why is None, why or "")
     start = time.monotonic()
+    ledger.note("vagrant")
     try:
-        with open(LOG, "w", encoding="utf-8") as log:
-            proc = subprocess.run([RUN, "up"], stdout=log, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, timeout=1800)
-        if proc.returncode != 0:
+        returncode = run_up()
+        if returncode != 0:
             with open(LOG, encoding="utf-8") as fh:
                 tail = fh.read()[-4000:]
-            pytest.fail(f"vagrant/run up failed (exit {proc.returncode}); log {LOG}:\n{tail}",
+            pytest.fail(f"vagrant/run up failed (exit {returncode}); log {LOG}:\n{tail}",
                         pytrace=False)
         times = _times()
         if "box_build_s" in times:

@@ -1,0 +1,70 @@
+"""Interrupt a run of a tier as a time limit or an operator does, and look at what is left.
+
+The tests that use this start pytest on part of a tier as a child process (its own
+session, its own ledger), wait until it has made the most there is to tear down, signal
+it, and then check every pid, namespace and file it had made.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+from haguard.adapters import process
+from tests import ledger
+from tests.conftest import wait_until
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class ChildRun:
+    """pytest on ``targets`` in a process group of its own, output kept in ``log``."""
+
+    def __init__(self, log: str, *targets: str) -> None:
+        self.log = log
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "pytest", "-p", "tests.tiers", "-p", "no:cacheprovider",
+                 "-q", *targets], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+                env={**os.environ, "CI": "true"})
+        self.ledger = os.path.join(ledger.LEDGER_DIR, f"{self.proc.pid}.jsonl")
+
+    def entries(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in ledger.read(self.ledger) if e.get("kind") == kind]
+
+    def output(self) -> str:
+        with open(self.log, encoding="utf-8", errors="replace") as fh:
+            return fh.read()[-4000:]
+
+    def wait_for(self, predicate: Any, timeout: float, what: str) -> Any:
+        """Wait for ``predicate`` while the child still runs (it must not finish first)."""
+        def check() -> Any:
+            assert self.proc.poll() is None, \
+                f"the run ended (exit {self.proc.returncode}) before {what}:\n{self.output()}"
+            return predicate()
+        return wait_until(check, timeout, what, step=0.1)
+
+    def interrupt(self, sig: int, timeout: float) -> int:
+        """Signal the child alone (not its group: what it started must hear from it)."""
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the run did not end within {timeout} s of signal {sig}:\n"
+                                 f"{self.output()}") from None
+
+    def kill_all(self) -> None:
+        """What a test does when it fails: end the child and its group for good."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, 9)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+
+
+def alive_pids(pids: list[int]) -> list[int]:
+    return [pid for pid in pids if process.alive(pid)]

@@ -1,0 +1,91 @@
+"""A VM-tier run interrupted while its guest runs leaves no qemu and no files behind: on
+SIGTERM the session powers the guest off; after SIGKILL the next run's first step ends
+the guest by its recorded pid."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from haguard.adapters import process
+from haguard.lab.vm import REGISTRY_DIR
+from tests import ledger
+from tests.conftest import require
+from tests.interrupting import REPO, ChildRun
+from tests.vm.conftest import vm_prerequisites
+
+TARGET = "tests/vm/test_kernel.py"
+
+
+@pytest.fixture(autouse=True)
+def _needs_vm() -> None:
+    why = vm_prerequisites()
+    require(why is None, why or "")
+
+
+def _running_guest(run: ChildRun) -> dict[str, Any] | None:
+    """The child's guest, once its qemu runs and the guest has started its job."""
+    try:
+        names = os.listdir(REGISTRY_DIR)
+    except FileNotFoundError:
+        return None
+    for name in names:
+        try:
+            with open(os.path.join(REGISTRY_DIR, name), encoding="utf-8") as fh:
+                entry = json.load(fh)
+        except (OSError, ValueError):
+            continue
+        if entry.get("owner") != run.proc.pid:
+            continue
+        pid = process.pid_from_file(os.path.join(entry["work"], "qemu.pid"))
+        try:
+            with open(os.path.join(entry["work"], "console.log"), encoding="utf-8",
+                      errors="replace") as fh:
+                booted = "haguard-vm: running" in fh.read()
+        except OSError:
+            booted = False
+        if pid and booted:
+            return {**entry, "qemu": pid, "entry": os.path.join(REGISTRY_DIR, name)}
+    return None
+
+
+def _whats_left(guest: dict[str, Any]) -> list[str]:
+    left = [f"qemu pid {guest['qemu']}"] if process.alive(guest["qemu"]) else []
+    return left + [p for p in (guest["work"], guest["entry"]) if os.path.exists(p)]
+
+
+def test_an_interrupted_vm_run_powers_its_guest_off(tmp_path: Path) -> None:
+    run = ChildRun(str(tmp_path / "run.log"), TARGET)
+    try:
+        guest = run.wait_for(lambda: _running_guest(run), 300, "the child's guest to boot")
+        code = run.interrupt(signal.SIGTERM, 60)
+        assert code == pytest.ExitCode.INTERRUPTED, run.output()
+        assert _whats_left(guest) == [], run.output()
+        assert not os.path.exists(run.ledger)
+    finally:
+        run.kill_all()
+        ledger.clean_dead()
+
+
+def test_after_a_killed_vm_run_the_next_runs_first_step_ends_its_guest(tmp_path: Path) -> None:
+    run = ChildRun(str(tmp_path / "run.log"), TARGET)
+    try:
+        guest = run.wait_for(lambda: _running_guest(run), 300, "the child's guest to boot")
+        run.proc.kill()  # pytest only; qemu, its child, runs on
+        run.proc.wait()
+        assert process.alive(guest["qemu"]), "qemu died with pytest: the test proves nothing"
+        step = subprocess.run([sys.executable, "-m", "tests.ledger"], cwd=REPO,
+                              capture_output=True, text=True, timeout=120)
+        assert step.returncode == 0, step.stderr
+        assert f"qemu pid {guest['qemu']}" in step.stdout, step.stdout
+        assert _whats_left(guest) == [], step.stdout
+    finally:
+        run.kill_all()
+        ledger.clean_dead()
