@@ -8,6 +8,7 @@ import sys
 import time
 
 from haguard.lab import netns
+from tests.conftest import wait_until
 
 SENDER = """
 import sys, time
@@ -48,16 +49,16 @@ def test_status_detects_a_split_brain_within_three_seconds(make_lab) -> None:
     for node in ("lb1", "lb2"):
         netns.run(netns.ns_exec(lab.ns(node), "iptables", "-A", "INPUT", "-p", "112",
                                 "-j", "DROP"))
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if lab.runner.states()["lb2"]["instances"]["VI_1"]["state"] == "MASTER":
-            break
-        time.sleep(0.1)
+    wait_until(lambda: lab.runner.states()["lb2"]["instances"]["VI_1"]["state"] == "MASTER",
+               15, "lb2 to become MASTER behind the firewall", step=0.1)
     code, report, took = _status(lab, "lb1", "--wire-seconds", "3")
     assert code == 1
-    assert report["instances"][0]["wire"]["split_brain"]
+    wire = report["instances"][0]["wire"]
+    assert wire["split_brain"] and wire["listened_s"] == 3
     assert any("split brain" in p for p in report["problems"]), report["problems"]
-    assert took < 6  # the 3 s window plus a Python start
+    # The window asked for, not until something else ends it (a Python start on top:
+    # seconds on a loaded machine, so only a hang fails this).
+    assert took < 3 + 20
 
 
 def test_status_names_a_foreign_router_on_our_vrid(make_lab) -> None:
