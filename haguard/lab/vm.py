@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 from haguard.adapters import process
 from haguard.errors import LabError
+from haguard.waiting import wait_until
 
 CACHE_DIR = "/var/cache/haguard/vm"
 # One file per running guest: who started it and where its qemu pid is, so a guest
@@ -394,11 +395,11 @@ def remove_orphans(registry: str = REGISTRY_DIR) -> list[str]:
         pid = process.pid_from_file(os.path.join(work, "qemu.pid"))
         # The pid file names the guest only while that pid still runs qemu on this work dir.
         if pid and process.terminate_if(pid, "qemu-system", work):
-            deadline = time.monotonic() + 10
-            while process.alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if process.alive(pid):
-                os.kill(pid, signal.SIGKILL)
+            if not wait_until(lambda: not process.alive(pid), 10, step=0.05):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             done.append(f"ended the VM of pid {record.get('owner')}, which is gone (qemu pid {pid})")
         if os.path.isdir(work):
             shutil.rmtree(work, ignore_errors=True)
