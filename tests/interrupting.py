@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from haguard.adapters import process
+from haguard.adapters.files import read_jsonl
 from tests import ledger
 from tests.conftest import wait_until
 
@@ -33,7 +34,7 @@ class ChildRun:
         self.ledger = os.path.join(ledger.LEDGER_DIR, f"{self.proc.pid}.jsonl")
 
     def entries(self, kind: str) -> list[dict[str, Any]]:
-        return [e for e in ledger.read(self.ledger) if e.get("kind") == kind]
+        return [e for e in read_jsonl(self.ledger) if e.get("kind") == kind]
 
     def output(self) -> str:
         with open(self.log, encoding="utf-8", errors="replace") as fh:
@@ -64,6 +65,14 @@ class ChildRun:
             except ProcessLookupError:
                 pass
             self.proc.wait()
+
+
+def first_step_of_the_next_run() -> str:
+    """`python -m tests.ledger` as scripts/test runs it before any test; what it printed."""
+    step = subprocess.run([sys.executable, "-m", "tests.ledger"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert step.returncode == 0, step.stderr
+    return step.stdout
 
 
 def alive_pids(pids: list[int]) -> list[int]:

@@ -20,6 +20,7 @@ import sys
 from typing import Any
 
 from haguard.adapters import process
+from haguard.adapters.files import read_jsonl
 
 LEDGER_DIR = "/run/haguard-tests"
 LAB_ROOT = "/run/haguard-lab"
@@ -66,26 +67,12 @@ def close_ledger(directory: str = LEDGER_DIR) -> list[str]:
     from haguard.lab.vm import remove_orphans
 
     path = _path(directory)
-    done = clean(read(path)) + remove_orphans()
+    done = clean(read_jsonl(path)) + remove_orphans()
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
     return done
-
-
-def read(path: str) -> list[dict[str, Any]]:
-    entries = []
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    entries.append(json.loads(line))
-                except ValueError:
-                    continue  # a line cut short by the kill
-    except FileNotFoundError:
-        pass
-    return entries
 
 
 def writer_alive(entries: list[dict[str, Any]]) -> bool:
@@ -129,7 +116,7 @@ def clean_dead(directory: str = LEDGER_DIR) -> list[str]:
     if os.path.isdir(directory):
         for name in sorted(os.listdir(directory)):
             path = os.path.join(directory, name)
-            entries = read(path)
+            entries = read_jsonl(path)
             if not name.endswith(".jsonl") or writer_alive(entries):
                 continue
             head = entries[0] if entries else {}

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,7 @@ import pytest
 from haguard.lab import netns
 from haguard.lab.runner import read_record
 from tests import ledger
-from tests.interrupting import REPO, ChildRun, alive_pids
+from tests.interrupting import ChildRun, alive_pids, first_step_of_the_next_run
 
 TARGET = "tests/lab/test_transitions.py"
 
@@ -63,12 +61,9 @@ def test_after_a_killed_run_the_next_runs_first_step_removes_what_it_left(
         run.proc.wait()
         left = _whats_left(record)
         assert left, "nothing was left to clean: the test proves nothing"
-        # scripts/test's first step, as CI runs it.
-        step = subprocess.run([sys.executable, "-m", "tests.ledger"], cwd=REPO,
-                              capture_output=True, text=True, timeout=120)
-        assert step.returncode == 0, step.stderr
-        assert f"pid {run.proc.pid} " in step.stdout, step.stdout
-        assert _whats_left(record) == [], step.stdout
+        printed = first_step_of_the_next_run()
+        assert f"pid {run.proc.pid} " in printed, printed
+        assert _whats_left(record) == [], printed
         assert not os.path.exists(run.ledger)
     finally:
         run.kill_all()

@@ -31,33 +31,30 @@ def _pids(pattern: str) -> dict[str, int]:
     return found
 
 
-def _session_of_vagrant_run(pytest_pid: int) -> int | None:
-    """The session `vagrant/run up` leads: the child pytest's child running vagrant/run."""
+def _processes() -> list[tuple[int, int, int, str]]:
+    """(pid, parent, session, state) of every process."""
+    found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
                 fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pytest_pid and any(a.endswith("vagrant/run")
-                                                for a in process.cmdline(int(entry))):
-            return int(fields[3])
-    return None
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        found.append((int(entry), int(fields[1]), int(fields[3]), fields[0]))
+    return found
+
+
+def _session_of_vagrant_run(pytest_pid: int) -> int | None:
+    """The session `vagrant/run up` leads: the child pytest's child running vagrant/run."""
+    return next((session for pid, parent, session, _ in _processes()
+                 if parent == pytest_pid
+                 and any(a.endswith("vagrant/run") for a in process.cmdline(pid))), None)
 
 
 def _members(session: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[3]) == session and fields[0] != "Z":
-            out.append(int(entry))
-    return out
+    return [pid for pid, _, sid, state in _processes() if sid == session and state != "Z"]
 
 
 def test_an_interrupted_vagrant_up_removes_every_vm_network_and_daemon(tmp_path: Path) -> None:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ from haguard.adapters import process
 from haguard.lab.vm import REGISTRY_DIR
 from tests import ledger
 from tests.conftest import require
-from tests.interrupting import REPO, ChildRun
+from tests.interrupting import ChildRun, first_step_of_the_next_run
 from tests.vm.conftest import vm_prerequisites
 
 TARGET = "tests/vm/test_kernel.py"
@@ -81,11 +79,9 @@ def test_after_a_killed_vm_run_the_next_runs_first_step_ends_its_guest(tmp_path:
         run.proc.kill()  # pytest only; qemu, its child, runs on
         run.proc.wait()
         assert process.alive(guest["qemu"]), "qemu died with pytest: the test proves nothing"
-        step = subprocess.run([sys.executable, "-m", "tests.ledger"], cwd=REPO,
-                              capture_output=True, text=True, timeout=120)
-        assert step.returncode == 0, step.stderr
-        assert f"qemu pid {guest['qemu']}" in step.stdout, step.stdout
-        assert _whats_left(guest) == [], step.stdout
+        printed = first_step_of_the_next_run()
+        assert f"qemu pid {guest['qemu']}" in printed, printed
+        assert _whats_left(guest) == [], printed
     finally:
         run.kill_all()
         ledger.clean_dead()
