@@ -23,15 +23,17 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class ChildRun:
     """pytest on ``targets`` in a process group of its own, output kept in ``log``."""
 
-    def __init__(self, log: str, *targets: str) -> None:
-        self.log = log
-        with open(log, "wb") as out:
+    def __init__(self, workdir: str, *targets: str) -> None:
+        self.log = os.path.join(workdir, "run.log")
+        # A ledger directory of its own: no other run's first step cleans up in its stead.
+        self.ledger_dir = os.path.join(workdir, "ledger")
+        with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "pytest", "-p", "tests.tiers", "-p", "no:cacheprovider",
                  "-q", *targets], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
-                env={**os.environ, "CI": "true"})
-        self.ledger = os.path.join(ledger.LEDGER_DIR, f"{self.proc.pid}.jsonl")
+                env={**os.environ, "CI": "true", "HAGUARD_TEST_LEDGER_DIR": self.ledger_dir})
+        self.ledger = os.path.join(self.ledger_dir, f"{self.proc.pid}.jsonl")
 
     def entries(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in read_jsonl(self.ledger) if e.get("kind") == kind]
@@ -57,22 +59,24 @@ class ChildRun:
             raise AssertionError(f"the run did not end within {timeout} s of signal {sig}:\n"
                                  f"{self.output()}") from None
 
-    def kill_all(self) -> None:
-        """What a test does when it fails: end the child and its group for good."""
+    def first_step_of_the_next_run(self) -> str:
+        """`python -m tests.ledger` as scripts/test runs it before any test, on this
+        child's ledgers; what it printed."""
+        step = subprocess.run([sys.executable, "-m", "tests.ledger"], cwd=REPO,
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "HAGUARD_TEST_LEDGER_DIR": self.ledger_dir})
+        assert step.returncode == 0, step.stderr
+        return step.stdout
+
+    def end(self) -> None:
+        """Whatever happened: end the child and its group, and remove what it left."""
         if self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, 9)
             except ProcessLookupError:
                 pass
             self.proc.wait()
-
-
-def first_step_of_the_next_run() -> str:
-    """`python -m tests.ledger` as scripts/test runs it before any test; what it printed."""
-    step = subprocess.run([sys.executable, "-m", "tests.ledger"], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
-    assert step.returncode == 0, step.stderr
-    return step.stdout
+        ledger.clean_dead(self.ledger_dir)
 
 
 def alive_pids(pids: list[int]) -> list[int]:

@@ -22,7 +22,9 @@ from typing import Any
 from haguard.adapters import process
 from haguard.adapters.files import read_jsonl
 
-LEDGER_DIR = "/run/haguard-tests"
+# HAGUARD_TEST_LEDGER_DIR: the interruption tests give their child runs a ledger of their
+# own, which no other run on the machine cleans in their stead.
+LEDGER_DIR = os.environ.get("HAGUARD_TEST_LEDGER_DIR", "/run/haguard-tests")
 LAB_ROOT = "/run/haguard-lab"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -108,22 +110,39 @@ def clean(entries: list[dict[str, Any]]) -> list[str]:
     return done
 
 
+def _claimed_by_a_live_cleaner(name: str) -> bool:
+    _, _, cleaner = name.partition(".removing-")
+    return cleaner.isdigit() and process.alive(int(cleaner))
+
+
 def clean_dead(directory: str = LEDGER_DIR) -> list[str]:
-    """Everything that killed test processes left, and haguard VMs whose owner is gone."""
+    """Everything that killed test processes left, and haguard VMs whose owner is gone.
+
+    Two runs may start at once: a ledger is taken by renaming it (one rename wins), and
+    one taken by a cleaner that died meanwhile is taken again.
+    """
     from haguard.lab.vm import remove_orphans
 
     done: list[str] = []
     if os.path.isdir(directory):
         for name in sorted(os.listdir(directory)):
             path = os.path.join(directory, name)
-            entries = read_jsonl(path)
-            if not name.endswith(".jsonl") or writer_alive(entries):
+            if not name.partition(".removing-")[0].endswith(".jsonl") \
+                    or _claimed_by_a_live_cleaner(name):
                 continue
+            entries = read_jsonl(path)
+            if writer_alive(entries):
+                continue
+            mine = f"{path.partition('.removing-')[0]}.removing-{os.getpid()}"
+            try:
+                os.rename(path, mine)
+            except FileNotFoundError:
+                continue  # another cleaner took it first
             head = entries[0] if entries else {}
             done.append(f"pid {head.get('pid', '?')} ({' '.join(head.get('argv', [])[-2:])}) "
                         "is gone and left:")
             done += [f"  {line}" for line in clean(entries)]
-            os.unlink(path)
+            os.unlink(mine)
     done += remove_orphans()
     return done
 

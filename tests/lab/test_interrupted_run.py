@@ -12,8 +12,7 @@ import pytest
 
 from haguard.lab import netns
 from haguard.lab.runner import read_record
-from tests import ledger
-from tests.interrupting import ChildRun, alive_pids, first_step_of_the_next_run
+from tests.interrupting import ChildRun, alive_pids
 
 TARGET = "tests/lab/test_transitions.py"
 
@@ -38,7 +37,7 @@ def _whats_left(record: dict[str, Any]) -> list[str]:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_an_interrupted_lab_run_tears_down_its_lab_and_its_ledger(sig: int,
                                                                  tmp_path: Path) -> None:
-    run = ChildRun(str(tmp_path / "run.log"), TARGET)
+    run = ChildRun(str(tmp_path), TARGET)
     try:
         record = run.wait_for(lambda: _lab_with_both_keepalived(run), 120,
                               "a lab with both keepalived running")
@@ -47,13 +46,12 @@ def test_an_interrupted_lab_run_tears_down_its_lab_and_its_ledger(sig: int,
         assert _whats_left(record) == [], run.output()
         assert not os.path.exists(run.ledger), "the interrupted session kept its ledger"
     finally:
-        run.kill_all()
-        ledger.clean_dead()
+        run.end()
 
 
 def test_after_a_killed_run_the_next_runs_first_step_removes_what_it_left(
         tmp_path: Path) -> None:
-    run = ChildRun(str(tmp_path / "run.log"), TARGET)
+    run = ChildRun(str(tmp_path), TARGET)
     try:
         record = run.wait_for(lambda: _lab_with_both_keepalived(run), 120,
                               "a lab with both keepalived running")
@@ -61,10 +59,9 @@ def test_after_a_killed_run_the_next_runs_first_step_removes_what_it_left(
         run.proc.wait()
         left = _whats_left(record)
         assert left, "nothing was left to clean: the test proves nothing"
-        printed = first_step_of_the_next_run()
+        printed = run.first_step_of_the_next_run()
         assert f"pid {run.proc.pid} " in printed, printed
         assert _whats_left(record) == [], printed
         assert not os.path.exists(run.ledger)
     finally:
-        run.kill_all()
-        ledger.clean_dead()
+        run.end()

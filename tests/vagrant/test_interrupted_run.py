@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from haguard.adapters import process
-from tests import ledger
 from tests.conftest import require
 from tests.interrupting import ChildRun, alive_pids
 from tests.vagrant.conftest import STATE, prerequisites
@@ -62,7 +61,7 @@ def test_an_interrupted_vagrant_up_removes_every_vm_network_and_daemon(tmp_path:
     require(why is None, why or "")
     if os.path.exists(os.path.join(STATE, "owner")):
         pytest.fail(f"a topology is up already ({STATE}/owner); this test needs it down")
-    run = ChildRun(str(tmp_path / "run.log"), TARGET)
+    run = ChildRun(str(tmp_path), TARGET)
     try:
         # The most to tear down: libvirt's daemons, a network's dnsmasq, a VM's qemu.
         vms = run.wait_for(lambda: _pids("/run/libvirt/qemu/haguard-*.pid"), 900,
@@ -81,5 +80,4 @@ def test_an_interrupted_vagrant_up_removes_every_vm_network_and_daemon(tmp_path:
         assert not os.path.exists(STATE)
         assert not os.path.exists(run.ledger)
     finally:
-        run.kill_all()
-        ledger.clean_dead()
+        run.end()

@@ -14,9 +14,8 @@ import pytest
 
 from haguard.adapters import process
 from haguard.lab.vm import REGISTRY_DIR
-from tests import ledger
 from tests.conftest import require
-from tests.interrupting import ChildRun, first_step_of_the_next_run
+from tests.interrupting import ChildRun
 from tests.vm.conftest import vm_prerequisites
 
 TARGET = "tests/vm/test_kernel.py"
@@ -60,7 +59,7 @@ def _whats_left(guest: dict[str, Any]) -> list[str]:
 
 
 def test_an_interrupted_vm_run_powers_its_guest_off(tmp_path: Path) -> None:
-    run = ChildRun(str(tmp_path / "run.log"), TARGET)
+    run = ChildRun(str(tmp_path), TARGET)
     try:
         guest = run.wait_for(lambda: _running_guest(run), 300, "the child's guest to boot")
         code = run.interrupt(signal.SIGTERM, 60)
@@ -68,20 +67,18 @@ def test_an_interrupted_vm_run_powers_its_guest_off(tmp_path: Path) -> None:
         assert _whats_left(guest) == [], run.output()
         assert not os.path.exists(run.ledger)
     finally:
-        run.kill_all()
-        ledger.clean_dead()
+        run.end()
 
 
 def test_after_a_killed_vm_run_the_next_runs_first_step_ends_its_guest(tmp_path: Path) -> None:
-    run = ChildRun(str(tmp_path / "run.log"), TARGET)
+    run = ChildRun(str(tmp_path), TARGET)
     try:
         guest = run.wait_for(lambda: _running_guest(run), 300, "the child's guest to boot")
         run.proc.kill()  # pytest only; qemu, its child, runs on
         run.proc.wait()
         assert process.alive(guest["qemu"]), "qemu died with pytest: the test proves nothing"
-        printed = first_step_of_the_next_run()
+        printed = run.first_step_of_the_next_run()
         assert f"qemu pid {guest['qemu']}" in printed, printed
         assert _whats_left(guest) == [], printed
     finally:
-        run.kill_all()
-        ledger.clean_dead()
+        run.end()
