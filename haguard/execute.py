@@ -79,7 +79,7 @@ def describe(action: Action) -> str:
 def execute(plan: Plan, ctx: Context) -> None:
     """Apply every action in order; raise OperationFailed naming done / not done."""
     for i, action in enumerate(plan.actions):
-        failpoint.hit(f"before:{_event_name(action)}")
+        failpoint.hit(f"before:{_event_name(action)}", plan.state)
         start = time.perf_counter()
         try:
             fields = _apply(action, ctx)

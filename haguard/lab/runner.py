@@ -257,6 +257,7 @@ class LabRunner:
         assert config.agent is not None
         workdir = os.path.dirname(info["config"])
         out = os.path.join(workdir, "agent.out")
+        earlier = os.path.getsize(out) if os.path.exists(out) else 0
         with open(out, "ab") as fh:
             proc = subprocess.Popen(
                 netns.ns_exec(info["namespace"], sys.executable, "-m", "haguard", "agent", "-c",
@@ -266,13 +267,15 @@ class LabRunner:
         self._children[proc.pid] = proc
         self.record["pids"][f"{node}:agent"] = proc.pid
         self._save()
-        fifo = config.agent.fifo
 
         def serving() -> bool:
             if proc.poll() is not None:
                 raise LabError(f"{node}: haguard agent exited ({proc.returncode}): "
                                + _read_text(out)[-2000:])
-            return os.path.exists(fifo) and "agent_started" in _read_text(out)
+            # This agent's own line, not an earlier agent's in the same file; and the one
+            # after it took what was pending in the FIFO: from here on every line
+            # keepalived writes reaches its loop.
+            return "agent_resync" in _read_text(out, earlier)
         self.wait_for(serving, 60, f"{node}'s haguard agent")
         return proc.pid
 
@@ -546,10 +549,12 @@ def teardown(name: str, children: dict[int, subprocess.Popen[bytes]] | None = No
     return done
 
 
-def _read_text(path: str) -> str:
+def _read_text(path: str, offset: int = 0) -> str:
+    """The file from byte ``offset`` on; "" while it does not exist."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return fh.read()
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            return fh.read().decode("utf-8", errors="replace")
     except FileNotFoundError:
         return ""
 

@@ -176,9 +176,12 @@ MASTER_POINTS = ("agent:read", "before:vip_added", "before:announced",
 BACKUP_POINTS = ("agent:read", "before:vip_removed", "before:state_recorded", "agent:applied")
 
 
-def _restart_agent_with(lab: AgentLab, node: str, point: str) -> subprocess.Popen:
+def _restart_agent_with(lab: AgentLab, node: str, point: str, towards: str) -> subprocess.Popen:
+    """The agent again, to die at ``point`` of the transition to ``towards``: not at the
+    same step of its start-up re-assertion of the state it finds."""
     lab.runner.stop_agent(node)
-    lab.runner.start_agent(node, env={"HAGUARD_FAILPOINT": point})
+    failpoint = f"{point}@{towards}" if point.startswith("before:") else point
+    lab.runner.start_agent(node, env={"HAGUARD_FAILPOINT": failpoint})
     return lab.runner._children[lab.agent_pid(node)]
 
 
@@ -201,7 +204,7 @@ def test_an_agent_killed_during_a_master_transition_converges_on_restart(agent_l
                                                                          point: str) -> None:
     lab = agent_lab()
     assert lab.runner.master() == "lb1"
-    proc = _restart_agent_with(lab, "lb2", point)
+    proc = _restart_agent_with(lab, "lb2", point, "MASTER")
     lab.runner.stop_keepalived("lb1")
     _died_at(lab, proc, point)
     lab.runner.start_agent("lb2")
@@ -219,7 +222,7 @@ def test_an_agent_killed_during_a_backup_transition_converges_on_restart(agent_l
     lab = agent_lab()
     lab.runner.stop_keepalived("lb1")
     wait_until(lambda: _settled(lab, "lb2", "MASTER"), 20, "lb2 MASTER")
-    proc = _restart_agent_with(lab, "lb2", point)
+    proc = _restart_agent_with(lab, "lb2", point, "BACKUP")
     lab.runner.start_keepalived("lb1")  # lb1 has the higher priority: it preempts
     _died_at(lab, proc, point)
     lab.runner.start_agent("lb2")
