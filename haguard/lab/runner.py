@@ -22,7 +22,7 @@ from haguard.adapters import keepalived as keepalived_adapter
 from haguard.adapters import process
 from haguard.adapters.files import load_config, read_jsonl, write_atomic
 from haguard.core.config import Config
-from haguard.core.render import render
+from haguard.core.render import lever_files, render
 from haguard.errors import BadInput, LabError
 from haguard.hooks import install as install_hooks
 from haguard.lab import netns
@@ -352,8 +352,41 @@ class LabRunner:
         raise LabError(f"timed out after {timeout:.0f} s waiting for {what}; "
                        f"states: {json.dumps(self.states(), sort_keys=True)}")
 
+    def elected(self) -> str | None:
+        """The director the configs elect, where priority alone decides it: every
+        director's keepalived running with no lever pulled, every instance preempting,
+        and one director strictly highest on all of them. None otherwise."""
+        nodes = list(self.record["directors"])
+        configs = {node: self._config(node) for node in nodes}
+        for node, config in configs.items():
+            pid = self.record["pids"].get(node)
+            if not pid or not process.alive(pid):
+                return None
+            for inst in config.instances:
+                if inst.nopreempt or any(_read_text(f).strip() not in ("", "0")
+                                         for f in lever_files(config, inst)):
+                    return None
+        names = {inst.name for config in configs.values() for inst in config.instances}
+        winners = set()
+        for name in names:
+            prios = {node: inst.priority for node, config in configs.items()
+                     for inst in config.instances if inst.name == name}
+            best = max(prios.values())
+            top = [node for node, prio in prios.items() if prio == best]
+            if len(prios) != len(nodes) or len(top) != 1:
+                return None
+            winners.add(top[0])
+        return winners.pop() if len(winners) == 1 else None
+
     def wait_for_master(self, timeout: float = 20.0) -> str:
-        return self.wait_for(self.master, timeout, "one MASTER holding every VIP")
+        """The one MASTER holding every VIP; where the configs decide who that is, that
+        director: a peer that won the first election only until the elected one came up
+        and preempted it is no MASTER to rely on."""
+        elected = self.elected()
+        if elected is None:
+            return self.wait_for(self.master, timeout, "one MASTER holding every VIP")
+        return self.wait_for(lambda: self.master() == elected and elected, timeout,
+                             f"{elected} (elected by priority) MASTER holding every VIP")
 
     # ------------------------------------------------------------------ drive
     def stop_keepalived(self, node: str, sig: int = signal.SIGTERM, wait: bool = True) -> None:
