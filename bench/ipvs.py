@@ -211,7 +211,7 @@ def haguard_apply(services: tuple[VirtualService, ...]) -> dict[str, Any]:
 def haguard_incremental(services: tuple[VirtualService, ...]) -> dict[str, Any]:
     """`haguard ipvs apply --incremental`: only what changed since the last apply is read."""
     from haguard.adapters.ipvs import Ipvs
-    from haguard.ipvsops import reconcile
+    from haguard.app.ipvsops import reconcile
 
     t0 = time.perf_counter()
     with Ipvs() as ipvs:
@@ -224,7 +224,7 @@ def haguard_incremental(services: tuple[VirtualService, ...]) -> dict[str, Any]:
 def haguard_named(services: tuple[VirtualService, ...], key: ServiceKey) -> dict[str, Any]:
     """`haguard ipvs apply --only SERVICE`: the changed service named, only it is read."""
     from haguard.adapters.ipvs import Ipvs
-    from haguard.ipvsops import reconcile_named
+    from haguard.app.ipvsops import reconcile_named
 
     t0 = time.perf_counter()
     with Ipvs() as ipvs:

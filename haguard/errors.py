@@ -1,22 +1,30 @@
-"""One exception hierarchy; each class knows the exit code the CLI returns for it."""
+"""One exception hierarchy; each class knows the exit status the CLI returns for it."""
 
 from __future__ import annotations
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    """Every exit status ``haguard`` uses, and what each means to a script calling it."""
+
+    OK = 0
+    FAILED = 1          # an operation failed, a check found a problem, a lever was refused
+    BAD_INPUT = 2       # invalid config or arguments; nothing was changed
+    WARNINGS = 3        # doctor only: warnings, but no error
+    INTERRUPTED = 130   # SIGINT / SIGTERM (128 + SIGINT, as shells report it)
 
 
 class HaguardError(Exception):
     """Root of every error haguard raises on purpose."""
 
-    exit_code = EXIT_FAILED
+    exit_code: ExitStatus = ExitStatus.FAILED
 
 
 class BadInput(HaguardError):
     """The caller gave something haguard cannot act on; nothing was changed."""
 
-    exit_code = EXIT_BAD_INPUT
+    exit_code = ExitStatus.BAD_INPUT
 
 
 class ConfigError(BadInput):

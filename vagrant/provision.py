@@ -16,7 +16,7 @@ here: the entry says the VM's role, its private addresses and its haguard config
   apply`, keepalived enabled and restarted under systemd, ip_vs loaded at boot (see
   IPVS_MODULES);
 - real servers: `haguard realserver up` (which writes and enables its systemd unit) and
-  an HTTP service naming the server (haguard.lab.http, the lab's own).
+  an HTTP service naming the server (haguard.adapters.httpprobe, the lab's own).
 
 Standard library only: it runs on the box's python3 before haguard exists.
 """
@@ -194,7 +194,7 @@ def realserver(host: dict[str, Any], config: str) -> None:
         text = ("# The real server's service in the multi-VM topology: answers with its name.\n"
                 f"[Unit]\nDescription=HTTP on port {port} naming {host['name']}\n"
                 "After=network.target\n\n[Service]\n"
-                f"ExecStart={VENV}/bin/python -m haguard.lab.http serve "
+                f"ExecStart={VENV}/bin/python -m haguard.adapters.httpprobe serve "
                 f"--name {host['name']} --port {port} --bind ::\nRestart=always\n\n"
                 "[Install]\nWantedBy=multi-user.target\n")
         changed |= write(f"/etc/systemd/system/{unit}", text)

@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
-from haguard import failpoint
+from haguard.adapters import failpoint
 from haguard.adapters.nlsock import NETLINK_GENERIC, NetlinkError, NetlinkSocket
 from haguard.core import ipvsnl, nlmsg
 from haguard.core.ipvsconfig import ServiceKey, VirtualService

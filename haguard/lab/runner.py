@@ -24,7 +24,7 @@ from haguard.adapters.files import load_config, read_jsonl, write_atomic
 from haguard.core.config import Config
 from haguard.core.render import lever_files, render
 from haguard.errors import BadInput, LabError
-from haguard.hooks import install as install_hooks
+from haguard.app.hooks import install as install_hooks
 from haguard.lab import netns
 from haguard.lab.timeline import Timeline, build_timeline
 from haguard.lab.topology import (LAB_ROOT, Director, Lab, RealServerNode, build,
@@ -215,7 +215,7 @@ class LabRunner:
             out = os.path.join(rs.workdir, f"http-{port}.out")
             with open(out, "wb") as fh:
                 proc = subprocess.Popen(
-                    netns.ns_exec(ns, sys.executable, "-m", "haguard.lab.http", "serve", "--name",
+                    netns.ns_exec(ns, sys.executable, "-m", "haguard.adapters.httpprobe", "serve", "--name",
                                   rs.node, "--port", str(port)),
                     stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     start_new_session=True)
@@ -414,7 +414,7 @@ class LabRunner:
             proc.wait(5)
 
     def start_probe(self, out: str, ping: str | None, interval_ms: int = 10) -> subprocess.Popen[bytes]:
-        args = netns.ns_exec(self.lab.client.namespace, sys.executable, "-m", "haguard.lab.probe",
+        args = netns.ns_exec(self.lab.client.namespace, sys.executable, "-m", "haguard.adapters.witness",
                              "--out", out)
         for leg in self.lab.client.legs:
             args += ["--iface", leg.ifname]
@@ -460,7 +460,7 @@ class LabRunner:
             return None
         key = services[0].key
         out = netns.run(netns.ns_exec(self.lab.client.namespace, sys.executable, "-m",
-                                      "haguard.lab.http", "fetch", key.address, "--port",
+                                      "haguard.adapters.httpprobe", "fetch", key.address, "--port",
                                       str(key.port), "--count", str(count)),
                         check=False, timeout=120 * self.time_scale).stdout
         try:
@@ -484,7 +484,7 @@ class LabRunner:
         elif method == "kill":
             self.stop_keepalived(old, signal.SIGKILL, wait=False)
         elif method == "demote":
-            from haguard import levers
+            from haguard.app import levers
 
             levers.pull_demote(self._config(old), "failover drill")
         elif method == "link":

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 from haguard.adapters import process
 from haguard.errors import LabError
-from haguard.waiting import wait_until
+from haguard.adapters.waiting import wait_until
 
 CACHE_DIR = "/var/cache/haguard/vm"
 # One file per running guest: who started it and where its qemu pid is, so a guest

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 
-from haguard.hooks import install
+from haguard.app.hooks import install
 from haguard.lab import netns
 from haguard.lab.runner import LabRunner, load_lab
 from tests import ledger

@@ -18,7 +18,7 @@ import pytest
 
 from haguard.core.config import loads
 from haguard.core.render import render
-from haguard.hooks import install
+from haguard.app.hooks import install
 from haguard.lab import netns
 from tests.lab.conftest import lab_name
 

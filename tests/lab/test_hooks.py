@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from haguard.hooks import install
+from haguard.app.hooks import install
 from haguard.lab import netns
 from tests.lab.conftest import VIPS, Node
 
@@ -131,7 +131,7 @@ def test_master_reannounces_after_repeat_and_refresh_until_it_is_no_longer_maste
         "announce: {count: 1, interval_ms: 0, repeat_after_s: 0}",
         "announce: {count: 2, interval_ms: 50, repeat_after_s: 1, refresh_s: 1}"))
     out = node.config.with_name("wire.jsonl")
-    probe = subprocess.Popen(netns.ns_exec(node.name, sys.executable, "-m", "haguard.lab.probe",
+    probe = subprocess.Popen(netns.ns_exec(node.name, sys.executable, "-m", "haguard.adapters.witness",
                                            "--out", str(out), "--iface", "peer0"),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

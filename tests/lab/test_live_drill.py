@@ -19,7 +19,7 @@ PORT = "8080"
 
 def _serve_on_both(lab) -> list[subprocess.Popen[bytes]]:
     return [subprocess.Popen(netns.ns_exec(lab.ns(node), sys.executable, "-m",
-                                           "haguard.lab.http", "serve", "--name", node,
+                                           "haguard.adapters.httpprobe", "serve", "--name", node,
                                            "--port", PORT, "--bind", "0.0.0.0"),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for node in ("lb1", "lb2")]

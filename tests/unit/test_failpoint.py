@@ -1,4 +1,4 @@
-"""haguard.failpoint: a point dies where it is named, and NAME@STATE only on the way there."""
+"""haguard.adapters.failpoint: a point dies where it is named, and NAME@STATE only on the way there."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-HIT = "from haguard import failpoint; failpoint.hit('before:state_recorded', 'BACKUP'); print('on')"
+HIT = "from haguard.adapters import failpoint; failpoint.hit('before:state_recorded', 'BACKUP'); print('on')"
 
 
 @pytest.mark.parametrize(("wanted", "dies"), [

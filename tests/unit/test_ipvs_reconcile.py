@@ -16,7 +16,7 @@ from typing import Iterable
 
 import pytest
 
-from haguard import ipvsops
+from haguard.app import ipvsops
 from haguard.adapters.ipvsrecords import read_applied, read_owned, record_key
 from haguard.core.config import loads
 from haguard.core.ipvsconfig import RealServer, ServiceKey, VirtualService

@@ -20,7 +20,7 @@ from haguard.core.ipvsadm import dump_yaml, format_save, parse_save, to_yaml_sec
 from haguard.core.ipvsconfig import (MAX_PERSISTENCE_S, SCHEDULER_FLAGS, SCHEDULERS, Persistence,
                                      RealServer,
                                      ServiceKey, VirtualService)
-from haguard.errors import EXIT_BAD_INPUT, ConfigError
+from haguard.errors import ConfigError, ExitStatus
 
 FILE = "rules.txt"
 
@@ -93,7 +93,7 @@ ipvs:
 def problems(text: str) -> list[str]:
     with pytest.raises(ConfigError) as caught:
         parse_save(text, FILE)
-    assert caught.value.exit_code == EXIT_BAD_INPUT
+    assert caught.value.exit_code == ExitStatus.BAD_INPUT
     return caught.value.problems
 
 

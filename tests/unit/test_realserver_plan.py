@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 from haguard.core.ipvsconfig import RealServerRole
-from haguard.core.realserver import (AddHostAddress, EnsureLink, RemoveAddress, RsObserved,
+from haguard.core.rsplan import (AddHostAddress, EnsureLink, RemoveAddress, RsObserved,
                                      SetSysctl, plan_down, plan_up, problems)
 
 VIP = ipaddress.ip_address("192.0.2.100")

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from haguard.waiting import wait_until
+from haguard.adapters.waiting import wait_until
 from tests import ledger
 from tests.conftest import require
 
@@ -162,7 +162,7 @@ class Cluster:
     def fetch(self, vip: str, port: int, count: int, timeout: float = 3.0) -> dict[str, Any]:
         """`count` requests from the client, each on a new connection (the lab's client)."""
         res = self.ssh("client", ["env", "PYTHONPATH=/vagrant", "python3", "-m",
-                                  "haguard.lab.http", "fetch", vip, "--port", str(port),
+                                  "haguard.adapters.httpprobe", "fetch", vip, "--port", str(port),
                                   "--count", str(count), "--timeout", str(timeout)],
                        sudo=False, timeout=60 + count * timeout)
         return json.loads(res.out)

@@ -123,7 +123,7 @@ class GuestLab:
 
     def fetch(self, count: int = 6, source: str | None = None, host: str = "192.0.2.100",
               port: int = 80) -> dict:
-        args = [self.python, "-m", "haguard.lab.http", "fetch", host, "--port", str(port),
+        args = [self.python, "-m", "haguard.adapters.httpprobe", "fetch", host, "--port", str(port),
                 "--count", str(count)]
         if source:
             args += ["--source", source]

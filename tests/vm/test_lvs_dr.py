@@ -166,7 +166,7 @@ def test_long_lived_connections_survive_a_failover_with_connection_sync(lab: Gue
     ready = os.path.join(lab.vm.work, "hold.ready")
     go = os.path.join(lab.vm.work, "hold.go")
     out = os.path.join(lab.vm.work, "hold.out")
-    lab.vm.spawn(["ip", "netns", "exec", lab.ns("cl"), lab.python, "-m", "haguard.lab.http",
+    lab.vm.spawn(["ip", "netns", "exec", lab.ns("cl"), lab.python, "-m", "haguard.adapters.httpprobe",
                   "hold", "192.0.2.100", "--count", "20", "--ready-file", ready,
                   "--go-file", go, "--wait-s", "600", "--timeout", "60"], out)
     deadline = time.monotonic() + 300

@@ -98,7 +98,7 @@ def _ipvs_problem(config: Config) -> str | None:
     """IPVS rules out of sync with the config (only for a config with an ipvs section)."""
     if config.ipvs is None or not config.ipvs.services:
         return None
-    from haguard import ipvsops
+    from haguard.app import ipvsops
     from haguard.errors import HaguardError
 
     try:

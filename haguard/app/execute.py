@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from haguard import failpoint
+from haguard.adapters import failpoint
 from haguard.adapters import announce, process, sysctl
 from haguard.adapters.netlink import Link, Netlink
 from haguard.adapters.statefile import StateDir, frame_cache_path
@@ -154,11 +154,11 @@ def _apply(action: Action, ctx: Context) -> dict[str, Any] | None:
             ctx.announcer_pid = _spawn_announcer(ctx)
             return {"announcer_pid": ctx.announcer_pid}
         case ReconcileIpvs():
-            from haguard import ipvsops
+            from haguard.app import ipvsops
 
             return {"changes": ipvsops.apply(ctx.config, ctx.instance.name)}
         case RemoveIpvs():
-            from haguard import ipvsops
+            from haguard.app import ipvsops
 
             return {"changes": ipvsops.remove(ctx.config, ctx.instance.name)}
         case SyncDaemon(role=role, interface=iface, syncid=syncid):

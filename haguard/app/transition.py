@@ -13,7 +13,7 @@ from haguard.core.config import Config, Instance
 from haguard.core.events import ACTIVE_STATES, Event, OrderKey, is_superseded
 from haguard.core.plan import Observed, plan_transition
 from haguard.errors import UnknownInstance
-from haguard.execute import Context, execute
+from haguard.app.execute import Context, execute
 
 
 def find_instance(config: Config, name: str) -> Instance:

@@ -10,14 +10,15 @@ import sys
 from haguard.adapters.files import write_atomic
 from haguard.adapters.keepalived import insecure_path_components
 from haguard.errors import OperationFailed
-from haguard.units import KEEPALIVED_DROPIN, KEEPALIVED_DROPIN_TEXT
+from haguard.adapters.systemd import KEEPALIVED_DROPIN, KEEPALIVED_DROPIN_TEXT
 
 HOOK_NAMES = ("notify", "notify_master", "notify_backup", "notify_fault", "notify_stop")
 
 
 def source_dir() -> str:
     """hooks/ of a checkout, else the copy a wheel installs under share/haguard/hooks."""
-    checkout = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hooks")
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # haguard/
+    checkout = os.path.join(os.path.dirname(package), "hooks")
     for candidate in (checkout, os.path.join(sys.prefix, "share", "haguard", "hooks")):
         if os.path.isfile(os.path.join(candidate, "notify")):
             return candidate

@@ -1,4 +1,4 @@
-"""`haguard doctor`: gather what the rules in haguard.core.doctor judge, and report.
+"""`haguard doctor`: gather what the rules in haguard.core.doctorrules judge, and report.
 
 Everything here only reads, except two things on the wire, both skipped with
 --skip-wire: ARP probes for the IPv4 VIPs (sender 0.0.0.0, as RFC 5227 duplicate
@@ -8,7 +8,6 @@ seconds of listening for VRRP adverts.
 
 from __future__ import annotations
 
-import argparse
 import glob
 import os
 import select
@@ -20,9 +19,9 @@ import threading
 import time
 from typing import Any, Sequence
 
-from haguard.core import doctor as rules
+from haguard.core import doctorrules as rules
 from haguard.core.config import Config
-from haguard.core.doctor import ArpProbe, Finding, KeepalivedTest, NetworkdFile, Observations, PathCheck
+from haguard.core.doctorrules import ArpProbe, Finding, KeepalivedTest, NetworkdFile, Observations, PathCheck
 
 NETWORKD_DIRS = ("/etc/systemd/network", "/run/systemd/network", "/usr/lib/systemd/network")
 
@@ -274,7 +273,7 @@ def observe(config: Config, networkd_dirs: Sequence[str] = NETWORKD_DIRS,
         obs["ip_vs"] = ip_vs_loadable()
     if config.realserver is not None:
         from haguard.adapters.netlink import Netlink
-        from haguard.core.realserver import interface_for
+        from haguard.core.rsplan import interface_for
 
         with Netlink() as netlink:
             local = {}
@@ -366,17 +365,3 @@ def format_text(data: dict[str, Any]) -> str:
     lines.append(f"{s['error']} error(s), {s['warning']} warning(s), {s['info']} note(s): "
                  f"{verdict} (exit {data['exit_code']})")
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- command line
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    from haguard.cli import _emit, _load
-    from haguard.errors import BadInput
-
-    if args.wire_seconds is not None and not 0 <= args.wire_seconds <= 600:
-        raise BadInput(f"--wire-seconds {args.wire_seconds:g}: must be 0-600")
-    data = run(_load(args.config), tuple(args.networkd_dir or NETWORKD_DIRS),
-               args.wire_seconds, args.skip_wire)
-    _emit(data, args.json, format_text)
-    return int(data["exit_code"])

@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from haguard import levers
+from haguard.app import levers
 from haguard.adapters import keepalived, process
 from haguard.adapters.files import read_jsonl
 from haguard.adapters.statefile import StateDir
@@ -33,7 +33,7 @@ from haguard.core.drillreport import (WireView, failure_run, ipvs_before_vip,
                                       live_milestones, ping_outage)
 from haguard.core.events import ACTIVE_STATES
 from haguard.errors import BadInput, OperationFailed
-from haguard.waiting import wait_until
+from haguard.adapters.waiting import wait_until
 
 HOLD_CONNECTIONS = 5
 POLL_S = 0.02   # how often the drill looks at the wire and the probe while it waits
@@ -123,7 +123,7 @@ class _Wire:
     """Frames on this director's VRRP interfaces (ARP, NA, VRRP), in memory."""
 
     def __init__(self, interfaces: list[str]) -> None:
-        from haguard.lab.probe import sniff
+        from haguard.adapters.witness import sniff
 
         self.frames: list[dict[str, Any]] = []
         self.errors: list[str] = []
@@ -178,7 +178,7 @@ class _ProbePoint:
             args += ["--iface", name]
         for address in vips:
             args += ["--watch", address]
-        self._spawn("haguard.lab.probe", *args)
+        self._spawn("haguard.adapters.witness", *args)
         self.holder: subprocess.Popen[bytes] | None = None
         self.interval_ms = interval_ms
 
@@ -204,14 +204,14 @@ class _ProbePoint:
         if self.port is None:
             return
         ready = os.path.join(self.work, "ready")
-        self.holder = self._spawn("haguard.lab.http", "hold", self.vip, "--port",
+        self.holder = self._spawn("haguard.adapters.httpprobe", "hold", self.vip, "--port",
                                   str(self.port), "--count", str(HOLD_CONNECTIONS),
                                   "--go-file", self.go_file, "--ready-file", ready,
                                   "--wait-s", "120", stdout=subprocess.PIPE)
         if not wait_until(lambda: os.path.exists(ready), 30, 0.05):
             raise OperationFailed(f"cannot open connections to {self.vip}:{self.port} from "
                                   f"{self.namespace}")
-        self._spawn("haguard.lab.http", "knock", self.vip, "--port", str(self.port),
+        self._spawn("haguard.adapters.httpprobe", "knock", self.vip, "--port", str(self.port),
                     "--interval-ms", str(self.interval_ms), "--out", self.tcp_file)
 
     def answered_since(self, since: float) -> bool:
@@ -370,7 +370,7 @@ def run(config: Config, method: str, probe_from: str | None, port: int | None,
         shutil.rmtree(work, ignore_errors=True)  # the probes' files; the report has it all
         if triggered and not restored:
             restore()
-    from haguard.drill import record_outage
+    from haguard.lab.drill import record_outage
 
     record_outage(config, report)
     return report

@@ -20,7 +20,7 @@ from typing import Iterable, Literal
 
 from haguard.core.config import Config, Instance, IPAddress
 from haguard.core.vrrp import Advert
-from haguard.core.realserver import interface_for, required_sysctls
+from haguard.core.rsplan import interface_for, required_sysctls
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")

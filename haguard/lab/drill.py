@@ -1,6 +1,6 @@
 """`haguard failover-test --lab NAME`: a measured failover drill on the lab pair.
 
-(On a live pair: haguard.livedrill.)
+(On a live pair: haguard.app.livedrill.)
 
 Checks both directors are healthy, probes the VIP from the client (ICMP every
 --interval-ms, a TCP connect to VIP:port as often, and long-lived connections opened
@@ -83,7 +83,7 @@ def run(name: str, method: str, port: int | None, interval_ms: int, failback: bo
         if leave:
             return
         if method == "demote":
-            from haguard import levers
+            from haguard.app import levers
 
             levers.undo(runner._config(master), None, "failover drill over")
         runner.restore()
@@ -91,10 +91,10 @@ def run(name: str, method: str, port: int | None, interval_ms: int, failback: bo
     try:
         if not by_ipvs:
             for node in runner.record["directors"]:
-                spawn(runner.record["directors"][node]["namespace"], "-m", "haguard.lab.http",
+                spawn(runner.record["directors"][node]["namespace"], "-m", "haguard.adapters.httpprobe",
                       "serve", "--name", node, "--port", str(service_port), "--bind", "0.0.0.0")
         def answered() -> bool:
-            out = subprocess.run(netns.ns_exec(client, sys.executable, "-m", "haguard.lab.http",
+            out = subprocess.run(netns.ns_exec(client, sys.executable, "-m", "haguard.adapters.httpprobe",
                                                "fetch", vip, "--port", str(service_port),
                                                "--count", "1", "--timeout", "1"),
                                  capture_output=True, text=True).stdout
@@ -105,12 +105,12 @@ def run(name: str, method: str, port: int | None, interval_ms: int, failback: bo
         runner.wait_for(answered, 30, f"the service on {vip}:{service_port}")
         go = os.path.join(work, "go")
         ready = os.path.join(work, "ready")
-        holder = spawn(client, "-m", "haguard.lab.http", "hold", vip, "--port",
+        holder = spawn(client, "-m", "haguard.adapters.httpprobe", "hold", vip, "--port",
                        str(service_port), "--count", str(HOLD_CONNECTIONS), "--go-file", go,
                        "--ready-file", ready, "--wait-s", "120")
         runner.wait_for(lambda: os.path.exists(ready), 30, "long-lived connections opened")
         tcp_file = os.path.join(work, "tcp.jsonl")
-        knocker = spawn(client, "-m", "haguard.lab.http", "knock", vip, "--port",
+        knocker = spawn(client, "-m", "haguard.adapters.httpprobe", "knock", vip, "--port",
                         str(service_port), "--interval-ms", str(interval_ms), "--out", tcp_file)
         probe_file = os.path.join(work, "probe.jsonl")
         probe = runner.start_probe(probe_file, vip, interval_ms)

@@ -7,7 +7,7 @@ Three witnesses, each timestamped with the wall clock (shared by every namespace
   from rtnetlink notifications (not polling);
 - ``pong``: each echo reply of a ping every ``--interval-ms`` to the first VIP.
 
-Run as ``python -m haguard.lab.probe --out FILE --iface eth0 --watch VIP ...``; stops
+Run as ``python -m haguard.adapters.witness --out FILE --iface eth0 --watch VIP ...``; stops
 on SIGTERM.
 """
 

@@ -23,11 +23,11 @@ from haguard.adapters.netlink import Netlink
 from haguard.adapters.statefile import StateDir
 from haguard.core.config import Config, Instance
 from haguard.core.events import ACTIVE_STATES
-from haguard.core.levers import Lever, Refused, due, promote_boost
+from haguard.core.leverrules import Lever, Refused, due, promote_boost
 from haguard.core.render import lever_files
 from haguard.errors import BadInput, OperationFailed
-from haguard.log import get_logger
-from haguard.waiting import wait_until
+from haguard.adapters.log import get_logger
+from haguard.adapters.waiting import wait_until
 
 EXPIRE_COMMAND = "levers-expire"
 

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from haguard import failpoint
+from haguard.adapters import failpoint
 from haguard.adapters import process
 from haguard.adapters.announce import PacketSockets
 from haguard.adapters.netlink import Netlink
@@ -38,8 +38,8 @@ from haguard.core.events import ACTIVE_STATES, Event, OrderKey
 from haguard.core.fifo import (Pending, latest_per_instance, parse_journal_entry,
                                parse_journal_name, parse_line)
 from haguard.errors import HaguardError, OperationFailed
-from haguard.levers import expire_due
-from haguard.log import get_logger
+from haguard.app.levers import expire_due
+from haguard.adapters.log import get_logger
 
 TICK_S = 0.2          # how often pid files and the FIFO's identity are re-checked
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -181,7 +181,7 @@ class Agent:
             self.log.warning("unknown_instance", instance=event.name, state=event.state,
                              known=[i.name for i in self.config.instances])
             return
-        from haguard.transition import handle_event
+        from haguard.app.transition import handle_event
 
         log = get_logger(self.config.node.log_file, deferred=event.state in ACTIVE_STATES,
                          node=self.config.node.name, component="agent", reason=reason)

@@ -133,7 +133,7 @@ def knock(host: str, port: int, interval_ms: int, out: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m haguard.lab.http", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m haguard.adapters.httpprobe", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve")

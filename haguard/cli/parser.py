@@ -1,23 +1,23 @@
-"""The ``haguard`` command: argument spec, exit codes, text and --json output.
+"""The argument spec of ``haguard``: every command, its options and its --help text.
 
-Exit codes: 0 success, 1 an operation failed, 2 bad input (nothing was changed).
-Heavy modules are imported inside the command that needs them: ``haguard notify`` runs
-on keepalived's failover path and every millisecond of start-up counts.
+Command functions are imported lazily by name (``func``) only where they run, so
+building the parser stays cheap on keepalived's failover path.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any
 
 from haguard import __version__
-from haguard.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, BadInput, ConfigError, HaguardError
-
-if TYPE_CHECKING:
-    from haguard.core.ipvsconfig import ServiceKey
+from haguard.cli.commands import (cmd_agent, cmd_announce_loop, cmd_check, cmd_doctor,
+                                  cmd_failover_test, cmd_hooks_install, cmd_ipvs_apply,
+                                  cmd_ipvs_diff, cmd_ipvs_export, cmd_ipvs_import,
+                                  cmd_ipvs_show, cmd_lever, cmd_levers_expire, cmd_notify,
+                                  cmd_realserver, cmd_render, cmd_status)
+from haguard.errors import ExitStatus
 
 DEFAULT_CONFIG = "/etc/haguard/haguard.yaml"
 
@@ -69,7 +69,7 @@ error, 2 bad input (the config itself did not load).
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # argparse's own exit code is 2 as well
         self.print_usage(sys.stderr)
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+        self.exit(ExitStatus.BAD_INPUT, f"{self.prog}: error: {message}\n")
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
@@ -78,6 +78,7 @@ def _add_config(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole ``haguard`` argument spec."""
     parser = _Parser(prog="haguard", description=DESCRIPTION,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"haguard {__version__}")
@@ -384,346 +385,3 @@ def _add_ipvs_parser(sub: Any) -> None:
                         "accepts (the format of `ipvsadm -S -n`).")
     _add_config(q)
     q.set_defaults(func=cmd_ipvs_export)
-
-
-# ------------------------------------------------------------------------- commands
-
-def _load(path: str) -> Any:
-    from haguard.adapters.files import load_config
-
-    return load_config(path)
-
-
-def _emit(data: Any, as_json: bool, text: Callable[[Any], str]) -> None:
-    if as_json:
-        print(json.dumps(data, indent=2, sort_keys=True, default=str))
-    else:
-        print(text(data))
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    from haguard.adapters import keepalived
-    from haguard.core.render import render
-
-    config = _load(args.config)
-    result = keepalived.check_text(render(config))
-    data: dict[str, Any] = {"config": config.path, "yaml": "ok",
-                            "instances": [i.name for i in config.instances]}
-    if result is None:
-        data["keepalived"] = "not installed: keepalived -t skipped"
-    else:
-        data["keepalived"] = "ok" if result.ok else "rejected"
-        data["keepalived_exit"] = result.returncode
-        data["complaints"] = list(result.complaints)
-        data["expected_complaints"] = list(result.expected)
-        data["hints"] = list(result.hints)
-
-    def text(d: dict[str, Any]) -> str:
-        lines = [f"{d['config']}: YAML ok ({len(d['instances'])} instance(s): "
-                 f"{', '.join(d['instances'])})"]
-        if result is None:
-            lines.append("keepalived: not installed, keepalived -t skipped")
-        elif result.ok:
-            lines.append(f"keepalived -t: ok (exit {result.returncode}; expected: "
-                         f"{'; '.join(result.expected) or 'none'})")
-            lines += [f"note: {h}" for h in result.hints]
-        else:
-            lines.append(f"keepalived -t: rejected the rendered config (exit {result.returncode}):")
-            lines += [f"  {c}" for c in result.complaints] or [f"  {result.output.strip()}"]
-            lines += [f"hint: {h}" for h in result.hints]
-        return "\n".join(lines)
-
-    _emit(data, args.json, text)
-    if result is not None and not result.ok:
-        return EXIT_BAD_INPUT
-    return EXIT_OK
-
-
-def cmd_render(args: argparse.Namespace) -> int:
-    from haguard.core.render import render
-
-    text = render(_load(args.config))
-    if args.output:
-        from haguard.adapters.files import write_atomic
-
-        write_atomic(args.output, text)
-        print(f"wrote {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
-    return EXIT_OK
-
-
-def cmd_notify(args: argparse.Namespace) -> int:
-    from haguard.adapters.process import own_order_key
-    from haguard.core.events import parse_event
-
-    # First: when keepalived forked us is the event's place in line. A detached STOP
-    # hook hands over the key of the process keepalived forked.
-    order = _order_from_env(os.environ.get("HAGUARD_ORDER")) or own_order_key()
-    event = parse_event(args.type, args.name, args.state, args.priority)
-    config = _load(args.config)
-    from haguard.log import get_logger
-    from haguard.transition import handle_event
-
-    # A MASTER's log waits until its first announcement is on the wire.
-    log = get_logger(config.node.log_file, deferred=event.state == "MASTER",
-                     node=config.node.name)
-    try:
-        handle_event(config, event, order, log)
-    except HaguardError as exc:
-        log.release()
-        log.error("transition_failed", instance=event.name, state=event.state, error=str(exc))
-        raise
-    finally:
-        log.release()
-    return EXIT_OK
-
-
-def _order_from_env(value: str | None) -> Any:
-    from haguard.core.events import OrderKey
-
-    try:
-        ticks, pid = (int(x) for x in (value or "").split(","))
-    except ValueError:
-        return None
-    return OrderKey(ticks, pid)
-
-
-def cmd_agent(args: argparse.Namespace) -> int:
-    config = _load(args.config)
-    if args.unit:
-        from haguard.units import agent_unit
-
-        sys.stdout.write(agent_unit(config))
-        return EXIT_OK
-    from haguard.agent import serve
-
-    return serve(config)
-
-
-def cmd_lever(args: argparse.Namespace) -> int:
-    from haguard import levers
-    from haguard.core.levers import parse_ttl
-
-    config = _load(args.config)
-    if args.lever == "undo" or getattr(args, "clear", False):
-        lines = levers.undo(config, args.instance, args.reason or "promote --clear")
-    elif args.lever == "demote":
-        ttl = parse_ttl(args.ttl) if args.ttl else None
-        lines = levers.demote(config, args.instance, args.reason, ttl, args.wait, args.timeout,
-                              args.force)
-    else:
-        lines = levers.promote(config, args.instance, args.reason, args.wait, args.timeout,
-                               args.force)
-    print("\n".join(lines))
-    return EXIT_OK
-
-
-def cmd_failover_test(args: argparse.Namespace) -> int:
-    from haguard import drill
-    from haguard.adapters.process import interrupt_on_termination
-
-    interrupt_on_termination()
-    if args.interval_ms <= 0:
-        raise BadInput(f"--interval-ms {args.interval_ms}: must be positive")
-    if args.lab is not None:
-        if args.probe_from or args.peer_wait is not None:
-            raise BadInput("--probe-from and --peer-wait are for a live pair (-c); the lab "
-                           "probes from its client namespace")
-        report = drill.run(args.lab, args.method, args.port, args.interval_ms, args.failback,
-                           args.leave)
-    else:
-        from haguard import livedrill
-
-        if args.max_outage_ms is not None and not args.probe_from:
-            raise BadInput("--max-outage-ms needs --probe-from on a live pair: the outage is "
-                           "what the probes measure")
-        config = _load(args.config)
-        report = livedrill.run(config, args.method, args.probe_from, args.port,
-                               args.interval_ms, args.leave,
-                               lambda s: print(s, file=sys.stderr, flush=True),
-                               args.peer_wait)
-    code = EXIT_OK
-    if args.max_outage_ms is not None:
-        outage = report.get("outage_ms")
-        met = outage is not None and outage <= args.max_outage_ms
-        report["slo"] = (f"SLO: outage {outage} ms <= {args.max_outage_ms:g} ms: "
-                         + ("met" if met else "MISSED"))
-        code = EXIT_OK if met else EXIT_FAILED
-    _emit(report, args.json, drill.format_text)
-    return code
-
-
-def cmd_levers_expire(args: argparse.Namespace) -> int:
-    from haguard.levers import expire_loop
-
-    return expire_loop(_load(args.config))
-
-
-def cmd_announce_loop(args: argparse.Namespace) -> int:
-    from haguard.log import get_logger
-    from haguard.transition import announce_loop
-
-    config = _load(args.config)
-    order = _order_from_env(args.order)
-    if order is None:
-        raise BadInput(f"--order {args.order!r}: expected TICKS,PID")
-    log = get_logger(config.node.log_file, quiet=True, node=config.node.name)
-    announce_loop(config, args.instance, order, log, args.since)
-    return EXIT_OK
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    from haguard.doctor import cmd_doctor as run_doctor
-
-    return run_doctor(args)
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    import time
-
-    from haguard.status import collect, format_text, wire_window
-
-    config = _load(args.config)
-    wire_s = None
-    if not args.no_wire:
-        if os.geteuid() == 0:
-            wire_s = args.wire_seconds if args.wire_seconds is not None else wire_window(config)
-        elif args.wire_seconds is not None:
-            raise BadInput("--wire-seconds: listening for VRRP adverts needs root")
-    while True:
-        report = collect(config, wire_s)
-        if wire_s is None and not args.no_wire:
-            report["wire"] = "not checked: listening for VRRP adverts needs root"
-        if args.watch and not args.json and sys.stdout.isatty():
-            sys.stdout.write("\033[H\033[J")
-        _emit(report, args.json, format_text)
-        code = EXIT_OK if report["healthy"] else EXIT_FAILED
-        if not args.watch:
-            return code
-        sys.stdout.flush()
-        time.sleep(args.watch)
-
-
-def cmd_hooks_install(args: argparse.Namespace) -> int:
-    from haguard.hooks import install, install_keepalived_dropin, systemd_running
-
-    target = args.dir
-    config = None
-    if target is None:
-        if args.config is None:
-            raise BadInput("hooks install: give --dir DIR or -c CONFIG (for keepalived.hooks_dir)")
-        config = _load(args.config)
-        target = config.keepalived.hooks_dir
-    for line in install(target):
-        print(line)
-    if not args.no_systemd:
-        if args.unit_dir is not None or systemd_running():
-            for line in install_keepalived_dropin(args.unit_dir or "/etc/systemd/system",
-                                                  reload=systemd_running()):
-                print(line)
-        else:
-            print("systemd is not running here: no keepalived.service drop-in written "
-                  "(under systemd, KillMode=process is needed for the STOP hook)")
-    if config is not None:
-        from haguard.levers import ensure_lever_dir
-
-        print(ensure_lever_dir(config))
-    return EXIT_OK
-
-
-def cmd_realserver(args: argparse.Namespace) -> int:
-    from haguard import realserver
-
-    config = _load(args.config)
-    realserver.role_of(config)
-    if args.action == "status":
-        data = realserver.status(config, args.unit_dir)
-        _emit(data, args.json, realserver.format_status)
-        return EXIT_FAILED if data["problems"] else EXIT_OK
-    lines = realserver.up(config) if args.action == "up" else realserver.down(config)
-    if args.action == "up" and not args.no_persist:
-        lines += realserver.install_unit(config, args.unit_dir)
-    print("\n".join(lines) or "nothing to change")
-    return EXIT_OK
-
-
-def cmd_ipvs_diff(args: argparse.Namespace) -> int:
-    from haguard import ipvsops
-    from haguard.core.ipvsplan import describe
-
-    plan = ipvsops.diff(_load(args.config), only=_service_names(args.only))
-    _emit([describe(a) for a in plan], args.json, lambda _: ipvsops.format_plan(plan))
-    return EXIT_FAILED if args.exit_code and plan else EXIT_OK
-
-
-def cmd_ipvs_apply(args: argparse.Namespace) -> int:
-    from haguard import ipvsops
-
-    config = _load(args.config)
-    if args.only:
-        done = ipvsops.apply_only(config, _service_names(args.only))
-    else:
-        done = ipvsops.apply(config, incremental=args.incremental)
-    _emit(done, args.json, lambda d: "\n".join(d) or "nothing to change")
-    return EXIT_OK
-
-
-def _service_names(names: list[str] | None) -> tuple[ServiceKey, ...]:
-    from haguard.core.ipvsconfig import SERVICE_NAME_FORMS, parse_service_name
-
-    keys = []
-    for name in names or ():
-        key = parse_service_name(name)
-        if key is None:
-            raise BadInput(f"--only {name!r}: not a service name; write it as haguard prints "
-                           f"it, e.g. {SERVICE_NAME_FORMS}")
-        keys.append(key)
-    return tuple(keys)
-
-
-def cmd_ipvs_show(args: argparse.Namespace) -> int:
-    from haguard import ipvsops
-
-    data = ipvsops.show(_load(args.config) if args.config else None)
-    _emit(data, args.json, ipvsops.format_show)
-    return EXIT_OK
-
-
-def cmd_ipvs_import(args: argparse.Namespace) -> int:
-    from haguard.core.ipvsadm import dump_yaml, parse_save
-
-    name = "<stdin>" if args.file == "-" else args.file
-    try:
-        text = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8").read()
-    except OSError as exc:
-        raise BadInput(f"{args.file}: cannot read: {exc.strerror}") from None
-    sys.stdout.write(dump_yaml(parse_save(text, name)))
-    return EXIT_OK
-
-
-def cmd_ipvs_export(args: argparse.Namespace) -> int:
-    from haguard import ipvsops
-    from haguard.core.ipvsadm import format_save
-
-    sys.stdout.write(format_save(ipvsops.settings(_load(args.config)).services))
-    return EXIT_OK
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        return exc.exit_code
-    except HaguardError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return EXIT_FAILED

@@ -1,0 +1,1 @@
+"""Use cases: core and adapters combined, one operation end to end; no syscalls of their own."""
