@@ -7,7 +7,8 @@ import os
 import shutil
 import signal
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 

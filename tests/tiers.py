@@ -14,7 +14,8 @@ import os
 import signal
 import time
 from collections import defaultdict
-from typing import Any, Generator
+from collections.abc import Generator
+from typing import Any
 
 import pytest
 
@@ -160,6 +161,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         of = f" of {limit:.0f} s" if limit else ""
         terminalreporter.write_line(
             f"{tier:<12} {_last.get(tier, _first[tier]) - _first[tier]:8.1f} s{of}   ({counts})")
-    for tier, message in _budgets.over.items():
+    for message in _budgets.over.values():
         terminalreporter.write_line("")
         terminalreporter.write_line(message, red=True)

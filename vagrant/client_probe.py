@@ -76,7 +76,7 @@ class Probe:
         while not self.stop.is_set():
             try:
                 frame, addr = sock.recvfrom(2048)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             if len(frame) < 42:
                 continue

@@ -12,15 +12,15 @@ import errno
 import os
 import socket
 import subprocess
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from functools import partial
 
 from haguard.adapters import failpoint
 from haguard.adapters.nlsock import NETLINK_GENERIC, NetlinkError, NetlinkSocket
 from haguard.core import ipvsnl, nlmsg
 from haguard.core.ipvsconfig import ServiceKey, VirtualService
-from haguard.core.ipvsplan import (AddService, DelDest, DelService, IpvsAction, SetService,
-                                   describe)
+from haguard.core.ipvsplan import AddService, DelDest, DelService, IpvsAction, SetService, describe
 from haguard.errors import OperationFailed
 
 RCVBUF = 8 << 20         # room for a whole batch of acknowledgements
@@ -49,7 +49,7 @@ class Ipvs:
             self._nl.close()
             raise
 
-    def __enter__(self) -> "Ipvs":
+    def __enter__(self) -> Ipvs:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -92,7 +92,7 @@ class Ipvs:
         for found in services:
             key = found.service.key
             dests = [ipvsnl.decode_dest(p, key.family) for p in self._dump(
-                lambda seq, key=key: ipvsnl.dump_dests_request(self._family, seq, key))]
+                partial(ipvsnl.dump_dests_request, self._family, key=key))]
             table[key] = VirtualService(key=key, scheduler=found.service.scheduler,
                                         flags=found.service.flags,
                                         persistence=found.service.persistence,
@@ -111,7 +111,7 @@ class Ipvs:
         for key in keys:
             try:
                 found = self._nl.request(
-                    lambda seq, key=key: ipvsnl.get_service_request(self._family, seq, key),
+                    partial(ipvsnl.get_service_request, self._family, key=key),
                     f"IPVS: reading {key}")
             except NetlinkError as exc:
                 if exc.code in (errno.ESRCH, errno.ENOENT):
@@ -121,7 +121,7 @@ class Ipvs:
                 continue
             service = ipvsnl.decode_service(found[0]).service
             dests = [ipvsnl.decode_dest(p, key.family).server for p in self._dump(
-                lambda seq, key=key: ipvsnl.dump_dests_request(self._family, seq, key))]
+                partial(ipvsnl.dump_dests_request, self._family, key=key))]
             table[key] = VirtualService(key=key, scheduler=service.scheduler,
                                         flags=service.flags, persistence=service.persistence,
                                         real_servers=tuple(dests))

@@ -12,8 +12,9 @@ import hashlib
 import json
 import marshal
 import os
+from collections.abc import Iterable
 from ipaddress import IPv4Address
-from typing import Any, Iterable
+from typing import Any
 
 from haguard.core.ipvsconfig import ServiceKey, VirtualService
 

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import MutableMapping
 from typing import Any
 
 # journald listens here too (its syslog socket); HAGUARD_SYSLOG_SOCKET points elsewhere.
@@ -50,7 +51,7 @@ class _FanOut:
         except OSError:
             self._syslog = None
 
-    def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         line = json.dumps(event, default=str, sort_keys=True)
         if self.log_file:
             try:
@@ -63,14 +64,14 @@ class _FanOut:
         return event
 
 
-def _stamp(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+def _stamp(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     event.setdefault("ts", round(time.time(), 6))
     event.setdefault("level", method)
     event.setdefault("pid", os.getpid())
     return event
 
 
-def _drop(logger: Any, method: str, event: dict[str, Any]) -> Any:
+def _drop(logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
     import structlog
 
     raise structlog.DropEvent
@@ -115,7 +116,7 @@ class Log:
         self._sink = sink
         self._bound = bound
 
-    def bind(self, **fields: Any) -> "Log":
+    def bind(self, **fields: Any) -> Log:
         return Log(self._sink, {**self._bound, **fields})
 
     def _log(self, method: str, event: str, fields: dict[str, Any]) -> None:

@@ -8,8 +8,9 @@ a hook's start-up nor the agent's takeover waits on a netlink library.
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from haguard.adapters.nlsock import NETLINK_ROUTE, NetlinkError, NetlinkSocket
 from haguard.core import rtnl
@@ -60,7 +61,7 @@ class Netlink:
     def __init__(self) -> None:
         self._sock = NetlinkSocket(NETLINK_ROUTE, what="rtnetlink")
 
-    def __enter__(self) -> "Netlink":
+    def __enter__(self) -> Netlink:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from typing import Callable
+from collections.abc import Callable
 
 from haguard.core import nlmsg
 from haguard.errors import OperationFailed
@@ -62,7 +62,7 @@ class NetlinkSocket:
     def recv(self) -> bytes:
         try:
             return self.sock.recv(RECV_SIZE)
-        except socket.timeout:
+        except TimeoutError:
             raise OperationFailed(f"{self.what}: the kernel did not answer within "
                                   f"{TIMEOUT_S:.0f} s") from None
         except OSError as exc:

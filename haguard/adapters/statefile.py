@@ -11,13 +11,15 @@ import contextlib
 import fcntl
 import json
 import os
-from typing import Any, Iterator
+import time
+from collections.abc import Iterator
+from typing import Any
 
 from haguard.core.events import OrderKey
 from haguard.errors import OperationFailed
 
 
-def frame_cache_path(state_dir: "StateDir", instance: str) -> str:
+def frame_cache_path(state_dir: StateDir, instance: str) -> str:
     """Where the announcement frames of ``instance`` are cached (see adapters.announce)."""
     return os.path.join(state_dir.path, f"{instance}.frames.json")
 
@@ -90,6 +92,19 @@ class StateDir:
         except OSError as exc:
             raise OperationFailed(f"recording state in {final} failed: {exc.strerror}") from exc
 
+
+    def record_drill(self, node: str, instances: list[str], report: dict[str, Any]) -> None:
+        """Keep the last drill's outage for the metrics textfile, and rewrite it."""
+        path = os.path.join(self.path, "drill.json")
+        tmp = f"{path}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump({"at": time.time(), "outage_ms": report.get("outage_ms"),
+                           "tcp_outage_ms": report.get("tcp_outage_ms")}, fh)
+            os.replace(tmp, path)
+            self.write_metrics(node, instances)
+        except OSError:
+            pass  # the drill's report stands without the textfile
 
     def write_metrics(self, node: str, instances: list[str]) -> None:
         """Rewrite metrics.prom (Prometheus textfile) from the records and the last drill."""

@@ -12,7 +12,7 @@ import select
 import socket
 import struct
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from haguard.core.vrrp import Advert, parse_frame
 from haguard.errors import OperationFailed

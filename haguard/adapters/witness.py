@@ -25,7 +25,8 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 ETH_P_ALL = 0x0003
 ETH_P_ARP = 0x0806
@@ -104,7 +105,7 @@ def sniff(iface: str, emit: Callable[[dict[str, Any]], None], stop: threading.Ev
         while not stop.is_set():
             try:
                 frame, ancdata, _, addr = sock.recvmsg(65535, 64)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             now = time.time()
             for level, kind, data in ancdata:

@@ -24,22 +24,27 @@ import select
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from haguard.adapters import failpoint
-from haguard.adapters import process
+from haguard.adapters import failpoint, process
 from haguard.adapters.announce import PacketSockets
+from haguard.adapters.log import get_logger
 from haguard.adapters.netlink import Netlink
 from haguard.adapters.statefile import StateDir
 from haguard.adapters.watch import Fifo, OpenWatch, pidfd
+from haguard.app.levers import expire_due
 from haguard.core.config import Config
 from haguard.core.events import ACTIVE_STATES, Event, OrderKey
-from haguard.core.fifo import (Pending, latest_per_instance, parse_journal_entry,
-                               parse_journal_name, parse_line)
+from haguard.core.fifo import (
+    Pending,
+    latest_per_instance,
+    parse_journal_entry,
+    parse_journal_name,
+    parse_line,
+)
 from haguard.errors import HaguardError, OperationFailed
-from haguard.app.levers import expire_due
-from haguard.adapters.log import get_logger
 
 TICK_S = 0.2          # how often pid files and the FIFO's identity are re-checked
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -237,7 +242,7 @@ class Agent:
                 self.states[inst.name] = recorded[inst.name]
         cutoff = now_key()
         pending = [Pending(ev) for key, ev in self._journal()
-                   if applied_upto.get(ev.name) is None or key > applied_upto[ev.name]]
+                   if (upto := applied_upto.get(ev.name)) is None or key > upto]
         journaled = len(pending)
         for line in fifo.read_lines():
             parsed = parse_line(line)

@@ -12,15 +12,25 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from haguard.adapters import failpoint
-from haguard.adapters import announce, process, sysctl
+from haguard.adapters import announce, failpoint, process, sysctl
 from haguard.adapters.netlink import Link, Netlink
 from haguard.adapters.statefile import StateDir, frame_cache_path
 from haguard.core.config import Config, Instance
 from haguard.core.events import OrderKey
-from haguard.core.plan import (Action, AddVip, Plan, ReconcileIpvs, RecordState, RemoveIpvs,
-                               RemoveVip, SendAnnouncements, SetSysctl, StartAnnouncer,
-                               StopAnnouncer, SyncDaemon)
+from haguard.core.plan import (
+    Action,
+    AddVip,
+    Plan,
+    ReconcileIpvs,
+    RecordState,
+    RemoveIpvs,
+    RemoveVip,
+    SendAnnouncements,
+    SetSysctl,
+    StartAnnouncer,
+    StopAnnouncer,
+    SyncDaemon,
+)
 from haguard.errors import HaguardError, OperationFailed
 
 ANNOUNCER_COMMAND = "announce-loop"

@@ -9,8 +9,8 @@ import sys
 
 from haguard.adapters.files import write_atomic
 from haguard.adapters.keepalived import insecure_path_components
-from haguard.errors import OperationFailed
 from haguard.adapters.systemd import KEEPALIVED_DROPIN, KEEPALIVED_DROPIN_TEXT
+from haguard.errors import OperationFailed
 
 HOOK_NAMES = ("notify", "notify_master", "notify_backup", "notify_fault", "notify_stop")
 

@@ -5,11 +5,20 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from typing import Any, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from haguard.adapters.ipvs import Ipvs
-from haguard.adapters.ipvsrecords import (digest, forget_applied, read_applied, read_owned,
-                                          record_key, service_key, write_applied, write_owned)
+from haguard.adapters.ipvsrecords import (
+    digest,
+    forget_applied,
+    read_applied,
+    read_owned,
+    record_key,
+    service_key,
+    write_applied,
+    write_owned,
+)
 from haguard.core.config import Config
 from haguard.core.ipvsconfig import IpvsSettings, ServiceKey, VirtualService
 from haguard.core.ipvsplan import IpvsAction, describe, plan_reconcile, plan_removal

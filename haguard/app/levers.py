@@ -19,15 +19,16 @@ import time
 from typing import Any
 
 from haguard.adapters import keepalived
+from haguard.adapters.arpprobe import arp_probe
+from haguard.adapters.log import get_logger
 from haguard.adapters.netlink import Netlink
 from haguard.adapters.statefile import StateDir
+from haguard.adapters.waiting import wait_until
 from haguard.core.config import Config, Instance
 from haguard.core.events import ACTIVE_STATES
 from haguard.core.leverrules import Lever, Refused, due, promote_boost
 from haguard.core.render import lever_files
 from haguard.errors import BadInput, OperationFailed
-from haguard.adapters.log import get_logger
-from haguard.adapters.waiting import wait_until
 
 EXPIRE_COMMAND = "levers-expire"
 
@@ -152,16 +153,15 @@ def holds_none(inst: Instance) -> bool:
 
 def _answered_elsewhere(inst: Instance) -> bool:
     """Every IPv4 VIP of ``inst`` answers ARP from another MAC (the new MASTER has it)."""
-    from scapy.all import ARP, Ether, conf, get_if_hwaddr, srp  # noqa: PLC0415 - slow import
-
-    conf.verb = 0
-    mine = get_if_hwaddr(inst.interface).lower()
-    for vip in (v for v in inst.vips if v.family == 4):
-        answered, _ = srp(Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(pdst=str(vip.address)),
-                          iface=inst.interface, timeout=0.5, retry=0)
-        if not any(r[1].hwsrc.lower() != mine for r in answered):
-            return False
-    return True
+    vips = [str(v.address) for v in inst.vips if v.family == 4]
+    if not vips:
+        return True
+    with Netlink() as nl:
+        link = nl.link(inst.interface)
+    if link is None:
+        return False
+    answers = arp_probe(inst.interface, link.mac, vips, seconds=0.5, rounds=1)
+    return all(answers[vip] for vip in vips)  # the probe drops our own MAC's answers
 
 
 # ------------------------------------------------------------------ actions

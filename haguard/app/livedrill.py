@@ -22,18 +22,24 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from haguard.app import levers
 from haguard.adapters import keepalived, process
 from haguard.adapters.files import read_jsonl
 from haguard.adapters.statefile import StateDir
+from haguard.adapters.waiting import wait_until
+from haguard.app import levers
 from haguard.core.config import Config
-from haguard.core.drillreport import (WireView, failure_run, ipvs_before_vip,
-                                      live_milestones, ping_outage)
+from haguard.core.drillreport import (
+    WireView,
+    failure_run,
+    ipvs_before_vip,
+    live_milestones,
+    ping_outage,
+)
 from haguard.core.events import ACTIVE_STATES
 from haguard.errors import BadInput, OperationFailed
-from haguard.adapters.waiting import wait_until
 
 HOLD_CONNECTIONS = 5
 POLL_S = 0.02   # how often the drill looks at the wire and the probe while it waits
@@ -370,9 +376,8 @@ def run(config: Config, method: str, probe_from: str | None, port: int | None,
         shutil.rmtree(work, ignore_errors=True)  # the probes' files; the report has it all
         if triggered and not restored:
             restore()
-    from haguard.lab.drill import record_outage
-
-    record_outage(config, report)
+    StateDir(config.node.state_dir).record_drill(config.node.name,
+                                                 [i.name for i in config.instances], report)
     return report
 
 

@@ -14,9 +14,19 @@ from haguard.adapters.files import write_atomic
 from haguard.adapters.netlink import Netlink
 from haguard.core.config import Config, Vip
 from haguard.core.ipvsconfig import RealServerRole
-from haguard.core.rsplan import (AddHostAddress, EnsureLink, RemoveAddress, RsAction,
-                                     RsObserved, SetSysctl, interface_for, plan_down, plan_up,
-                                     problems, required_sysctls)
+from haguard.core.rsplan import (
+    AddHostAddress,
+    EnsureLink,
+    RemoveAddress,
+    RsAction,
+    RsObserved,
+    SetSysctl,
+    interface_for,
+    plan_down,
+    plan_up,
+    problems,
+    required_sysctls,
+)
 from haguard.errors import BadInput, OperationFailed
 
 UNIT_NAME = "haguard-realserver.service"

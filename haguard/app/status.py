@@ -27,7 +27,7 @@ def collect(config: Config, wire_s: float | None = None) -> dict[str, Any]:
     state_dir = StateDir(config.node.state_dir)
     kpid = keepalived.running(config.keepalived.pid_file)
     now = time.time()
-    instances = []
+    instances: list[dict[str, Any]] = []
     with Netlink() as netlink:
         for inst in config.instances:
             record = state_dir.read_state(inst.name) or {}
@@ -114,7 +114,7 @@ def _ipvs_problem(config: Config) -> str | None:
 def _iso(ts: Any) -> str | None:
     if not isinstance(ts, (int, float)):
         return None
-    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat(timespec="milliseconds")
 
 
 def format_text(report: dict[str, Any]) -> str:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from haguard.adapters import announce, process, sysctl
 from haguard.adapters.netlink import Netlink
 from haguard.adapters.statefile import StateDir, frame_cache_path
+from haguard.app.execute import Context, execute
 from haguard.core.config import Config, Instance
 from haguard.core.events import ACTIVE_STATES, Event, OrderKey, is_superseded
 from haguard.core.plan import Observed, plan_transition
 from haguard.errors import UnknownInstance
-from haguard.app.execute import Context, execute
 
 
 def find_instance(config: Config, name: str) -> Instance:

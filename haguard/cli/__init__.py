@@ -7,7 +7,7 @@ input (nothing was changed), 3 doctor found warnings only, 130 interrupted.
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from haguard.cli.parser import build_parser
 from haguard.errors import ConfigError, ExitStatus, HaguardError

@@ -138,8 +138,9 @@ def cmd_lever(args: argparse.Namespace) -> int:
 
 
 def cmd_failover_test(args: argparse.Namespace) -> int:
-    from haguard.lab import drill
     from haguard.adapters.process import interrupt_on_termination
+    from haguard.core.drillreport import format_text
+    from haguard.lab import drill
 
     interrupt_on_termination()
     if args.interval_ms <= 0:
@@ -168,7 +169,7 @@ def cmd_failover_test(args: argparse.Namespace) -> int:
         report["slo"] = (f"SLO: outage {outage} ms <= {args.max_outage_ms:g} ms: "
                          + ("met" if met else "MISSED"))
         code = ExitStatus.OK if met else ExitStatus.FAILED
-    emit(report, args.json, drill.format_text)
+    emit(report, args.json, format_text)
     return code
 
 

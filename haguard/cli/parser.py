@@ -12,11 +12,25 @@ import sys
 from typing import Any
 
 from haguard import __version__
-from haguard.cli.commands import (cmd_agent, cmd_announce_loop, cmd_check, cmd_doctor,
-                                  cmd_failover_test, cmd_hooks_install, cmd_ipvs_apply,
-                                  cmd_ipvs_diff, cmd_ipvs_export, cmd_ipvs_import,
-                                  cmd_ipvs_show, cmd_lever, cmd_levers_expire, cmd_notify,
-                                  cmd_realserver, cmd_render, cmd_status)
+from haguard.cli.commands import (
+    cmd_agent,
+    cmd_announce_loop,
+    cmd_check,
+    cmd_doctor,
+    cmd_failover_test,
+    cmd_hooks_install,
+    cmd_ipvs_apply,
+    cmd_ipvs_diff,
+    cmd_ipvs_export,
+    cmd_ipvs_import,
+    cmd_ipvs_show,
+    cmd_lever,
+    cmd_levers_expire,
+    cmd_notify,
+    cmd_realserver,
+    cmd_render,
+    cmd_status,
+)
 from haguard.errors import ExitStatus
 
 DEFAULT_CONFIG = "/etc/haguard/haguard.yaml"

@@ -233,11 +233,11 @@ def _advert_int(c: Checker, value: Any, path: Path, version: int) -> float | Non
         result = c.integer(value, path, 1, 255)
         return None if result is None else float(result)
     # VRRPv3 carries centiseconds in 12 bits.
-    result = c.number(value, path, 0.01, 40.95)
-    if result is not None and abs(round(result * 100) - result * 100) > 1e-6:
+    seconds = c.number(value, path, 0.01, 40.95)
+    if seconds is not None and abs(round(seconds * 100) - seconds * 100) > 1e-6:
         c.fail(path, f"{value} must be a multiple of 0.01 s with VRRP version 3")
         return None
-    return result
+    return seconds
 
 
 def _vip(c: Checker, raw: Any, path: Path, interface: str | None) -> Vip | None:

@@ -15,12 +15,13 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Literal
+from typing import Literal
 
 from haguard.core.config import Config, Instance, IPAddress
-from haguard.core.vrrp import Advert
 from haguard.core.rsplan import interface_for, required_sysctls
+from haguard.core.vrrp import Advert
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
@@ -137,14 +138,14 @@ class Stmt:
     """One keepalived.conf statement: its words and, for a block, what it holds."""
 
     words: tuple[str, ...]
-    block: tuple["Stmt", ...] | None
+    block: tuple[Stmt, ...] | None
     line: int
 
     @property
     def keyword(self) -> str:
         return self.words[0] if self.words else ""
 
-    def children(self, keyword: str) -> list["Stmt"]:
+    def children(self, keyword: str) -> list[Stmt]:
         return [s for s in self.block or () if s.keyword == keyword]
 
 
@@ -697,7 +698,7 @@ def exit_code(findings: Iterable[Finding]) -> int:
 
 
 def summary(findings: Iterable[Finding]) -> dict[str, int]:
-    counts = {s: 0 for s in SEVERITIES}
+    counts: dict[str, int] = {s: 0 for s in SEVERITIES}
     for f in findings:
         counts[f.severity] += 1
     return counts

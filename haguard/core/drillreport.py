@@ -7,8 +7,9 @@ wire, and haguard's own log events (``ts``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -122,3 +123,39 @@ def _announces(frame: dict[str, Any], vips: frozenset[str]) -> bool:
     if frame.get("kind") == "na":
         return frame.get("target") in vips and not frame.get("S")
     return False
+
+
+def format_text(report: dict[str, Any]) -> str:
+    """A drill report (lab or live pair) as the lines `haguard failover-test` prints."""
+    where = f"lab {report['lab']}" if "lab" in report else f"{report['node']} (live pair)"
+    lines = [f"failover drill on {where} ({report['method']}): "
+             f"{report['old_master']} -> {report['new_master']}; times in ms from the trigger"]
+    for m in report.get("milestones", []):
+        lines.append(f"  {m['ms']:>+9.1f}  {m['who']:8} {m['what']}")
+    if "lab" not in report and not report.get("probe_from"):
+        lines.append("outage: not measured (no --probe-from: a director cannot probe its "
+                     "own VIP)")
+    else:
+        lines.append(f"outage (ICMP every probe interval): {report.get('outage_ms')} ms, "
+                     f"{report.get('pings_lost')} pings lost")
+        if report.get("port") is not None:
+            lines.append(f"outage (TCP connect to {report['vip']}:{report['port']}): "
+                         f"{report.get('tcp_outage_ms')} ms, "
+                         f"{report.get('tcp_connects_failed')} connects failed")
+            survived = report.get("connections_survived")
+            lines.append("long-lived connections surviving: " + (
+                f"{survived}/{report.get('connections')}" if survived is not None
+                else "unknown (the service did not answer HTTP on them)"))
+    ipvs = report.get("ipvs_before_vip")
+    lines.append("IPVS rules in place before the VIP" +
+                 ("" if "lab" in report else f" ({report['old_master']}'s takeover at failback)")
+                 + ": " + ("yes" if ipvs else "no" if ipvs is False else
+                           "n/a (no ipvs section or no takeover seen here)"))
+    if "failback_ms" in report:
+        lines.append(f"failback: {report['old_master']} MASTER again after "
+                     f"{report['failback_ms']} ms")
+    if report.get("restored"):
+        lines.append(f"pair: {report['restored']}")
+    if "slo" in report:
+        lines.append(report["slo"])
+    return "\n".join(lines)

@@ -38,7 +38,7 @@ class OrderKey:
         return [self.start_ticks, self.pid]
 
     @classmethod
-    def from_list(cls, value: object) -> "OrderKey | None":
+    def from_list(cls, value: object) -> OrderKey | None:
         if (isinstance(value, list) and len(value) == 2
                 and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
             return cls(value[0], value[1])

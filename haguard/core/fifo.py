@@ -9,8 +9,8 @@ BACKUP_PRIORITY (a priority changed, the state did not).
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from haguard.core.events import STATES, TYPES, Event, OrderKey
 

@@ -33,15 +33,26 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
 from haguard.core.checker import Checker
-from haguard.core.ipvsconfig import (MAX_THRESHOLD, MAX_WEIGHT, SCHEDULER_FLAGS,
-                                     SCHEDULERS, TUNNEL_TYPES, IPAddress, Persistence,
-                                     RealServer, ServiceKey, VirtualService, parse_ipvs)
+from haguard.core.ipvsconfig import (
+    MAX_THRESHOLD,
+    MAX_WEIGHT,
+    SCHEDULER_FLAGS,
+    SCHEDULERS,
+    TUNNEL_TYPES,
+    IPAddress,
+    Persistence,
+    RealServer,
+    ServiceKey,
+    VirtualService,
+    parse_ipvs,
+)
 from haguard.core.yamlsrc import Path, Source
 from haguard.errors import ConfigError
 
@@ -266,12 +277,13 @@ def _service_key(line: _Line) -> ServiceKey:
     if line.has("-f"):
         mark = _integer(line.value("-f") or "", 1, MAX_MARK, "a firewall mark")
         return ServiceKey(6 if line.has("-6") else 4, "fwmark", str(mark), 0)
-    for name, protocol in (("-t", "tcp"), ("-u", "udp"), ("--sctp-service", "sctp")):
-        if line.has(name):
-            break
-    else:
+    given = next(((name, protocol) for name, protocol in
+                  (("-t", "tcp"), ("-u", "udp"), ("--sctp-service", "sctp")) if line.has(name)),
+                 None)
+    if given is None:
         raise _Bad(f"{_COMMAND_NAMES[line.command].split()[0]} needs a service: -t, -u or "
                    "--sctp-service ADDRESS:PORT, or -f MARK")
+    name, protocol = given
     if line.has("-6"):
         raise _Bad(f"'{line.written('-6')}' only applies to -f (fwmark) services; a "
                    "VIP's family comes from its address")

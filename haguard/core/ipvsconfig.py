@@ -391,7 +391,7 @@ def parse_realserver(c: Checker, raw: Any) -> RealServerRole | None:
             if isinstance(item, str) and "/" in item:
                 address, _, bits = item.partition("/")
                 try:
-                    ip = ipaddress.ip_address(address)
+                    written = ipaddress.ip_address(address)
                 except ValueError:
                     c.fail(vpath + (i,), f"{item!r} is not an IP address")
                     continue
@@ -399,10 +399,10 @@ def parse_realserver(c: Checker, raw: Any) -> RealServerRole | None:
                     c.fail(vpath + (i,), f"{item!r} is not an IP address (prefix must be a "
                                          "length)")
                     continue
-                if bits != str(ip.max_prefixlen):
+                if bits != str(written.max_prefixlen):
                     device = "lo" if mode != "tun" else "the tunnel device"
                     c.fail(vpath + (i,), f"{item!r}: a real server holds the VIP as a host "
-                                         f"address (/{ip.max_prefixlen}); a /{bits} on {device} "
+                                         f"address (/{written.max_prefixlen}); a /{bits} on {device} "
                                          f"makes it claim the whole subnet and answer for its "
                                          f"neighbours (the seed runbook's lo:1 netmask "
                                          f"255.255.255.0 mistake)")

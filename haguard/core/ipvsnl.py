@@ -12,13 +12,40 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from haguard.core.ipvsconfig import (FORWARDING, PROTOCOLS, SCHEDULER_FLAGS, SVC_F_PERSISTENT,
-                                     TUNNEL_TYPES, Persistence, RealServer, ServiceKey,
-                                     VirtualService)
-from haguard.core.nlmsg import (BE16, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, U16, U32, U64,
-                                CodecError, attr, attrs, message, nest)
-from haguard.core.ipvsplan import (AddDest, AddService, DelDest, DelService, IpvsAction,
-                                   SetDest, SetService)
+from haguard.core.ipvsconfig import (
+    FORWARDING,
+    PROTOCOLS,
+    SCHEDULER_FLAGS,
+    SVC_F_PERSISTENT,
+    TUNNEL_TYPES,
+    Persistence,
+    RealServer,
+    ServiceKey,
+    VirtualService,
+)
+from haguard.core.ipvsplan import (
+    AddDest,
+    AddService,
+    DelDest,
+    DelService,
+    IpvsAction,
+    SetDest,
+    SetService,
+)
+from haguard.core.nlmsg import (
+    BE16,
+    NLM_F_ACK,
+    NLM_F_DUMP,
+    NLM_F_REQUEST,
+    U16,
+    U32,
+    U64,
+    CodecError,
+    attr,
+    attrs,
+    message,
+    nest,
+)
 
 # linux/genetlink.h
 GENL_ID_CTRL = 0x10
@@ -173,7 +200,8 @@ def family_id(payload: bytes) -> int:
     found = genl_attrs(payload)
     if CTRL_ATTR_FAMILY_ID not in found:
         raise CodecError("the generic-netlink controller's reply has no family id")
-    return U16.unpack_from(found[CTRL_ATTR_FAMILY_ID])[0]
+    family: int = U16.unpack_from(found[CTRL_ATTR_FAMILY_ID])[0]
+    return family
 
 
 def _u32(found: dict[int, bytes], kind: int, default: int = 0) -> int:

@@ -9,8 +9,8 @@ left without a destination in the middle of a change.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 from haguard.core.ipvsconfig import SVC_F_PERSISTENT, RealServer, ServiceKey, VirtualService
 

@@ -6,8 +6,8 @@ The numbers are the kernel's uapi (linux/netlink.h).
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
@@ -76,7 +76,8 @@ def replies(buf: bytes) -> Iterator[Reply]:
 
 def error_code(payload: bytes) -> int:
     """NLMSG_ERROR's errno as a positive number; 0 is an acknowledgement."""
-    return -struct.unpack_from("=i", payload)[0]
+    code: int = struct.unpack_from("=i", payload)[0]
+    return -code
 
 
 def attrs(buf: bytes, offset: int = 0, end: int | None = None) -> dict[int, bytes]:

@@ -7,8 +7,9 @@ first so this node stops attracting traffic at once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 from haguard.core.config import Announce, Instance, IPAddress, Vip
 from haguard.core.events import ACTIVE_STATES

@@ -12,8 +12,17 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from haguard.core.nlmsg import (NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
-                                U32, attr, attrs, message)
+from haguard.core.nlmsg import (
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_DUMP,
+    NLM_F_EXCL,
+    NLM_F_REQUEST,
+    U32,
+    attr,
+    attrs,
+    message,
+)
 
 RTM_NEWLINK, RTM_GETLINK = 16, 18
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22

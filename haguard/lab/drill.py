@@ -21,11 +21,11 @@ import time
 from typing import Any
 
 from haguard.adapters import process
-from haguard.core.config import Config
+from haguard.adapters.files import read_jsonl
 from haguard.core.drillreport import failure_run, ipvs_before_vip
 from haguard.errors import HaguardError, OperationFailed
 from haguard.lab import netns
-from haguard.lab.runner import LabRunner, read_jsonl
+from haguard.lab.runner import LabRunner
 
 HOLD_CONNECTIONS = 5
 
@@ -99,7 +99,7 @@ def run(name: str, method: str, port: int | None, interval_ms: int, failback: bo
                                                "--count", "1", "--timeout", "1"),
                                  capture_output=True, text=True).stdout
             try:
-                return json.loads(out).get("failed") == 0
+                return bool(json.loads(out).get("failed") == 0)
             except ValueError:
                 return False
         runner.wait_for(answered, 30, f"the service on {vip}:{service_port}")
@@ -150,62 +150,13 @@ def run(name: str, method: str, port: int | None, interval_ms: int, failback: bo
 
 
 def _record_outage(runner: LabRunner, report: dict[str, Any]) -> None:
-    for info in runner.record["directors"].values():
-        try:
-            from haguard.adapters.files import load_config
-
-            record_outage(load_config(info["config"]), report)
-        except HaguardError:
-            pass  # the drill's report stands without the textfile
-
-
-def record_outage(config: Config, report: dict[str, Any]) -> None:
-    """For the metrics textfile: the last drill's outage in the node's state_dir."""
+    from haguard.adapters.files import load_config
     from haguard.adapters.statefile import StateDir
 
-    path = os.path.join(config.node.state_dir, "drill.json")
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump({"at": time.time(), "outage_ms": report.get("outage_ms"),
-                       "tcp_outage_ms": report.get("tcp_outage_ms")}, fh)
-        os.replace(tmp, path)
-        StateDir(config.node.state_dir).write_metrics(config.node.name,
-                                                      [i.name for i in config.instances])
-    except OSError:
-        pass  # the drill's report stands without the textfile
-
-
-def format_text(report: dict[str, Any]) -> str:
-    where = f"lab {report['lab']}" if "lab" in report else f"{report['node']} (live pair)"
-    lines = [f"failover drill on {where} ({report['method']}): "
-             f"{report['old_master']} -> {report['new_master']}; times in ms from the trigger"]
-    for m in report.get("milestones", []):
-        lines.append(f"  {m['ms']:>+9.1f}  {m['who']:8} {m['what']}")
-    if "lab" not in report and not report.get("probe_from"):
-        lines.append("outage: not measured (no --probe-from: a director cannot probe its "
-                     "own VIP)")
-    else:
-        lines.append(f"outage (ICMP every probe interval): {report.get('outage_ms')} ms, "
-                     f"{report.get('pings_lost')} pings lost")
-        if report.get("port") is not None:
-            lines.append(f"outage (TCP connect to {report['vip']}:{report['port']}): "
-                         f"{report.get('tcp_outage_ms')} ms, "
-                         f"{report.get('tcp_connects_failed')} connects failed")
-            survived = report.get("connections_survived")
-            lines.append("long-lived connections surviving: " + (
-                f"{survived}/{report.get('connections')}" if survived is not None
-                else "unknown (the service did not answer HTTP on them)"))
-    ipvs = report.get("ipvs_before_vip")
-    lines.append("IPVS rules in place before the VIP" +
-                 ("" if "lab" in report else f" ({report['old_master']}'s takeover at failback)")
-                 + ": " + ("yes" if ipvs else "no" if ipvs is False else
-                           "n/a (no ipvs section or no takeover seen here)"))
-    if "failback_ms" in report:
-        lines.append(f"failback: {report['old_master']} MASTER again after "
-                     f"{report['failback_ms']} ms")
-    if report.get("restored"):
-        lines.append(f"pair: {report['restored']}")
-    if "slo" in report:
-        lines.append(report["slo"])
-    return "\n".join(lines)
+    for info in runner.record["directors"].values():
+        try:
+            config = load_config(info["config"])
+        except HaguardError:
+            continue  # the drill's report stands without the textfile
+        StateDir(config.node.state_dir).record_drill(config.node.name,
+                                                     [i.name for i in config.instances], report)

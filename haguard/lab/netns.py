@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from haguard.errors import LabError
 

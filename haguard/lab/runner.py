@@ -14,21 +14,21 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import yaml
 
 from haguard.adapters import keepalived as keepalived_adapter
 from haguard.adapters import process
 from haguard.adapters.files import load_config, read_jsonl, write_atomic
+from haguard.app.hooks import install as install_hooks
 from haguard.core.config import Config
 from haguard.core.render import lever_files, render
 from haguard.errors import BadInput, LabError
-from haguard.app.hooks import install as install_hooks
 from haguard.lab import netns
 from haguard.lab.timeline import Timeline, build_timeline
-from haguard.lab.topology import (LAB_ROOT, Director, Lab, RealServerNode, build,
-                                  check_lab_name)
+from haguard.lab.topology import LAB_ROOT, Director, Lab, RealServerNode, build, check_lab_name
 
 Say = Callable[[str], None]
 
@@ -81,7 +81,8 @@ def lab_file(name: str) -> str:
 def read_record(name: str) -> dict[str, Any] | None:
     try:
         with open(lab_file(name), encoding="utf-8") as fh:
-            return json.load(fh)
+            record: dict[str, Any] = json.load(fh)
+            return record
     except (FileNotFoundError, ValueError):
         return None
 
@@ -112,7 +113,7 @@ class LabRunner:
         self.time_scale = time_scale()
 
     @classmethod
-    def attach(cls, name: str, say: Say = lambda s: None) -> "LabRunner":
+    def attach(cls, name: str, say: Say = lambda s: None) -> LabRunner:
         """A runner for a lab brought up earlier (by another process)."""
         record = read_record(check_lab_name(name))
         if record is None:
@@ -384,9 +385,11 @@ class LabRunner:
         and preempted it is no MASTER to rely on."""
         elected = self.elected()
         if elected is None:
-            return self.wait_for(self.master, timeout, "one MASTER holding every VIP")
-        return self.wait_for(lambda: self.master() == elected and elected, timeout,
-                             f"{elected} (elected by priority) MASTER holding every VIP")
+            master: str = self.wait_for(self.master, timeout, "one MASTER holding every VIP")
+            return master
+        self.wait_for(lambda: self.master() == elected, timeout,
+                      f"{elected} (elected by priority) MASTER holding every VIP")
+        return elected
 
     # ------------------------------------------------------------------ drive
     def stop_keepalived(self, node: str, sig: int = signal.SIGTERM, wait: bool = True) -> None:
@@ -464,7 +467,8 @@ class LabRunner:
                                       str(key.port), "--count", str(count)),
                         check=False, timeout=120 * self.time_scale).stdout
         try:
-            return json.loads(out)
+            result: dict[str, Any] = json.loads(out)
+            return result
         except ValueError:
             return {"failed": count, "counts": {}, "errors": [out.strip() or "no answer"]}
 
@@ -561,7 +565,7 @@ def teardown(name: str, children: dict[int, subprocess.Popen[bytes]] | None = No
     if os.path.isdir("/run/netns"):
         namespaces.update(n for n in os.listdir("/run/netns") if n.startswith(prefix))
     deadline = time.monotonic() + 5
-    for role, pid in (record.get("pids") or {}).items():
+    for pid in (record.get("pids") or {}).values():
         while isinstance(pid, int) and process.alive(pid) and time.monotonic() < deadline:
             time.sleep(0.02)
     for ns in sorted(namespaces):

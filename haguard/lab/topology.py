@@ -162,16 +162,16 @@ def build(name: str, configs: list[Config], docs: list[dict[str, Any]]) -> Lab:
                    ipv4=f"{v4.network_address + host}/{v4.prefixlen}",
                    ipv6=f"{v6.network_address + host}/{v6.prefixlen}")
 
-    host_addresses = set()
+    host_addresses: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = set()
     directors = []
     for i, doc in enumerate(docs):
         legs = tuple(leg(k, DIRECTOR_HOST_BASE + i, f"d{i}-{k}") for k in range(len(interfaces)))
-        host_addresses.update(ipaddress.ip_interface(l.ipv4).ip for l in legs)
-        host_addresses.update(ipaddress.ip_interface(l.ipv6).ip for l in legs)
+        host_addresses.update(ipaddress.ip_interface(x.ipv4).ip for x in legs)
+        host_addresses.update(ipaddress.ip_interface(x.ipv6).ip for x in legs)
         directors.append((doc, legs))
     client_legs = tuple(leg(k, CLIENT_HOST, f"c-{k}") for k in range(len(interfaces)))
-    host_addresses.update(ipaddress.ip_interface(l.ipv4).ip for l in client_legs)
-    host_addresses.update(ipaddress.ip_interface(l.ipv6).ip for l in client_legs)
+    host_addresses.update(ipaddress.ip_interface(x.ipv4).ip for x in client_legs)
+    host_addresses.update(ipaddress.ip_interface(x.ipv6).ip for x in client_legs)
 
     vips: list[str] = []
     routes: list[tuple[str, str]] = []

@@ -23,12 +23,13 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from haguard.adapters import process
-from haguard.errors import LabError
 from haguard.adapters.waiting import wait_until
+from haguard.errors import LabError
 
 CACHE_DIR = "/var/cache/haguard/vm"
 # One file per running guest: who started it and where its qemu pid is, so a guest
@@ -218,7 +219,7 @@ class VM:
         self._buf = b""
         self.boot_seconds: float | None = None
 
-    def __enter__(self) -> "VM":
+    def __enter__(self) -> VM:
         try:
             self.start()
         except BaseException:
@@ -292,9 +293,10 @@ class VM:
             if b"\n" in self._buf:
                 line, _, self._buf = self._buf.partition(b"\n")
                 try:
-                    return json.loads(line)
+                    reply: dict[str, Any] = json.loads(line)
                 except ValueError:
                     continue
+                return reply
             self._check_alive()
             left = deadline - time.monotonic()
             if left <= 0:
@@ -303,7 +305,7 @@ class VM:
             self._sock.settimeout(min(left, 1.0))
             try:
                 chunk = self._sock.recv(1 << 20)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             if not chunk:
                 raise LabError(f"the guest agent hung up; console:\n{self.console_tail()}")

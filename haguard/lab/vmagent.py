@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
 
 
 def find_port(name: str) -> str:
@@ -30,7 +31,7 @@ def find_port(name: str) -> str:
     raise SystemExit(f"vmagent: no virtio-serial port named {name}")
 
 
-def handle(request: dict) -> dict:
+def handle(request: dict[str, Any]) -> dict[str, Any]:
     started = time.monotonic()
     env = {**os.environ, **(request.get("env") or {})}
     try:
@@ -49,7 +50,7 @@ def handle(request: dict) -> dict:
     return answer
 
 
-def spawn(request: dict) -> dict:
+def spawn(request: dict[str, Any]) -> dict[str, Any]:
     """Start a process that outlives the request, output to a file; answer its pid."""
     try:
         with open(request["out"], "ab") as out:
@@ -68,7 +69,7 @@ def main() -> int:
     fd = os.open(find_port(args.name), os.O_RDWR)
     reader = os.fdopen(fd, "rb", buffering=0)
 
-    def send(obj: dict) -> None:
+    def send(obj: dict[str, Any]) -> None:
         data = (json.dumps(obj) + "\n").encode()
         while data:
             data = data[os.write(fd, data):]

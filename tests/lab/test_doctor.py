@@ -11,14 +11,15 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
+from haguard.app.hooks import install
 from haguard.core.config import loads
 from haguard.core.render import render
-from haguard.app.hooks import install
 from haguard.lab import netns
 from tests.lab.conftest import lab_name
 

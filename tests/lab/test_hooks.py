@@ -16,6 +16,7 @@ from haguard.app.hooks import install
 from haguard.lab import netns
 from tests.lab.conftest import VIPS, Node
 
+
 def run(args: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, capture_output=True, text=True, timeout=60)
 

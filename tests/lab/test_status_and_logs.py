@@ -76,7 +76,7 @@ def test_events_reach_the_syslog_socket(node: Node, tmp_path: Path) -> None:
         while True:
             try:
                 messages.append(sink.recv(65536).decode())
-            except socket.timeout:
+            except TimeoutError:
                 break
             if '"transition_done"' in messages[-1]:
                 break

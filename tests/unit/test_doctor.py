@@ -9,12 +9,20 @@ from dataclasses import dataclass
 
 import pytest
 
+from haguard.app.doctor import format_text, report
 from haguard.core import doctorrules as doctor
 from haguard.core.config import Config, loads
-from haguard.core.doctorrules import (ArpProbe, KeepalivedTest, NetworkdFile, Observations,
-                                 PathCheck, diagnose, exit_code, parse_keepalived)
+from haguard.core.doctorrules import (
+    ArpProbe,
+    KeepalivedTest,
+    NetworkdFile,
+    Observations,
+    PathCheck,
+    diagnose,
+    exit_code,
+    parse_keepalived,
+)
 from haguard.core.render import render
-from haguard.app.doctor import format_text, report
 
 DIRECTOR = """\
 node: {name: lb1, state_dir: /run/haguard}

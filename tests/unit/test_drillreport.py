@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from haguard.core.drillreport import (WireView, failure_run, ipvs_before_vip,
-                                      live_milestones, ping_outage)
+from haguard.core.drillreport import (
+    WireView,
+    failure_run,
+    ipvs_before_vip,
+    live_milestones,
+    ping_outage,
+)
 
 T = 1000.0
 VIEW = WireView(node="lb1", own_macs=frozenset({"02:00:00:00:00:01"}), vrids=frozenset({51}),

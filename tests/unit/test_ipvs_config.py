@@ -27,9 +27,16 @@ import ipaddress
 import pytest
 
 from haguard.core.config import loads
-from haguard.core.ipvsconfig import (IpvsSettings, Persistence, RealServer, RealServerRole,
-                                     ServiceKey, SyncSettings, VirtualService,
-                                     parse_service_name)
+from haguard.core.ipvsconfig import (
+    IpvsSettings,
+    Persistence,
+    RealServer,
+    RealServerRole,
+    ServiceKey,
+    SyncSettings,
+    VirtualService,
+    parse_service_name,
+)
 from haguard.errors import ConfigError
 
 FILENAME = "lb1.yaml"

@@ -10,13 +10,39 @@ import pytest
 
 from haguard.core.config import Announce, Instance, Vip
 from haguard.core.events import PASSIVE_STATES
-from haguard.core.ipvsconfig import (IpvsSettings, Persistence, RealServer, ServiceKey,
-                                     SyncSettings, VirtualService)
-from haguard.core.ipvsplan import (AddDest, AddService, DelDest, DelService, SetDest,
-                                   SetService, describe, plan_reconcile, plan_removal)
-from haguard.core.plan import (AddVip, Observed, ReconcileIpvs, RecordState, RemoveIpvs,
-                               RemoveVip, SendAnnouncements, SetSysctl, StartAnnouncer,
-                               StopAnnouncer, SyncDaemon, plan_transition)
+from haguard.core.ipvsconfig import (
+    IpvsSettings,
+    Persistence,
+    RealServer,
+    ServiceKey,
+    SyncSettings,
+    VirtualService,
+)
+from haguard.core.ipvsplan import (
+    AddDest,
+    AddService,
+    DelDest,
+    DelService,
+    SetDest,
+    SetService,
+    describe,
+    plan_reconcile,
+    plan_removal,
+)
+from haguard.core.plan import (
+    AddVip,
+    Observed,
+    ReconcileIpvs,
+    RecordState,
+    RemoveIpvs,
+    RemoveVip,
+    SendAnnouncements,
+    SetSysctl,
+    StartAnnouncer,
+    StopAnnouncer,
+    SyncDaemon,
+    plan_transition,
+)
 
 ip = ipaddress.ip_address
 

@@ -11,17 +11,24 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import pytest
 
-from haguard.app import ipvsops
 from haguard.adapters.ipvsrecords import read_applied, read_owned, record_key
+from haguard.app import ipvsops
 from haguard.core.config import loads
 from haguard.core.ipvsconfig import RealServer, ServiceKey, VirtualService
-from haguard.core.ipvsplan import (AddDest, AddService, DelDest, DelService, IpvsAction,
-                                   SetDest, SetService)
+from haguard.core.ipvsplan import (
+    AddDest,
+    AddService,
+    DelDest,
+    DelService,
+    IpvsAction,
+    SetDest,
+    SetService,
+)
 from haguard.errors import BadInput, OperationFailed
 
 
@@ -34,7 +41,7 @@ class TableIpvs:
         self.reads: list[ServiceKey] = []
         self.fail_at = fail_at
 
-    def __enter__(self) -> "TableIpvs":
+    def __enter__(self) -> TableIpvs:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from ipaddress import ip_address
 from pathlib import Path
 
-import json
-import os
-
-from haguard.adapters.ipvsrecords import (digest, forget_applied, read_applied, read_owned,
-                                          record_key, service_key, write_applied, write_owned)
+from haguard.adapters.ipvsrecords import (
+    digest,
+    forget_applied,
+    read_applied,
+    read_owned,
+    record_key,
+    service_key,
+    write_applied,
+    write_owned,
+)
 from haguard.core.ipvsconfig import Persistence, RealServer, ServiceKey, VirtualService
 
 KEY = ServiceKey(4, "tcp", "192.0.2.100", 80)

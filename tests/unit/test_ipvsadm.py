@@ -17,9 +17,15 @@ from hypothesis import strategies as st
 
 from haguard.core.config import loads
 from haguard.core.ipvsadm import dump_yaml, format_save, parse_save, to_yaml_section
-from haguard.core.ipvsconfig import (MAX_PERSISTENCE_S, SCHEDULER_FLAGS, SCHEDULERS, Persistence,
-                                     RealServer,
-                                     ServiceKey, VirtualService)
+from haguard.core.ipvsconfig import (
+    MAX_PERSISTENCE_S,
+    SCHEDULER_FLAGS,
+    SCHEDULERS,
+    Persistence,
+    RealServer,
+    ServiceKey,
+    VirtualService,
+)
 from haguard.errors import ConfigError, ExitStatus
 
 FILE = "rules.txt"

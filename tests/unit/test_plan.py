@@ -8,8 +8,17 @@ import pytest
 
 from haguard.core.config import Announce, Instance, Vip
 from haguard.core.events import PASSIVE_STATES, STATES
-from haguard.core.plan import (AddVip, Observed, RecordState, RemoveVip, SendAnnouncements,
-                               SetSysctl, StartAnnouncer, StopAnnouncer, plan_transition)
+from haguard.core.plan import (
+    AddVip,
+    Observed,
+    RecordState,
+    RemoveVip,
+    SendAnnouncements,
+    SetSysctl,
+    StartAnnouncer,
+    StopAnnouncer,
+    plan_transition,
+)
 from haguard.errors import OperationFailed
 
 IF = "eth0"

@@ -5,8 +5,16 @@ from __future__ import annotations
 import ipaddress
 
 from haguard.core.ipvsconfig import RealServerRole
-from haguard.core.rsplan import (AddHostAddress, EnsureLink, RemoveAddress, RsObserved,
-                                     SetSysctl, plan_down, plan_up, problems)
+from haguard.core.rsplan import (
+    AddHostAddress,
+    EnsureLink,
+    RemoveAddress,
+    RsObserved,
+    SetSysctl,
+    plan_down,
+    plan_up,
+    problems,
+)
 
 VIP = ipaddress.ip_address("192.0.2.100")
 VIP6 = ipaddress.ip_address("2001:db8::100")

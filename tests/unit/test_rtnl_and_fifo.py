@@ -12,8 +12,13 @@ import pytest
 
 from haguard.core import nlmsg, rtnl
 from haguard.core.events import Event, OrderKey
-from haguard.core.fifo import (Pending, latest_per_instance, parse_journal_entry,
-                               parse_journal_name, parse_line)
+from haguard.core.fifo import (
+    Pending,
+    latest_per_instance,
+    parse_journal_entry,
+    parse_journal_name,
+    parse_line,
+)
 
 little_endian = pytest.mark.skipif(sys.byteorder != "little",
                                    reason="golden bytes are written for a little-endian host")

@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import yaml
