@@ -27,6 +27,7 @@ from haguard.core.doctorrules import (
     Observations,
     PathCheck,
 )
+from haguard.core.vrrp import advert_window
 
 NETWORKD_DIRS = ("/etc/systemd/network", "/run/systemd/network", "/usr/lib/systemd/network")
 
@@ -237,7 +238,7 @@ def observe(config: Config, networkd_dirs: Sequence[str] = NETWORKD_DIRS,
         if skip_wire:
             obs["probe_skipped"] = obs["wire_skipped"] = "--skip-wire"
         else:
-            _wire(config, obs, rules.wire_seconds_default(config.instances)
+            _wire(config, obs, advert_window(config.instances, slack_s=0.0)
                   if wire_seconds is None else wire_seconds)
     return Observations(**obs)
 

@@ -28,6 +28,7 @@ from haguard.core.config import Config, Instance
 from haguard.core.events import ACTIVE_STATES
 from haguard.core.leverrules import Lever, Refused, due, promote_boost
 from haguard.core.render import lever_files
+from haguard.core.vrrp import TAKEOVER_SLACK_S, advert_window
 from haguard.errors import BadInput, OperationFailed
 
 EXPIRE_COMMAND = "levers-expire"
@@ -218,7 +219,7 @@ def demote(config: Config, names: list[str] | None, reason: str, ttl_s: float | 
             continue
         # keepalived sends priority 0 on entering FAULT: a healthy peer answers within a
         # few advert intervals. Nobody answering means the instance has no MASTER now.
-        window = 3 * inst.advert_int + 1.0
+        window = advert_window([inst], slack_s=TAKEOVER_SLACK_S)
         peer = _other_master(inst, window)
         if peer is None and not force:
             _write_track(demote_path, 0)
@@ -263,7 +264,7 @@ def promote(config: Config, names: list[str] | None, reason: str, wait: bool,
                 track_values(config, inst)[0] == 0:
             lines.append(f"{inst.name}: already MASTER here; nothing to do")
             continue
-        master = _other_master(inst, 3 * inst.advert_int + 0.2)
+        master = _other_master(inst, advert_window([inst]))
         if master is None:
             raise Refused(f"{inst.name}: no MASTER advertises VRID {inst.virtual_router_id}; "
                           "keepalived elects one by itself (is this node's keepalived in "

@@ -39,6 +39,7 @@ from haguard.core.drillreport import (
     ping_outage,
 )
 from haguard.core.events import ACTIVE_STATES
+from haguard.core.vrrp import TAKEOVER_SLACK_S, advert_window
 from haguard.errors import BadInput, OperationFailed
 
 HOLD_CONNECTIONS = 5
@@ -101,7 +102,7 @@ def precheck(config: Config, method: str) -> list[str]:
         if active != "active":
             problems.append(f"keepalived.service is {active or 'unknown'} (systemctl)")
     state_dir = StateDir(config.node.state_dir)
-    window = 3 * max(i.advert_int for i in config.instances) + 0.2
+    window = advert_window(config.instances)
     reports = {r.instance: r for r in analyse(
         config, listen([i.interface for i in config.instances], window), window)}
     for inst in config.instances:
@@ -280,7 +281,7 @@ def run(config: Config, method: str, probe_from: str | None, port: int | None,
     if probe_from and not os.path.exists(f"/run/netns/{probe_from}"):
         raise BadInput(f"--probe-from {probe_from}: no such network namespace (ip netns list)")
     say(f"checking {config.node.name} is the healthy MASTER (listening for "
-        f"{3 * max(i.advert_int for i in config.instances) + 0.2:g} s)")
+        f"{advert_window(config.instances):g} s)")
     problems = precheck(config, method)
     if problems:
         raise OperationFailed("not ready for a drill:\n  " + "\n  ".join(problems))
@@ -326,7 +327,7 @@ def run(config: Config, method: str, probe_from: str | None, port: int | None,
                 raise OperationFailed(f"systemctl stop keepalived.service: {proc.stderr.strip()}")
         # From the trigger's completion: stopping keepalived takes its own time.
         window = peer_wait_s if peer_wait_s is not None else \
-            3 * max(i.advert_int for i in config.instances) + 1.0
+            advert_window(config.instances, slack_s=TAKEOVER_SLACK_S)
         seen = wait_until(lambda: live_milestones(view, trigger_at, list(wire.frames), [])
                           ["new_master"] is not None, window, POLL_S)
         if not seen:

@@ -13,11 +13,6 @@ from haguard.core.config import Config
 from haguard.core.events import ACTIVE_STATES
 
 
-def wire_window(config: Config) -> float:
-    """How long to listen: three advert intervals of the slowest instance."""
-    return 3 * max((i.advert_int for i in config.instances), default=1.0) + 0.2
-
-
 def collect(config: Config, wire_s: float | None = None) -> dict[str, Any]:
     """A JSON-able report; ``healthy`` is False when state and reality disagree.
 

@@ -206,13 +206,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import time
 
-    from haguard.app.status import collect, format_text, wire_window
+    from haguard.app.status import collect, format_text
+    from haguard.core.vrrp import advert_window
 
     config = load(args.config)
     wire_s = None
     if not args.no_wire:
         if os.geteuid() == 0:
-            wire_s = args.wire_seconds if args.wire_seconds is not None else wire_window(config)
+            wire_s = args.wire_seconds if args.wire_seconds is not None else advert_window(config.instances)
         elif args.wire_seconds is not None:
             raise BadInput("--wire-seconds: listening for VRRP adverts needs root")
     while True:

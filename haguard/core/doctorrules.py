@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from haguard.core.config import Config, Instance, IPAddress
+from haguard.core.config import Config, IPAddress
 from haguard.core.rsplan import interface_for, required_sysctls
 from haguard.core.vrrp import Advert
 
@@ -708,6 +708,3 @@ def instance_interfaces(config: Config) -> list[str]:
     return sorted({i.interface for i in config.instances})
 
 
-def wire_seconds_default(instances: Iterable[Instance]) -> float:
-    """Three advert intervals of the slowest instance: a live MASTER sends at least two."""
-    return 3 * max((i.advert_int for i in instances), default=1.0)

@@ -19,6 +19,19 @@ IPPROTO_VRRP = 112
 ETH_P_IP = 0x0800
 ETH_P_IPV6 = 0x86DD
 
+# Slack on top of three advert intervals. Listening: a window of exactly three intervals
+# can miss the third advert by a little jitter. Waiting for a peer to take over: its
+# master_down skew (< one interval) and the start of its notify come on top.
+LISTEN_SLACK_S = 0.2
+TAKEOVER_SLACK_S = 1.0
+
+
+def advert_window(instances: Iterable[Instance], slack_s: float = LISTEN_SLACK_S) -> float:
+    """Three advert intervals of the slowest instance, plus ``slack_s``: in that time a
+    live MASTER is heard at least twice, and a healthy BACKUP has taken over from a
+    MASTER that went silent (keepalived's master_down)."""
+    return 3 * max((i.advert_int for i in instances), default=1.0) + slack_s
+
 
 @dataclass(frozen=True)
 class Advert:

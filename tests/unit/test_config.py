@@ -28,9 +28,9 @@ import pytest
 
 from haguard.core.config import Announce, Config, Instance, KeepalivedSettings, loads
 from haguard.errors import ConfigError
+from tests.unit.yamlcases import FILENAME, at, edit, problems_of
 
 LAB_YAML = Path(__file__).resolve().parents[2] / "conf" / "lab.yaml"
-FILENAME = "lb1.yaml"
 
 BASE = """\
 node:
@@ -71,14 +71,6 @@ VIPS_BLOCK = """\
 BEFORE_INSTANCES = BASE.split("instances:\n")[0]
 
 
-def edit(text: str, *changes: tuple[str, str]) -> str:
-    """Apply textual ``(old, new)`` replacements; each ``old`` must occur exactly once."""
-    for old, new in changes:
-        assert text.count(old) == 1, f"{old!r} must occur exactly once"
-        text = text.replace(old, new)
-    return text
-
-
 def base(*changes: tuple[str, str]) -> str:
     return edit(BASE, *changes)
 
@@ -95,16 +87,6 @@ BASE_V3 = base(("version: 2", "version: 3"), ('    auth_pass: "secret"\n', ""))
 
 def v3(*changes: tuple[str, str]) -> str:
     return edit(BASE_V3, *changes)
-
-
-def problems_of(text: str) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        loads(text, filename=FILENAME)
-    return info.value.problems
-
-
-def at(line: int, rest: str) -> str:
-    return f"{FILENAME}:{line}: {rest}"
 
 
 def test_base_document_is_valid() -> None:

@@ -37,9 +37,7 @@ from haguard.core.ipvsconfig import (
     VirtualService,
     parse_service_name,
 )
-from haguard.errors import ConfigError
-
-FILENAME = "lb1.yaml"
+from tests.unit.yamlcases import FILENAME, at, edit, problems_of
 
 BASE = """\
 node:
@@ -75,14 +73,6 @@ realserver:
 """
 
 
-def edit(text: str, *changes: tuple[str, str]) -> str:
-    """Apply textual ``(old, new)`` replacements; each ``old`` must occur exactly once."""
-    for old, new in changes:
-        assert text.count(old) == 1, f"{old!r} must occur exactly once"
-        text = text.replace(old, new)
-    return text
-
-
 def base(*changes: tuple[str, str]) -> str:
     return edit(BASE, *changes)
 
@@ -96,16 +86,6 @@ def service(*lines: str) -> str:
 
 def rs_base(*changes: tuple[str, str]) -> str:
     return edit(RS_BASE, *changes)
-
-
-def problems_of(text: str) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        loads(text, filename=FILENAME)
-    return info.value.problems
-
-
-def at(line: int, rest: str) -> str:
-    return f"{FILENAME}:{line}: {rest}"
 
 
 S1 = "ipvs.services[1]"
