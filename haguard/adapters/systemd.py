@@ -1,10 +1,18 @@
-"""systemd units haguard ships, as text for one node's config."""
+"""systemd: every ``systemctl`` and ``journalctl`` call haguard makes, and the unit texts
+it ships (the agent, the real-server setup, keepalived's KillMode drop-in)."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
 import sys
+from typing import Any
 
+from haguard.adapters.files import write_atomic
 from haguard.core.config import Config
+from haguard.errors import OperationFailed
 
 AGENT_UNIT_NAME = "haguard-agent.service"
 KEEPALIVED_DROPIN = "keepalived.service.d/haguard.conf"
@@ -48,6 +56,123 @@ SyslogIdentifier=haguard-agent
 WantedBy=multi-user.target
 WantedBy=keepalived.service
 """
+
+
+REALSERVER_UNIT_NAME = "haguard-realserver.service"
+
+_REALSERVER = """\
+# Installed by `haguard realserver up`: puts the VIPs back on every boot.
+[Unit]
+Description=haguard real server setup ({mode}: {vips})
+After=network-pre.target
+Wants=network-pre.target
+Before=network.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart={python} -m haguard realserver -c {config} up --no-persist
+ExecStop={python} -m haguard realserver -c {config} down
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def running() -> bool:
+    """systemd is the init system here (what sd_booted() checks)."""
+    return os.path.isdir("/run/systemd/system")
+
+
+def usable() -> bool:
+    """systemd runs and systemctl is there to talk to it."""
+    return running() and shutil.which("systemctl") is not None
+
+
+def systemctl(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``systemctl ARGS``, its output captured; the caller judges the exit status."""
+    return subprocess.run(["systemctl", *args], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def checked(*args: str) -> None:
+    """``systemctl ARGS``; OperationFailed with systemctl's own words when it fails."""
+    proc = systemctl(*args)
+    if proc.returncode != 0:
+        raise OperationFailed(f"systemctl {' '.join(args)}: {proc.stderr.strip()}")
+
+
+def unit_property(unit: str, name: str) -> str | None:
+    """A property of ``unit`` as systemd has it loaded; None without systemd."""
+    if not usable():
+        return None
+    proc = systemctl("show", unit, "-p", name, "--value", timeout=30)
+    value = proc.stdout.strip()
+    return value if proc.returncode == 0 and value else None
+
+
+def is_active(unit: str) -> str:
+    """``systemctl is-active UNIT``: active, inactive, failed, ... ('' when unknown)."""
+    return systemctl("is-active", unit).stdout.strip()
+
+
+def journal_json(identifier: str, since: float) -> list[dict[str, Any]]:
+    """The JSON objects logged under syslog ``identifier`` since ``since`` (wall clock)."""
+    if shutil.which("journalctl") is None:
+        return []
+    proc = subprocess.run(["journalctl", "--no-pager", "-q", "-o", "cat", "-t", identifier,
+                           "--since", f"@{int(since) - 1}"], capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL)
+    events = []
+    for line in proc.stdout.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+    return events
+
+
+def install_keepalived_dropin(unit_dir: str, reload: bool) -> list[str]:
+    """Write keepalived's KillMode=process drop-in under ``unit_dir``; daemon-reload if asked."""
+    path = os.path.join(unit_dir, KEEPALIVED_DROPIN)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            if fh.read() == KEEPALIVED_DROPIN_TEXT:
+                return [f"{path} is in place (KillMode=process for keepalived)"]
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise OperationFailed(f"reading {path}: {exc}") from exc
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        write_atomic(path, KEEPALIVED_DROPIN_TEXT)
+    except OSError as exc:
+        raise OperationFailed(f"writing {path} failed: {exc}") from exc
+    lines = [f"wrote {path} (KillMode=process: keepalived's stop no longer kills the "
+             "detached STOP hook)"]
+    if reload:
+        checked("daemon-reload")
+        lines.append("systemctl daemon-reload done; it applies from keepalived's next start")
+    return lines
+
+
+def install_realserver_unit(config: Config, mode: str, vips: str, unit_dir: str) -> list[str]:
+    """Write the unit that redoes `realserver up` at boot; enable it where systemd runs."""
+    path = os.path.join(unit_dir, REALSERVER_UNIT_NAME)
+    os.makedirs(unit_dir, exist_ok=True)
+    write_atomic(path, _REALSERVER.format(mode=mode.upper(), vips=vips, python=sys.executable,
+                                          config=config.path))
+    lines = [f"wrote {path}"]
+    if usable():
+        checked("daemon-reload")
+        checked("enable", REALSERVER_UNIT_NAME)
+        lines.append(f"enabled {REALSERVER_UNIT_NAME}")
+    else:
+        lines.append("systemd is not running here: the unit is written but not enabled "
+                     f"(run `systemctl enable {REALSERVER_UNIT_NAME}` on the real host)")
+    return lines
 
 
 def agent_unit(config: Config, python: str | None = None) -> str:

@@ -29,19 +29,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from haguard.adapters import failpoint, process
-from haguard.adapters.announce import PacketSockets
+from haguard.adapters.host import Host
+from haguard.adapters.journal import Journal
 from haguard.adapters.log import get_logger
-from haguard.adapters.netlink import Netlink
 from haguard.adapters.statefile import StateDir
 from haguard.adapters.watch import Fifo, OpenWatch, pidfd
 from haguard.app.levers import expire_due
+from haguard.app.transition import handle_event
 from haguard.core.config import Config
 from haguard.core.events import ACTIVE_STATES, Event, OrderKey
 from haguard.core.fifo import (
     Pending,
     latest_per_instance,
-    parse_journal_entry,
-    parse_journal_name,
     parse_line,
 )
 from haguard.errors import HaguardError, OperationFailed
@@ -72,15 +71,14 @@ class Agent:
         self.config = config
         self.log = log.bind(node=config.node.name, component="agent")
         self.state_dir = StateDir(config.node.state_dir)
-        self.journal_dir = os.path.join(config.node.state_dir, "journal")
+        self.journal = Journal(os.path.join(config.node.state_dir, "journal"))
         self.states: dict[str, str] = {}
         self.keepalived: Keepalived | None = None
         self._stop = threading.Event()
         self._lock_fd = -1
         self.transitions = 0
-        self.packet_sockets = PacketSockets()
         self._next_expiry_check = 0.0
-        self.netlink: Netlink | None = None
+        self.host: Host | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def _acquire(self) -> None:
@@ -111,8 +109,8 @@ class Agent:
         self.log.info("agent_started", pid=os.getpid(), fifo=fifo.path,
                       instances=[i.name for i in self.config.instances])
         try:
-            with Netlink() as netlink:
-                self.netlink = netlink
+            with Host(keep_sockets=True) as host:
+                self.host = host
                 self._resynchronise(fifo)
                 watch.opened()  # our own open, and keepalived's before we started
                 while not self._stop.is_set():
@@ -120,7 +118,6 @@ class Agent:
         finally:
             watch.close()
             fifo.close()
-            self.packet_sockets.close()
             if self.keepalived is not None:
                 os.close(self.keepalived.fd)
             self.log.info("agent_stopped", transitions=self.transitions)
@@ -180,27 +177,15 @@ class Agent:
         A re-assertion passes the recorded state's own key: an event newer than that
         record (a hook's, while no agent ran) then wins whichever runs first.
         """
-        if event.kind == "GROUP":
-            return
-        if self.config.instance(event.name) is None:
-            self.log.warning("unknown_instance", instance=event.name, state=event.state,
-                             known=[i.name for i in self.config.instances])
-            return
-        from haguard.app.transition import handle_event
-
-        log = get_logger(self.config.node.log_file, deferred=event.state in ACTIVE_STATES,
-                         node=self.config.node.name, component="agent", reason=reason)
+        assert self.host is not None, "events are applied only while the agent runs"
         try:
-            handle_event(self.config, event, order or now_key(), log, netlink=self.netlink,
-                         in_background=_in_thread, packet_sockets=self.packet_sockets)
+            outcome = handle_event(self.config, event, order or now_key(), host=self.host,
+                                   in_background=_in_thread, component="agent", reason=reason)
+        except HaguardError:
+            return  # logged as transition_failed; the next event may finish the job
+        if outcome != "ignored":
             self.states[event.name] = event.state
             self.transitions += 1
-        except HaguardError as exc:
-            log.release()
-            log.error("transition_failed", instance=event.name, state=event.state,
-                      error=str(exc))
-        finally:
-            log.release()
 
     # ------------------------------------------------------------------ keepalived
     def _attach_keepalived(self) -> None:
@@ -241,7 +226,7 @@ class Agent:
                 recorded[inst.name] = str(record["state"])
                 self.states[inst.name] = recorded[inst.name]
         cutoff = now_key()
-        pending = [Pending(ev) for key, ev in self._journal()
+        pending = [Pending(ev) for key, ev in self.journal.entries()
                    if (upto := applied_upto.get(ev.name)) is None or key > upto]
         journaled = len(pending)
         for line in fifo.read_lines():
@@ -263,7 +248,7 @@ class Agent:
             else:
                 self._apply(Event("INSTANCE", name, state), reason="agent start: re-assert",
                             order=applied_upto.get(name))
-        self._forget_journal(upto=cutoff)
+        self.journal.forget(upto=cutoff)
 
     def _reassert_all(self, why: str) -> None:
         self.log.info("reassert", reason=why, states=dict(self.states))
@@ -273,30 +258,11 @@ class Agent:
                         order=OrderKey.from_list(record.get("order")))
 
     # ------------------------------------------------------------------ journal
-    def _journal(self) -> list[tuple[OrderKey, Event]]:
-        entries = []
-        try:
-            names = os.listdir(self.journal_dir)
-        except FileNotFoundError:
-            return []
-        for name in names:
-            key = parse_journal_name(name)
-            if key is None:
-                continue
-            try:
-                with open(os.path.join(self.journal_dir, name), encoding="utf-8") as fh:
-                    event = parse_journal_entry(fh.read())
-            except OSError:
-                continue
-            if event is not None:
-                entries.append((key, event))
-        return sorted(entries, key=lambda pair: pair[0])
-
     def _catch_up_journal(self) -> None:
         """Apply a journaled event that is newer than what was applied: a hook that saw
         this agent's lock after its predecessor had read the event from the FIFO and died.
         Entries no newer (in clock ticks) than the applied state are the FIFO's twins."""
-        entries = self._journal()
+        entries = self.journal.entries()
         if not entries:
             return
         applied: dict[str, int] = {}
@@ -310,25 +276,7 @@ class Agent:
         for key, ev in sorted(latest.values(), key=lambda pair: pair[0]):
             self._apply(ev, reason="journaled by a hook, missing from the FIFO", order=key)
         for key, _ in entries:
-            try:
-                os.unlink(os.path.join(self.journal_dir, f"{key.start_ticks}.{key.pid}"))
-            except FileNotFoundError:
-                pass
-
-    def _forget_journal(self, upto: OrderKey) -> None:
-        """Remove journal entries of hooks forked before ``upto``: their events came
-        through the FIFO (or were applied at start-up)."""
-        try:
-            names = os.listdir(self.journal_dir)
-        except FileNotFoundError:
-            return
-        for name in names:
-            key = parse_journal_name(name)
-            if key is not None and key.start_ticks <= upto.start_ticks:
-                try:
-                    os.unlink(os.path.join(self.journal_dir, name))
-                except FileNotFoundError:
-                    pass
+            self.journal.remove(key)
 
 
 def _in_thread(work: Callable[[], None]) -> None:

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from haguard.adapters import systemd
 from haguard.adapters.arpprobe import arp_probe
 from haguard.core import doctorrules as rules
 from haguard.core.config import Config
@@ -70,18 +71,7 @@ def _keepalived_checks(config: Config, obs: dict[str, Any]) -> None:
                          if not p.endswith(": does not exist"))
         checks.append(PathCheck(path, os.path.exists(path), problems, source))
     obs["paths"] = tuple(checks)
-    obs["killmode"] = keepalived_killmode()
-
-
-def keepalived_killmode() -> str | None:
-    """keepalived.service's KillMode as systemd has it loaded; None without systemd."""
-    if not os.path.isdir("/run/systemd/system") or shutil.which("systemctl") is None:
-        return None
-    proc = subprocess.run(["systemctl", "show", "keepalived.service", "-p", "KillMode",
-                           "--value"], capture_output=True, text=True, timeout=30,
-                          stdin=subprocess.DEVNULL)
-    value = proc.stdout.strip()
-    return value if proc.returncode == 0 and value else None
+    obs["killmode"] = systemd.unit_property("keepalived.service", "KillMode")
 
 
 def networkd_files(dirs: Sequence[str]) -> tuple[NetworkdFile, ...]:

@@ -6,14 +6,14 @@ was not, and the next transition (every action is idempotent) finishes the job.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from haguard.adapters import announce, failpoint, process, sysctl
-from haguard.adapters.netlink import Link, Netlink
+from haguard.adapters import failpoint
+from haguard.adapters.host import Host
+from haguard.adapters.netlink import Link
 from haguard.adapters.statefile import StateDir, frame_cache_path
 from haguard.core.config import Config, Instance
 from haguard.core.events import OrderKey
@@ -42,7 +42,7 @@ class Context:
 
     config: Config
     instance: Instance
-    netlink: Netlink
+    host: Host
     link: Link | None
     state_dir: StateDir
     order: OrderKey
@@ -52,7 +52,6 @@ class Context:
     announcer_pid: int | None = None
     first_announcement_at: float | None = None
     rest_of_burst: tuple[list[bytes], int, int] | None = None   # frames, rounds, interval
-    packet_sockets: announce.PacketSockets | None = None         # the agent's, kept open
     done: list[str] = field(default_factory=list)
 
     @property
@@ -131,28 +130,27 @@ def _apply(action: Action, ctx: Context) -> dict[str, Any] | None:
     match action:
         case StopAnnouncer():
             pid = (ctx.previous or {}).get("announcer_pid")
-            if isinstance(pid, int) and process.terminate_if(pid, ANNOUNCER_COMMAND,
-                                                            ctx.instance.name):
+            if isinstance(pid, int) and ctx.host.terminate_if(pid, ANNOUNCER_COMMAND,
+                                                             ctx.instance.name):
                 return {"announcer_pid": pid}
             return None
         case SetSysctl(key=key, value=value, current=current):
-            sysctl.write(key, value)
+            ctx.host.write_sysctl(key, value)
             return {"key": key, "value": value, "previous": current}
         case AddVip(vip=vip):
             assert ctx.link is not None  # the planner refuses MASTER without the link
-            added = ctx.netlink.add_vip(ctx.link, vip)
+            added = ctx.host.add_vip(ctx.link, vip)
             return {"vip": str(vip), "changed": added}
         case RemoveVip(address=addr, prefixlen=plen):
             assert ctx.link is not None
-            removed = ctx.netlink.remove_address(ctx.link, addr, plen)
+            removed = ctx.host.remove_address(ctx.link, addr, plen)
             return {"vip": f"{addr}/{plen}", "changed": removed}
-        case SendAnnouncements(interface=iface, vips=vips, count=count, interval_ms=interval):
+        case SendAnnouncements(vips=vips, count=count, interval_ms=interval):
             assert ctx.link is not None
-            frames, cached = announce.frames_for(ctx.frame_cache, ctx.link.mac, vips)
+            frames, cached = ctx.host.frames(ctx.frame_cache, ctx.link.mac, vips)
             # Only the first round is sent under the transition lock; the rest follow
             # after it is released, so a newer event never waits for a whole burst.
-            sock = ctx.packet_sockets.get(iface, ctx.link.index) if ctx.packet_sockets else None
-            result = announce.send_burst(iface, frames, 1, interval, sock=sock)
+            result = ctx.host.send(ctx.link, frames, 1, interval, kept_socket=True)
             ctx.first_announcement_at = result.first_sent_at
             ctx.rest_of_burst = (frames, count - 1, interval)
             ctx.log.release()
@@ -166,15 +164,15 @@ def _apply(action: Action, ctx: Context) -> dict[str, Any] | None:
         case ReconcileIpvs():
             from haguard.app import ipvsops
 
-            return {"changes": ipvsops.apply(ctx.config, ctx.instance.name)}
+            return {"changes": ipvsops.apply(ctx.config, ctx.instance.name,
+                                             connect=ctx.host.ipvs)}
         case RemoveIpvs():
             from haguard.app import ipvsops
 
-            return {"changes": ipvsops.remove(ctx.config, ctx.instance.name)}
+            return {"changes": ipvsops.remove(ctx.config, ctx.instance.name,
+                                              connect=ctx.host.ipvs)}
         case SyncDaemon(role=role, interface=iface, syncid=syncid):
-            from haguard.adapters.ipvs import sync_daemon
-
-            sync_daemon(role, iface, syncid)
+            ctx.host.sync_daemon(role, iface, syncid)
             return {"role": role, "interface": iface, "syncid": syncid}
         case RecordState(state=state):
             _record(ctx, state, complete=True)
@@ -186,9 +184,7 @@ def _spawn_announcer(ctx: Context) -> int:
     args = [sys.executable, "-m", "haguard", ANNOUNCER_COMMAND, "-c", ctx.config.path,
             "--instance", ctx.instance.name, "--order", f"{ctx.order.start_ticks},{ctx.order.pid}",
             "--since", repr(ctx.first_announcement_at or time.time())]
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
-    return proc.pid
+    return ctx.host.spawn(args)
 
 
 def _record(ctx: Context, state: str, complete: bool, error: str | None = None) -> None:

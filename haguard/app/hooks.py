@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 
-from haguard.adapters.files import write_atomic
 from haguard.adapters.keepalived import insecure_path_components
-from haguard.adapters.systemd import KEEPALIVED_DROPIN, KEEPALIVED_DROPIN_TEXT
 from haguard.errors import OperationFailed
 
 HOOK_NAMES = ("notify", "notify_master", "notify_backup", "notify_fault", "notify_stop")
@@ -54,35 +51,4 @@ def install(target: str, python: str | None = None) -> list[str]:
     if problems:
         lines.append("warning: keepalived's enable_script_security will refuse these hooks:")
         lines += [f"  {p}" for p in problems]
-    return lines
-
-
-def systemd_running() -> bool:
-    return os.path.isdir("/run/systemd/system")
-
-
-def install_keepalived_dropin(unit_dir: str, reload: bool) -> list[str]:
-    """Write keepalived's KillMode=process drop-in under ``unit_dir``; daemon-reload if asked."""
-    path = os.path.join(unit_dir, KEEPALIVED_DROPIN)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            if fh.read() == KEEPALIVED_DROPIN_TEXT:
-                return [f"{path} is in place (KillMode=process for keepalived)"]
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise OperationFailed(f"reading {path}: {exc}") from exc
-    try:
-        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-        write_atomic(path, KEEPALIVED_DROPIN_TEXT)
-    except OSError as exc:
-        raise OperationFailed(f"writing {path} failed: {exc}") from exc
-    lines = [f"wrote {path} (KillMode=process: keepalived's stop no longer kills the "
-             "detached STOP hook)"]
-    if reload:
-        proc = subprocess.run(["systemctl", "daemon-reload"], capture_output=True, text=True,
-                              timeout=60, stdin=subprocess.DEVNULL)
-        if proc.returncode != 0:
-            raise OperationFailed(f"systemctl daemon-reload: {proc.stderr.strip()}")
-        lines.append("systemctl daemon-reload done; it applies from keepalived's next start")
     return lines

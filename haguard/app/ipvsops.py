@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from haguard.adapters.ipvs import Ipvs
@@ -79,7 +79,8 @@ def diff(config: Config, instance: str | None = None,
                           _stale(read_owned(state_dir), every))
 
 
-def apply(config: Config, instance: str | None = None, incremental: bool = False) -> list[str]:
+def apply(config: Config, instance: str | None = None, incremental: bool = False,
+          connect: Callable[[], Ipvs] = Ipvs) -> list[str]:
     """Make the kernel match the config for the services haguard owns; the changes made.
 
     ``incremental`` reads back from the kernel only the services whose config changed
@@ -89,7 +90,7 @@ def apply(config: Config, instance: str | None = None, incremental: bool = False
     """
     # The whole config, or one instance's share of it (a transition).
     every = None if instance is None else [s.key for s in settings(config).services]
-    with _table_lock(config), Ipvs() as ipvs:
+    with _table_lock(config), connect() as ipvs:
         plan = reconcile(ipvs, services_for(config, instance), every, config.node.state_dir,
                          incremental)
     return [describe(a) for a in plan]
@@ -174,9 +175,10 @@ def _named(services: tuple[VirtualService, ...], only: Sequence[ServiceKey],
     return chosen, gone
 
 
-def remove(config: Config, instance: str | None = None) -> list[str]:
+def remove(config: Config, instance: str | None = None,
+           connect: Callable[[], Ipvs] = Ipvs) -> list[str]:
     """Delete the services haguard owns that move with ``instance`` (on_backup: remove)."""
-    with _table_lock(config), Ipvs() as ipvs:
+    with _table_lock(config), connect() as ipvs:
         plan = plan_removal(services_for(config, instance), ipvs.dump())
         # The record would claim the deleted services are still in the kernel.
         forget_applied(config.node.state_dir)

@@ -9,8 +9,6 @@ left without a MASTER by haguard.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import pwd
 import subprocess
@@ -18,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from haguard.adapters import keepalived
+from haguard.adapters import keepalived, leverfiles
 from haguard.adapters.arpprobe import arp_probe
 from haguard.adapters.log import get_logger
 from haguard.adapters.netlink import Netlink
@@ -37,50 +35,22 @@ EXPIRE_COMMAND = "levers-expire"
 # ------------------------------------------------------------------ files
 def ensure_lever_dir(config: Config) -> str:
     """Create lever_dir/track (root-owned, 0755): keepalived drops track files without it."""
-    path = os.path.join(config.node.lever_dir, "track")
-    try:
-        os.makedirs(path, mode=0o755, exist_ok=True)
-    except OSError as exc:
-        raise OperationFailed(f"cannot create {path}: {exc.strerror}") from exc
+    path = leverfiles.ensure_dir(config.node.lever_dir)
     return f"lever directory {path} ready (haguard demote / promote)"
 
 
-def _levers_path(config: Config) -> str:
-    return os.path.join(config.node.lever_dir, "levers.json")
-
-
 def read_levers(config: Config) -> list[Lever]:
-    try:
-        with open(_levers_path(config), encoding="utf-8") as fh:
-            return [Lever(**item) for item in json.load(fh)]
-    except (FileNotFoundError, ValueError, TypeError):
-        return []
+    return leverfiles.read_levers(config.node.lever_dir)
 
 
 def _write_levers(config: Config, levers: list[Lever]) -> None:
-    path = _levers_path(config)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump([dataclasses.asdict(lv) for lv in levers], fh, indent=1)
-    os.replace(tmp, path)
-
-
-def _write_track(path: str, value: int) -> None:
-    # Rewritten in place: keepalived watches the file and rereads it on close.
-    with open(path, "w", encoding="ascii") as fh:
-        fh.write(f"{value}\n")
+    leverfiles.write_levers(config.node.lever_dir, levers)
 
 
 def track_values(config: Config, inst: Instance) -> tuple[int, int]:
     """(demote, priority) as the files hold them now (0 when missing)."""
-    values = []
-    for path in lever_files(config, inst):
-        try:
-            with open(path, encoding="ascii") as fh:
-                values.append(int(fh.read().strip() or 0))
-        except (OSError, ValueError):
-            values.append(0)
-    return values[0], values[1]
+    demote, priority = lever_files(config, inst)
+    return leverfiles.read_track(demote), leverfiles.read_track(priority)
 
 
 def who() -> str:
@@ -92,9 +62,7 @@ def audit(config: Config, action: str, **fields: Any) -> None:
     """One line in lever_dir/audit.log and one event in syslog/journald."""
     entry = {"ts": round(time.time(), 3), "node": config.node.name, "by": who(),
              "action": action, **fields}
-    os.makedirs(config.node.lever_dir, mode=0o755, exist_ok=True)
-    with open(os.path.join(config.node.lever_dir, "audit.log"), "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(entry, sort_keys=True) + "\n")
+    leverfiles.append_audit(config.node.lever_dir, entry)
     get_logger(config.node.log_file, quiet=True, node=config.node.name).info(
         f"lever_{action}", **{k: v for k, v in entry.items() if k not in ("node", "ts")})
 
@@ -189,7 +157,7 @@ def pull_demote(config: Config, reason: str) -> None:
     ensure_lever_dir(config)
     now = time.time()
     for inst in config.instances:
-        _write_track(lever_files(config, inst)[0], 1)
+        leverfiles.write_track(lever_files(config, inst)[0], 1)
         _record(config, Lever(inst.name, "demote", 1, now, who(), reason))
         audit(config, "demote", instance=inst.name, reason=reason, force=True, drill=True)
 
@@ -209,7 +177,7 @@ def demote(config: Config, names: list[str] | None, reason: str, ttl_s: float | 
         was_master = (state_dir.read_state(inst.name) or {}).get("state") in ACTIVE_STATES
         lever = Lever(inst.name, "demote", 1, now, who(), reason,
                       now + ttl_s if ttl_s else None)
-        _write_track(demote_path, 1)
+        leverfiles.write_track(demote_path, 1)
         _record(config, lever)
         audit(config, "demote", instance=inst.name, reason=reason, ttl_s=ttl_s, force=force,
               was_master=was_master)
@@ -222,7 +190,7 @@ def demote(config: Config, names: list[str] | None, reason: str, ttl_s: float | 
         window = advert_window([inst], slack_s=TAKEOVER_SLACK_S)
         peer = _other_master(inst, window)
         if peer is None and not force:
-            _write_track(demote_path, 0)
+            leverfiles.write_track(demote_path, 0)
             _forget(config, inst.name)
             audit(config, "demote_undone", instance=inst.name,
                   reason=f"no peer advertised VRID {inst.virtual_router_id} within {window:g} s")
@@ -275,8 +243,8 @@ def promote(config: Config, names: list[str] | None, reason: str, wait: bool,
             audit(config, "promote_refused", instance=inst.name, reason=reason,
                   refusal=str(exc))
             raise
-        _write_track(demote_path, 0)
-        _write_track(priority_path, boost)
+        leverfiles.write_track(demote_path, 0)
+        leverfiles.write_track(priority_path, boost)
         _record(config, Lever(inst.name, "promote", boost, time.time(), who(), reason))
         audit(config, "promote", instance=inst.name, reason=reason, boost=boost,
               over=master.source, over_priority=master.priority, force=force)
@@ -299,7 +267,7 @@ def undo(config: Config, names: list[str] | None, reason: str, why: str = "undo"
         before = track_values(config, inst)
         for path in (demote_path, priority_path):
             if os.path.exists(os.path.dirname(path)):
-                _write_track(path, 0)
+                leverfiles.write_track(path, 0)
         _forget(config, inst.name)
         audit(config, why, instance=inst.name, reason=reason, cleared={"demote": before[0],
                                                                         "priority": before[1]})

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from haguard.adapters import keepalived, process
+from haguard.adapters import keepalived, process, systemd
 from haguard.adapters.files import read_jsonl
 from haguard.adapters.statefile import StateDir
 from haguard.adapters.waiting import wait_until
@@ -47,30 +47,12 @@ POLL_S = 0.02   # how often the drill looks at the wire and the probe while it w
 Say = Callable[[str], None]
 
 
-def _systemctl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["systemctl", *args], capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL)
-
-
 def own_log(config: Config, since: float) -> list[dict[str, Any]]:
     """haguard's events on this node since ``since``: the log file, else the journal
     (without a log_file haguard logs JSON lines to syslog as `haguard`)."""
     if config.node.log_file:
         return [e for e in read_jsonl(config.node.log_file) if e.get("ts", 0) >= since]
-    if shutil.which("journalctl") is None:
-        return []
-    proc = subprocess.run(["journalctl", "--no-pager", "-q", "-o", "cat", "-t", "haguard",
-                           "--since", f"@{int(since) - 1}"], capture_output=True, text=True,
-                          timeout=60, stdin=subprocess.DEVNULL)
-    events = []
-    for line in proc.stdout.splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict) and event.get("ts", 0) >= since:
-            events.append(event)
-    return events
+    return [e for e in systemd.journal_json("haguard", since) if e.get("ts", 0) >= since]
 
 
 def _own_macs(config: Config) -> frozenset[str]:
@@ -95,10 +77,10 @@ def precheck(config: Config, method: str) -> list[str]:
     if keepalived.running(config.keepalived.pid_file) is None:
         problems.append(f"keepalived is not running (pid file {config.keepalived.pid_file})")
     if method == "stop":
-        if not os.path.isdir("/run/systemd/system") or shutil.which("systemctl") is None:
+        if not systemd.usable():
             raise BadInput("--method stop stops keepalived through systemd, which does not run "
                            "here; use --method demote")
-        active = _systemctl("is-active", "keepalived.service").stdout.strip()
+        active = systemd.is_active("keepalived.service")
         if active != "active":
             problems.append(f"keepalived.service is {active or 'unknown'} (systemctl)")
     state_dir = StateDir(config.node.state_dir)
@@ -305,7 +287,7 @@ def run(config: Config, method: str, probe_from: str | None, port: int | None,
         if method == "demote":
             levers.undo(config, None, "failover drill over", why="drill_undo")
         else:
-            proc = _systemctl("start", "keepalived.service")
+            proc = systemd.systemctl("start", "keepalived.service")
             if proc.returncode != 0:
                 raise OperationFailed(f"systemctl start keepalived.service: "
                                       f"{proc.stderr.strip()} -- start it by hand")
@@ -322,7 +304,7 @@ def run(config: Config, method: str, probe_from: str | None, port: int | None,
         if method == "demote":
             levers.pull_demote(config, "failover drill")
         else:
-            proc = _systemctl("stop", "keepalived.service")
+            proc = systemd.systemctl("stop", "keepalived.service")
             if proc.returncode != 0:
                 raise OperationFailed(f"systemctl stop keepalived.service: {proc.stderr.strip()}")
         # From the trigger's completion: stopping keepalived takes its own time.

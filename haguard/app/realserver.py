@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import shutil
 import subprocess
-import sys
 from typing import Any
 
-from haguard.adapters import sysctl
-from haguard.adapters.files import write_atomic
+from haguard.adapters import sysctl, systemd
 from haguard.adapters.netlink import Netlink
 from haguard.core.config import Config, Vip
 from haguard.core.ipvsconfig import RealServerRole
@@ -29,27 +26,7 @@ from haguard.core.rsplan import (
 )
 from haguard.errors import BadInput, OperationFailed
 
-UNIT_NAME = "haguard-realserver.service"
 UNIT_DIR = "/etc/systemd/system"
-
-_UNIT = """\
-# Installed by `haguard realserver up`: puts the VIPs back on every boot.
-[Unit]
-Description=haguard real server setup ({mode}: {vips})
-After=network-pre.target
-Wants=network-pre.target
-Before=network.target
-
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-ExecStart={python} -m haguard realserver -c {config} up --no-persist
-ExecStop={python} -m haguard realserver -c {config} down
-
-[Install]
-WantedBy=multi-user.target
-"""
-
 
 def role_of(config: Config) -> RealServerRole:
     if config.realserver is None:
@@ -122,7 +99,7 @@ def status(config: Config, unit_dir: str = UNIT_DIR) -> dict[str, Any]:
     role = role_of(config)
     with Netlink() as netlink:
         observed = observe(role, netlink)
-    unit = os.path.join(unit_dir, UNIT_NAME)
+    unit = os.path.join(unit_dir, systemd.REALSERVER_UNIT_NAME)
     return {"mode": role.mode, "vips": [str(v) for v in role.vips],
             "addresses": {iface: sorted(f"{a}/{p}" for a, p in addrs)
                           for iface, addrs in observed.addresses.items()},
@@ -142,27 +119,8 @@ def format_status(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def systemd_running() -> bool:
-    return os.path.isdir("/run/systemd/system")
-
-
 def install_unit(config: Config, unit_dir: str = UNIT_DIR) -> list[str]:
     """Write the unit that redoes `up` at boot; enable it when systemd runs."""
     role = role_of(config)
-    path = os.path.join(unit_dir, UNIT_NAME)
-    os.makedirs(unit_dir, exist_ok=True)
-    write_atomic(path, _UNIT.format(mode=role.mode.upper(),
-                                    vips=", ".join(str(v) for v in role.vips),
-                                    python=sys.executable, config=config.path))
-    lines = [f"wrote {path}"]
-    if systemd_running() and shutil.which("systemctl"):
-        for args in (["systemctl", "daemon-reload"], ["systemctl", "enable", UNIT_NAME]):
-            proc = subprocess.run(args, capture_output=True, text=True, timeout=60,
-                                  stdin=subprocess.DEVNULL)
-            if proc.returncode != 0:
-                raise OperationFailed(f"{' '.join(args)}: {proc.stderr.strip()}")
-        lines.append(f"enabled {UNIT_NAME}")
-    else:
-        lines.append("systemd is not running here: the unit is written but not enabled "
-                     f"(run `systemctl enable {UNIT_NAME}` on the real host)")
-    return lines
+    return systemd.install_realserver_unit(config, role.mode,
+                                           ", ".join(str(v) for v in role.vips), unit_dir)

@@ -1,20 +1,28 @@
-"""One keepalived event, end to end: order, lock, observe, plan, execute, record."""
+"""One keepalived event, end to end: order, lock, observe, plan, execute, record.
+
+``handle_event`` is the one way in for both modes: the notify hook (``haguard notify``,
+a ``Host`` opened for this event) and ``haguard agent`` (its ``Host`` kept open, the rest
+of a burst run off its event loop). The log, GROUP events, an unknown instance and a
+failure are treated the same in both.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
 
-from haguard.adapters import announce, process, sysctl
-from haguard.adapters.netlink import Netlink
+from haguard.adapters import process
+from haguard.adapters.host import Host
+from haguard.adapters.log import get_logger
 from haguard.adapters.statefile import StateDir, frame_cache_path
 from haguard.app.execute import Context, execute
 from haguard.core.config import Config, Instance
 from haguard.core.events import ACTIVE_STATES, Event, OrderKey, is_superseded
 from haguard.core.plan import Observed, plan_transition
-from haguard.errors import UnknownInstance
+from haguard.errors import HaguardError, UnknownInstance
+
+Background = Callable[[Callable[[], None]], None]
 
 
 def find_instance(config: Config, name: str) -> Instance:
@@ -26,15 +34,32 @@ def find_instance(config: Config, name: str) -> Instance:
     return inst
 
 
-def handle_event(config: Config, event: Event, order: OrderKey, log: Any,
-                 netlink: Netlink | None = None,
-                 in_background: Callable[[Callable[[], None]], None] | None = None,
-                 packet_sockets: announce.PacketSockets | None = None) -> str:
-    """Apply one event; return 'applied', 'superseded' or 'ignored'.
+def handle_event(config: Config, event: Event, order: OrderKey, *, host: Host,
+                 in_background: Background | None = None, **log_fields: Any) -> str:
+    """Apply one event with its own log; 'applied', 'superseded' or 'ignored'.
 
-    The agent passes its open ``netlink`` and ``packet_sockets`` and ``in_background``
-    (runs the rest of an announcement burst and the frame preparation off its event
-    loop); a hook does everything here, in its own process.
+    A MASTER's log lines wait until its first announcement is on the wire. A failure (an
+    unknown instance too) is logged as ``transition_failed`` and raised: the hook turns it
+    into its exit status, the agent goes on with the next event.
+    """
+    log = get_logger(config.node.log_file, deferred=event.state in ACTIVE_STATES,
+                     node=config.node.name, **log_fields)
+    try:
+        return apply_event(config, event, order, log, host=host, in_background=in_background)
+    except HaguardError as exc:
+        log.release()
+        log.error("transition_failed", instance=event.name, state=event.state, error=str(exc))
+        raise
+    finally:
+        log.release()
+
+
+def apply_event(config: Config, event: Event, order: OrderKey, log: Any, *, host: Host,
+                in_background: Background | None = None) -> str:
+    """Apply one event through ``host``; return 'applied', 'superseded' or 'ignored'.
+
+    ``in_background`` runs the rest of an announcement burst and the frame preparation
+    (the agent: off its event loop); without it they run here, after the lock is released.
     """
     received = time.time()
     if event.kind == "GROUP":
@@ -54,21 +79,20 @@ def handle_event(config: Config, event: Event, order: OrderKey, log: Any,
             log.info("event_superseded", order=order.as_list(),
                      waited_ms=round((time.time() - received) * 1000, 3))
             return "superseded"
-        with contextlib.nullcontext(netlink) if netlink is not None else Netlink() as nl:
-            link = nl.link(inst.interface)
-            present = nl.addresses(link) if link is not None else []
-            observed = Observed(
-                interface_index=link.index if link else None,
-                addresses=frozenset((a.address, a.prefixlen) for a in present),
-                sysctls={k: sysctl.read(k) for k, _ in config.director_sysctls()}
-                if event.state in ACTIVE_STATES else {},
-            )
-            plan = plan_transition(inst, event.state, config.director_sysctls(), observed,
-                                   config.ipvs, config.drives_sync(inst.name))
-            ctx = Context(config=config, instance=inst, netlink=nl, link=link,
-                          state_dir=state_dir, order=order, log=log, received_at=received,
-                          previous=previous, packet_sockets=packet_sockets)
-            execute(plan, ctx)
+        link = host.link(inst.interface)
+        present = host.addresses(link) if link is not None else []
+        observed = Observed(
+            interface_index=link.index if link else None,
+            addresses=frozenset((a.address, a.prefixlen) for a in present),
+            sysctls={k: host.read_sysctl(k) for k, _ in config.director_sysctls()}
+            if event.state in ACTIVE_STATES else {},
+        )
+        plan = plan_transition(inst, event.state, config.director_sysctls(), observed,
+                               config.ipvs, config.drives_sync(inst.name))
+        ctx = Context(config=config, instance=inst, host=host, link=link,
+                      state_dir=state_dir, order=order, log=log, received_at=received,
+                      previous=previous)
+        execute(plan, ctx)
     log.release()
     log.info("transition_done", priority=event.priority,
              duration_ms=round((time.time() - received) * 1000, 3))
@@ -89,11 +113,11 @@ def _still_master(state_dir: StateDir, instance: str, order: OrderKey) -> bool:
 
 def _finish_burst(ctx: Context, inst: Instance, state_dir: StateDir, order: OrderKey,
                   log: Any) -> None:
-    assert ctx.rest_of_burst is not None
+    assert ctx.rest_of_burst is not None and ctx.link is not None
     frames, rounds, interval = ctx.rest_of_burst
-    result = announce.send_burst(inst.interface, frames, rounds, interval,
-                                 keep_going=lambda: _still_master(state_dir, inst.name, order),
-                                 wait_first=True)
+    result = ctx.host.send(ctx.link, frames, rounds, interval,
+                           keep_going=lambda: _still_master(state_dir, inst.name, order),
+                           wait_first=True)
     log.info("burst_done", frames=result.frames_sent, rounds_planned=rounds,
              last_sent_at=result.last_sent_at)
 
@@ -101,7 +125,7 @@ def _finish_burst(ctx: Context, inst: Instance, state_dir: StateDir, order: Orde
 def _prepare_frames(ctx: Context, inst: Instance, mac: str, log: Any) -> None:
     """Build and cache the MASTER frames now, while nothing is waiting for them."""
     try:
-        _, cached = announce.frames_for(ctx.frame_cache, mac, inst.vips)
+        _, cached = ctx.host.frames(ctx.frame_cache, mac, inst.vips)
     except Exception as exc:  # noqa: BLE001 - a cache miss must never fail a transition
         log.warning("frame_cache_failed", error=str(exc))
         return
@@ -110,7 +134,7 @@ def _prepare_frames(ctx: Context, inst: Instance, mac: str, log: Any) -> None:
 
 
 def announce_loop(config: Config, instance_name: str, order: OrderKey, log: Any,
-                  started_at: float) -> int:
+                  started_at: float, *, host: Host) -> int:
     """Re-announce at started_at + repeat_after_s, then every refresh_s, while that MASTER."""
     inst = find_instance(config, instance_name)
     state_dir = StateDir(config.node.state_dir)
@@ -121,24 +145,21 @@ def announce_loop(config: Config, instance_name: str, order: OrderKey, log: Any,
         return 0
     next_at = started_at + first_delay
     rounds = 0
-    with Netlink() as netlink:
-        while True:
-            link = netlink.link(inst.interface)
-            if link is None:
-                log.error("announcer_exit", reason=f"interface {inst.interface} is gone")
-                return rounds
-            # Frames are ready before the wait, so each round goes out on time.
-            frames, _ = announce.frames_for(frame_cache_path(state_dir, inst.name), link.mac,
-                                            inst.vips)
-            time.sleep(max(0.0, next_at - time.time()))
-            if not _still_master(state_dir, inst.name, order):
-                log.info("announcer_exit", reason="no longer the MASTER that started it")
-                return rounds
-            result = announce.send_burst(inst.interface, frames, a.count, a.interval_ms,
-                                         keep_going=lambda: _still_master(state_dir, inst.name,
-                                                                          order))
-            rounds += 1
-            log.info("reannounced", frames=result.frames_sent, first_sent_at=result.first_sent_at)
-            if a.refresh_s <= 0:
-                return rounds
-            next_at += a.refresh_s
+    while True:
+        link = host.link(inst.interface)
+        if link is None:
+            log.error("announcer_exit", reason=f"interface {inst.interface} is gone")
+            return rounds
+        # Frames are ready before the wait, so each round goes out on time.
+        frames, _ = host.frames(frame_cache_path(state_dir, inst.name), link.mac, inst.vips)
+        time.sleep(max(0.0, next_at - time.time()))
+        if not _still_master(state_dir, inst.name, order):
+            log.info("announcer_exit", reason="no longer the MASTER that started it")
+            return rounds
+        result = host.send(link, frames, a.count, a.interval_ms,
+                           keep_going=lambda: _still_master(state_dir, inst.name, order))
+        rounds += 1
+        log.info("reannounced", frames=result.frames_sent, first_sent_at=result.first_sent_at)
+        if a.refresh_s <= 0:
+            return rounds
+        next_at += a.refresh_s

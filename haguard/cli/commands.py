@@ -12,7 +12,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from haguard.cli.output import emit, load
-from haguard.errors import BadInput, ExitStatus, HaguardError
+from haguard.errors import BadInput, ExitStatus
 
 if TYPE_CHECKING:
     from haguard.core.events import OrderKey
@@ -80,20 +80,11 @@ def cmd_notify(args: argparse.Namespace) -> int:
     order = _order_from_env(os.environ.get("HAGUARD_ORDER")) or own_order_key()
     event = parse_event(args.type, args.name, args.state, args.priority)
     config = load(args.config)
-    from haguard.adapters.log import get_logger
+    from haguard.adapters.host import Host
     from haguard.app.transition import handle_event
 
-    # A MASTER's log waits until its first announcement is on the wire.
-    log = get_logger(config.node.log_file, deferred=event.state == "MASTER",
-                     node=config.node.name)
-    try:
-        handle_event(config, event, order, log)
-    except HaguardError as exc:
-        log.release()
-        log.error("transition_failed", instance=event.name, state=event.state, error=str(exc))
-        raise
-    finally:
-        log.release()
+    with Host() as host:
+        handle_event(config, event, order, host=host)
     return ExitStatus.OK
 
 
@@ -180,6 +171,7 @@ def cmd_levers_expire(args: argparse.Namespace) -> int:
 
 
 def cmd_announce_loop(args: argparse.Namespace) -> int:
+    from haguard.adapters.host import Host
     from haguard.adapters.log import get_logger
     from haguard.app.transition import announce_loop
 
@@ -188,7 +180,8 @@ def cmd_announce_loop(args: argparse.Namespace) -> int:
     if order is None:
         raise BadInput(f"--order {args.order!r}: expected TICKS,PID")
     log = get_logger(config.node.log_file, quiet=True, node=config.node.name)
-    announce_loop(config, args.instance, order, log, args.since)
+    with Host() as host:
+        announce_loop(config, args.instance, order, log, args.since, host=host)
     return ExitStatus.OK
 
 
@@ -231,7 +224,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_hooks_install(args: argparse.Namespace) -> int:
-    from haguard.app.hooks import install, install_keepalived_dropin, systemd_running
+    from haguard.adapters import systemd
+    from haguard.app.hooks import install
 
     target = args.dir
     config = None
@@ -243,9 +237,9 @@ def cmd_hooks_install(args: argparse.Namespace) -> int:
     for line in install(target):
         print(line)
     if not args.no_systemd:
-        if args.unit_dir is not None or systemd_running():
-            for line in install_keepalived_dropin(args.unit_dir or "/etc/systemd/system",
-                                                  reload=systemd_running()):
+        if args.unit_dir is not None or systemd.running():
+            for line in systemd.install_keepalived_dropin(args.unit_dir or "/etc/systemd/system",
+                                                          reload=systemd.running()):
                 print(line)
         else:
             print("systemd is not running here: no keepalived.service drop-in written "

@@ -166,12 +166,13 @@ ipvs:
       real_servers: [{{address: 192.0.2.21, port: 80}}]
 """)
     ipvs = TableIpvs()
-    monkeypatch.setattr(ipvsops, "Ipvs", lambda: ipvs)
-    assert ipvsops.apply(config) == ["+ service tcp 192.0.2.100:80 (rr)",
-                                     "+ tcp 192.0.2.100:80 -> 192.0.2.21:80 (dr, weight 1)"]
-    assert ipvsops.remove(config) == ["- service tcp 192.0.2.100:80"]
+    assert ipvsops.apply(config, connect=lambda: ipvs) == [
+        "+ service tcp 192.0.2.100:80 (rr)",
+        "+ tcp 192.0.2.100:80 -> 192.0.2.21:80 (dr, weight 1)"]
+    assert ipvsops.remove(config, connect=lambda: ipvs) == ["- service tcp 192.0.2.100:80"]
     assert read_applied(str(tmp_path)) is None
-    assert len(ipvsops.apply(config, incremental=True)) == 2 and ipvs.dumps == 3
+    assert len(ipvsops.apply(config, incremental=True, connect=lambda: ipvs)) == 2
+    assert ipvs.dumps == 3
 
 
 def test_a_record_from_another_kernel_is_not_trusted(tmp_path: Path) -> None:

@@ -1,0 +1,67 @@
+"""The levers' files in ``lever_dir``: keepalived's track files (what it obeys), the
+levers in force with their expiry (``levers.json``) and the audit log (``audit.log``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+from haguard.core.leverrules import Lever
+from haguard.errors import OperationFailed
+
+
+def ensure_dir(lever_dir: str) -> str:
+    """Create lever_dir/track (0755); the path. keepalived drops track files without it."""
+    path = os.path.join(lever_dir, "track")
+    try:
+        os.makedirs(path, mode=0o755, exist_ok=True)
+    except OSError as exc:
+        raise OperationFailed(f"cannot create {path}: {exc.strerror}") from exc
+    return path
+
+
+def _levers_path(lever_dir: str) -> str:
+    return os.path.join(lever_dir, "levers.json")
+
+
+def read_levers(lever_dir: str) -> list[Lever]:
+    """The levers in force (none when the file is missing or unreadable)."""
+    try:
+        with open(_levers_path(lever_dir), encoding="utf-8") as fh:
+            return [Lever(**item) for item in json.load(fh)]
+    except (FileNotFoundError, ValueError, TypeError):
+        return []
+
+
+def write_levers(lever_dir: str, levers: list[Lever]) -> None:
+    """Replace the levers in force, atomically."""
+    path = _levers_path(lever_dir)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump([dataclasses.asdict(lv) for lv in levers], fh, indent=1)
+    os.replace(tmp, path)
+
+
+def write_track(path: str, value: int) -> None:
+    """Set a keepalived track file to ``value``."""
+    # Rewritten in place: keepalived watches the file and rereads it on close.
+    with open(path, "w", encoding="ascii") as fh:
+        fh.write(f"{value}\n")
+
+
+def read_track(path: str) -> int:
+    """A track file's value as keepalived reads it (0 when missing or not a number)."""
+    try:
+        with open(path, encoding="ascii") as fh:
+            return int(fh.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def append_audit(lever_dir: str, entry: dict[str, Any]) -> None:
+    """One JSON line in lever_dir/audit.log."""
+    os.makedirs(lever_dir, mode=0o755, exist_ok=True)
+    with open(os.path.join(lever_dir, "audit.log"), "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(entry, sort_keys=True) + "\n")
