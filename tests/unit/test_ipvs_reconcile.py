@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
-from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -23,62 +22,13 @@ from haguard.core.ipvsconfig import RealServer, ServiceKey, VirtualService
 from haguard.core.ipvsplan import (
     AddDest,
     AddService,
-    DelDest,
     DelService,
     IpvsAction,
     SetDest,
     SetService,
 )
 from haguard.errors import BadInput, OperationFailed
-
-
-class TableIpvs:
-    """The adapter's reading and writing calls over a dict; counts what is read."""
-
-    def __init__(self, fail_at: int | None = None) -> None:
-        self.table: dict[ServiceKey, VirtualService] = {}
-        self.dumps = 0
-        self.reads: list[ServiceKey] = []
-        self.fail_at = fail_at
-
-    def __enter__(self) -> TableIpvs:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def dump(self) -> dict[ServiceKey, VirtualService]:
-        self.dumps += 1
-        return dict(self.table)
-
-    def read(self, keys: Iterable[ServiceKey]) -> dict[ServiceKey, VirtualService]:
-        keys = sorted(keys)
-        self.reads += keys
-        return {k: self.table[k] for k in keys if k in self.table}
-
-    def apply(self, actions: Iterable[IpvsAction]) -> int:
-        done = 0
-        for action in actions:
-            if done == self.fail_at:
-                raise OperationFailed("IPVS: injected failure")
-            self._apply_one(action)
-            done += 1
-        return done
-
-    def _apply_one(self, action: IpvsAction) -> None:
-        t = self.table
-        match action:
-            case AddService(service=s) | SetService(service=s):
-                old = t.get(s.key)
-                t[s.key] = dataclasses.replace(s, real_servers=old.real_servers if old else ())
-            case DelService(key=key):
-                del t[key]
-            case AddDest(key=key, server=rs) | SetDest(key=key, server=rs):
-                kept = tuple(r for r in t[key].real_servers if r.key != rs.key)
-                t[key] = dataclasses.replace(t[key], real_servers=kept + (rs,))
-            case DelDest(key=key, server=rs):
-                kept = tuple(r for r in t[key].real_servers if r.key != rs.key)
-                t[key] = dataclasses.replace(t[key], real_servers=kept)
+from tests.unit.memoryhost import TableIpvs
 
 
 def _services(count: int, weight_of_first: int = 1) -> tuple[VirtualService, ...]:

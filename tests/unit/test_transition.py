@@ -1,0 +1,152 @@
+"""app.transition against an in-memory host: what one keepalived event does to the
+machine, in which order, and what it records, in both modes' one code path
+(``handle_event``). The lab tier runs the same code against the real kernel."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from haguard.adapters.statefile import StateDir
+from haguard.app.transition import handle_event
+from haguard.core.config import Config, loads
+from haguard.core.events import Event, OrderKey
+from haguard.errors import ExitStatus, OperationFailed, UnknownInstance
+from tests.unit.memoryhost import MemoryHost
+
+VIPS = ["192.0.2.100/32", "2001:db8::100/64"]
+
+DOC = """\
+node: {{name: lb1, state_dir: {state}, log_file: {log}}}
+sysctl: {{net.ipv4.ip_nonlocal_bind: 1}}
+instances:
+  - name: VI_1
+    interface: eth0
+    virtual_router_id: 51
+    priority: 150
+    vips: [192.0.2.100/32, 2001:db8::100/64]
+    announce: {{count: 3, interval_ms: 1, repeat_after_s: 0}}
+ipvs:
+  services:
+    - {{vip: 192.0.2.100, port: 80, scheduler: rr,
+       real_servers: [{{address: 192.0.2.21, port: 80}}]}}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _no_syslog(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HAGUARD_SYSLOG_SOCKET", str(tmp_path / "no-syslog"))
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return loads(DOC.format(state=tmp_path / "state", log=tmp_path / "haguard.jsonl"),
+                 filename="lb1.yaml")
+
+
+def record(config: Config) -> dict[str, object]:
+    found = StateDir(config.node.state_dir).read_state("VI_1")
+    assert found is not None
+    return found
+
+
+def event(state: str, ticks: int, name: str = "VI_1", kind: str = "INSTANCE") -> tuple[Event,
+                                                                                        OrderKey]:
+    return Event(kind, name, state, "150"), OrderKey(ticks, 100 + ticks)
+
+
+def names(host: MemoryHost) -> list[str]:
+    return [str(c[0]) for c in host.calls]
+
+
+def test_master_reconciles_ipvs_before_adding_the_vips_then_announces_and_records(
+        config: Config) -> None:
+    host = MemoryHost()
+    assert handle_event(config, *event("MASTER", 10), host=host) == "applied"
+    done = names(host)
+    assert done.index("ipvs") < done.index("add_vip") < done.index("send")
+    assert host.vips() == VIPS
+    assert [c for c in host.calls if c[0] == "send"] == [("send", "eth0", 2),   # under the lock
+                                                         ("send", "eth0", 4)]   # the rest
+    assert host.sysctls["net.ipv4.ip_nonlocal_bind"] == "1"
+    assert [str(k) for k in host.table.table] == ["tcp 192.0.2.100:80"]
+    rec = record(config)
+    assert rec["state"] == "MASTER" and rec["complete"] is True and rec["order"] == [10, 110]
+
+
+def test_backup_removes_the_vips_before_touching_the_rules_and_keeps_them(
+        config: Config) -> None:
+    host = MemoryHost()
+    handle_event(config, *event("MASTER", 10), host=host)
+    host.calls.clear()
+    assert handle_event(config, *event("BACKUP", 11), host=host) == "applied"
+    done = names(host)
+    assert done.index("remove_address") < done.index("ipvs")
+    assert host.vips() == [] and "send" not in done
+    assert [str(k) for k in host.table.table] == ["tcp 192.0.2.100:80"]   # on_backup: keep
+    assert record(config)["state"] == "BACKUP"
+
+
+def test_a_second_master_adds_nothing_and_announces_again(config: Config) -> None:
+    host = MemoryHost()
+    handle_event(config, *event("MASTER", 10), host=host)
+    host.calls.clear()
+    handle_event(config, *event("MASTER", 11), host=host)
+    assert "add_vip" not in names(host) and "send" in names(host)
+    assert host.vips() == VIPS
+
+
+def test_an_event_overtaken_while_it_waited_changes_nothing(config: Config) -> None:
+    host = MemoryHost()
+    state_dir = StateDir(config.node.state_dir)
+    state_dir.ensure()
+    state_dir.register("VI_1", OrderKey(20, 120))   # a newer event is already in line
+    assert handle_event(config, *event("MASTER", 10), host=host) == "superseded"
+    assert host.calls == [] and state_dir.read_state("VI_1") is None
+
+
+def test_a_group_event_is_logged_and_changes_nothing(config: Config) -> None:
+    host = MemoryHost()
+    assert handle_event(config, *event("MASTER", 10, name="G1", kind="GROUP"),
+                        host=host) == "ignored"
+    assert host.calls == []
+    logged = [json.loads(line)["event"] for line in
+              Path(config.node.log_file or "").read_text().splitlines()]
+    assert logged == ["group_event_ignored"]
+
+
+def test_an_unknown_instance_is_bad_input_changes_nothing_and_is_logged(config: Config) -> None:
+    host = MemoryHost()
+    with pytest.raises(UnknownInstance) as caught:
+        handle_event(config, *event("MASTER", 10, name="VI_9"), host=host)
+    assert caught.value.exit_code == ExitStatus.BAD_INPUT
+    assert "it has: VI_1" in str(caught.value)
+    assert host.calls == []
+    logged = [json.loads(line) for line in
+              Path(config.node.log_file or "").read_text().splitlines()]
+    assert [e["event"] for e in logged] == ["transition_failed"]
+
+
+def test_master_without_its_interface_changes_nothing(config: Config) -> None:
+    host = MemoryHost(links=("eth1",))
+    with pytest.raises(OperationFailed, match="interface eth0 does not exist"):
+        handle_event(config, *event("MASTER", 10), host=host)
+    assert host.calls == []
+
+
+def test_a_failed_step_says_what_was_done_and_not_and_records_it_incomplete(
+        config: Config) -> None:
+    host = MemoryHost()
+    host.fail["add_vip"] = OperationFailed("RTM_NEWADDR: Operation not permitted")
+    with pytest.raises(OperationFailed) as caught:
+        handle_event(config, *event("MASTER", 10), host=host)
+    message = str(caught.value)
+    assert "'add 192.0.2.100/32 on eth0' failed" in message
+    assert "Done: " in message and "reconcile IPVS rules" in message.split("Not done:")[0]
+    assert "announce" in message.split("Not done:")[1]
+    assert "send" not in names(host)
+    rec = record(config)
+    assert rec["state"] == "MASTER" and rec["complete"] is False and "RTM_NEWADDR" in str(
+        rec["error"])
