@@ -26,12 +26,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from haguard.adapters import failpoint, process
 from haguard.adapters.host import Host
 from haguard.adapters.journal import Journal
-from haguard.adapters.log import get_logger
+from haguard.adapters.log import Log, get_logger
 from haguard.adapters.statefile import StateDir
 from haguard.adapters.watch import Fifo, OpenWatch, pidfd
 from haguard.app.levers import expire_due
@@ -64,7 +63,7 @@ class Keepalived:
 
 
 class Agent:
-    def __init__(self, config: Config, log: Any) -> None:
+    def __init__(self, config: Config, log: Log) -> None:
         if config.agent is None:
             raise OperationFailed(f"{config.path} has no 'agent' section: add `agent: {{}}` "
                                   "(and render keepalived.conf again) to run the agent")

@@ -13,6 +13,7 @@ from typing import Any
 
 from haguard.adapters import failpoint
 from haguard.adapters.host import Host
+from haguard.adapters.log import Log
 from haguard.adapters.netlink import Link
 from haguard.adapters.statefile import StateDir, frame_cache_path
 from haguard.core.config import Config, Instance
@@ -46,7 +47,7 @@ class Context:
     link: Link | None
     state_dir: StateDir
     order: OrderKey
-    log: Any
+    log: Log
     received_at: float
     previous: dict[str, Any] | None
     announcer_pid: int | None = None

@@ -162,7 +162,7 @@ def pull_demote(config: Config, reason: str) -> None:
         audit(config, "demote", instance=inst.name, reason=reason, force=True, drill=True)
 
 
-def demote(config: Config, names: list[str] | None, reason: str, ttl_s: float | None,
+def demote(config: Config, names: list[str] | None, *, reason: str, ttl_s: float | None,
            wait: bool, timeout: float, force: bool) -> list[str]:
     """Hand over: the demote lever puts each instance in FAULT; a peer must take over."""
     if not reason.strip():
@@ -217,7 +217,7 @@ def demote(config: Config, names: list[str] | None, reason: str, ttl_s: float | 
     return lines
 
 
-def promote(config: Config, names: list[str] | None, reason: str, wait: bool,
+def promote(config: Config, names: list[str] | None, *, reason: str, wait: bool,
             timeout: float, force: bool) -> list[str]:
     """Take over where preemption allows it; otherwise say what to run instead."""
     if not reason.strip():

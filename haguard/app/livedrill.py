@@ -256,7 +256,7 @@ def _service(config: Config, port: int | None) -> tuple[str, int | None]:
     raise BadInput(f"{config.path}: no IPv4 VIP to probe")
 
 
-def run(config: Config, method: str, probe_from: str | None, port: int | None,
+def run(config: Config, *, method: str, probe_from: str | None, port: int | None,
         interval_ms: int, leave: bool, say: Say,
         peer_wait_s: float | None = None) -> dict[str, Any]:
     """The drill on this node; every figure measured, the trigger undone unless ``leave``."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from haguard.adapters import process
 from haguard.adapters.host import Host
-from haguard.adapters.log import get_logger
+from haguard.adapters.log import Log, get_logger
 from haguard.adapters.statefile import StateDir, frame_cache_path
 from haguard.app.execute import Context, execute
 from haguard.core.config import Config, Instance
@@ -54,7 +54,7 @@ def handle_event(config: Config, event: Event, order: OrderKey, *, host: Host,
         log.release()
 
 
-def apply_event(config: Config, event: Event, order: OrderKey, log: Any, *, host: Host,
+def apply_event(config: Config, event: Event, order: OrderKey, log: Log, *, host: Host,
                 in_background: Background | None = None) -> str:
     """Apply one event through ``host``; return 'applied', 'superseded' or 'ignored'.
 
@@ -112,7 +112,7 @@ def _still_master(state_dir: StateDir, instance: str, order: OrderKey) -> bool:
 
 
 def _finish_burst(ctx: Context, inst: Instance, state_dir: StateDir, order: OrderKey,
-                  log: Any) -> None:
+                  log: Log) -> None:
     assert ctx.rest_of_burst is not None and ctx.link is not None
     frames, rounds, interval = ctx.rest_of_burst
     result = ctx.host.send(ctx.link, frames, rounds, interval,
@@ -122,7 +122,7 @@ def _finish_burst(ctx: Context, inst: Instance, state_dir: StateDir, order: Orde
              last_sent_at=result.last_sent_at)
 
 
-def _prepare_frames(ctx: Context, inst: Instance, mac: str, log: Any) -> None:
+def _prepare_frames(ctx: Context, inst: Instance, mac: str, log: Log) -> None:
     """Build and cache the MASTER frames now, while nothing is waiting for them."""
     try:
         _, cached = ctx.host.frames(ctx.frame_cache, mac, inst.vips)
@@ -133,7 +133,7 @@ def _prepare_frames(ctx: Context, inst: Instance, mac: str, log: Any) -> None:
         log.info("frame_cache_built", mac=mac)
 
 
-def announce_loop(config: Config, instance_name: str, order: OrderKey, log: Any,
+def announce_loop(config: Config, instance_name: str, order: OrderKey, log: Log,
                   started_at: float, *, host: Host) -> int:
     """Re-announce at started_at + repeat_after_s, then every refresh_s, while that MASTER."""
     inst = find_instance(config, instance_name)

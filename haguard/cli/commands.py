@@ -119,11 +119,11 @@ def cmd_lever(args: argparse.Namespace) -> int:
         lines = levers.undo(config, args.instance, args.reason or "promote --clear")
     elif args.lever == "demote":
         ttl = parse_ttl(args.ttl) if args.ttl else None
-        lines = levers.demote(config, args.instance, args.reason, ttl, args.wait, args.timeout,
-                              args.force)
+        lines = levers.demote(config, args.instance, reason=args.reason, ttl_s=ttl,
+                              wait=args.wait, timeout=args.timeout, force=args.force)
     else:
-        lines = levers.promote(config, args.instance, args.reason, args.wait, args.timeout,
-                               args.force)
+        lines = levers.promote(config, args.instance, reason=args.reason, wait=args.wait,
+                               timeout=args.timeout, force=args.force)
     print("\n".join(lines))
     return ExitStatus.OK
 
@@ -140,8 +140,8 @@ def cmd_failover_test(args: argparse.Namespace) -> int:
         if args.probe_from or args.peer_wait is not None:
             raise BadInput("--probe-from and --peer-wait are for a live pair (-c); the lab "
                            "probes from its client namespace")
-        report = drill.run(args.lab, args.method, args.port, args.interval_ms, args.failback,
-                           args.leave)
+        report = drill.run(args.lab, method=args.method, port=args.port,
+                           interval_ms=args.interval_ms, failback=args.failback, leave=args.leave)
     else:
         from haguard.app import livedrill
 
@@ -149,10 +149,10 @@ def cmd_failover_test(args: argparse.Namespace) -> int:
             raise BadInput("--max-outage-ms needs --probe-from on a live pair: the outage is "
                            "what the probes measure")
         config = load(args.config)
-        report = livedrill.run(config, args.method, args.probe_from, args.port,
-                               args.interval_ms, args.leave,
-                               lambda s: print(s, file=sys.stderr, flush=True),
-                               args.peer_wait)
+        report = livedrill.run(config, method=args.method, probe_from=args.probe_from,
+                               port=args.port, interval_ms=args.interval_ms, leave=args.leave,
+                               say=lambda s: print(s, file=sys.stderr, flush=True),
+                               peer_wait_s=args.peer_wait)
     code = ExitStatus.OK
     if args.max_outage_ms is not None:
         outage = report.get("outage_ms")

@@ -58,7 +58,7 @@ def _service(runner: LabRunner, port: int | None) -> tuple[str, int, bool]:
     return vip, port or 8080, False
 
 
-def run(name: str, method: str, port: int | None, interval_ms: int, failback: bool,
+def run(name: str, *, method: str, port: int | None, interval_ms: int, failback: bool,
         leave: bool) -> dict[str, Any]:
     """The drill; every figure measured, the pair restored unless ``leave``."""
     runner = LabRunner.attach(name, lambda s: print(s, file=sys.stderr, flush=True))
