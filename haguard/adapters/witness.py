@@ -1,4 +1,5 @@
-"""The lab client's eyes: run inside the client namespace, write JSON lines.
+"""A drill's eyes in a client's network namespace (the lab's client, or the namespace a
+live drill probes from with --probe-from): run there, write JSON lines.
 
 Three witnesses, each timestamped with the wall clock (shared by every namespace):
 - ``arp`` / ``na`` / ``vrrp``: every ARP frame, Neighbor Advertisement and VRRP advert
@@ -14,13 +15,10 @@ on SIGTERM.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import os
 import re
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -28,54 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-ETH_P_ALL = 0x0003
-ETH_P_ARP = 0x0806
-ETH_P_IPV6 = 0x86DD
-ETH_P_IP = 0x0800
-IPPROTO_VRRP = 112
-PACKET_OUTGOING = 4
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-
-
-def _mac(raw: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in raw)
-
-
-def parse_frame(frame: bytes) -> dict[str, Any] | None:
-    """Decode the ARP or Neighbor Advertisement in an Ethernet frame, else None."""
-    if len(frame) < 14:
-        return None
-    dst, src, ethertype = frame[0:6], frame[6:12], struct.unpack("!H", frame[12:14])[0]
-    body = frame[14:]
-    if ethertype == ETH_P_ARP and len(body) >= 28:
-        op = struct.unpack("!H", body[6:8])[0]
-        return {"kind": "arp", "op": op, "eth_src": _mac(src), "eth_dst": _mac(dst),
-                "sha": _mac(body[8:14]), "spa": socket.inet_ntoa(body[14:18]),
-                "tha": _mac(body[18:24]), "tpa": socket.inet_ntoa(body[24:28])}
-    if ethertype == ETH_P_IP and len(body) >= 20 and body[9] == IPPROTO_VRRP:
-        ihl = (body[0] & 0x0F) * 4
-        vrrp = body[ihl:]
-        if len(vrrp) >= 8:
-            return {"kind": "vrrp", "eth_src": _mac(src), "src": socket.inet_ntoa(body[12:16]),
-                    "dst": socket.inet_ntoa(body[16:20]), "version": vrrp[0] >> 4,
-                    "vrid": vrrp[1], "priority": vrrp[2]}
-        return None
-    if ethertype == ETH_P_IPV6 and len(body) >= 40 + 24 and body[6] == 58 and body[40] == 136:
-        icmp = body[40:]
-        flags = icmp[4]
-        record: dict[str, Any] = {
-            "kind": "na", "eth_src": _mac(src), "eth_dst": _mac(dst),
-            "src": str(ipaddress.IPv6Address(body[8:24])),
-            "dst": str(ipaddress.IPv6Address(body[24:40])), "hlim": body[7],
-            "R": bool(flags & 0x80), "S": bool(flags & 0x40), "O": bool(flags & 0x20),
-            "target": str(ipaddress.IPv6Address(icmp[8:24])), "tll": None}
-        options = icmp[24:]
-        while len(options) >= 8 and options[1]:
-            if options[0] == 2:
-                record["tll"] = _mac(options[2:8])
-            options = options[options[1] * 8:]
-        return record
-    return None
+from haguard.adapters.wire import sniff
 
 
 class _Writer:
@@ -87,41 +38,6 @@ class _Writer:
         record.setdefault("t", time.time())
         with self._lock:
             self._fh.write(json.dumps(record) + "\n")
-
-
-def sniff(iface: str, emit: Callable[[dict[str, Any]], None], stop: threading.Event,
-          ready: threading.Event) -> None:
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-    sock.bind((iface, 0))
-    # VRRP adverts arrive even where keepalived (which joins their group) is not running.
-    from haguard.adapters.vrrpwire import join_vrrp_groups
-
-    join_vrrp_groups(sock, iface)
-    # The kernel stamps each frame on arrival; userspace wake-up latency stays out.
-    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-    sock.settimeout(0.2)
-    ready.set()
-    try:
-        while not stop.is_set():
-            try:
-                frame, ancdata, _, addr = sock.recvmsg(65535, 64)
-            except TimeoutError:
-                continue
-            now = time.time()
-            for level, kind, data in ancdata:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
-                    sec, nsec = struct.unpack("qq", data[:16])
-                    now = sec + nsec / 1e9
-            try:
-                record = parse_frame(frame)
-            except (ValueError, IndexError, struct.error):
-                record = None  # a truncated or odd frame is not ours to report
-            if record is not None:
-                record["t"] = now
-                record["dir"] = "out" if addr[2] == PACKET_OUTGOING else "in"
-                emit(record)
-    finally:
-        sock.close()
 
 
 _NUD = {0x01: "INCOMPLETE", 0x02: "REACHABLE", 0x04: "STALE", 0x08: "DELAY", 0x10: "PROBE",

@@ -141,12 +141,12 @@ def _wire(config: Config, obs: dict[str, Any], seconds: float) -> None:
 
     def listen() -> None:
         try:
-            from haguard.adapters import vrrpwire
+            from haguard.adapters import wire
         except ImportError:
-            failure.append("haguard.adapters.vrrpwire is not available")
+            failure.append("haguard.adapters.wire is not available")
             return
         try:
-            adverts.extend(vrrpwire.listen(present, seconds))
+            adverts.extend(wire.listen(present, seconds))
         except Exception as exc:  # noqa: BLE001 - report it, keep the other checks
             failure.append(str(exc))
 

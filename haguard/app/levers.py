@@ -93,7 +93,7 @@ def _require_keepalived(config: Config, force: bool) -> list[str]:
 
 def _other_master(inst: Instance, seconds: float) -> Any:
     """The loudest non-zero advert for ``inst``'s VRID from another host, or None."""
-    from haguard.adapters.vrrpwire import listen
+    from haguard.adapters.wire import listen
 
     def wanted(a: Any) -> bool:
         return a.vrid == inst.virtual_router_id and not a.outgoing and a.priority > 0

@@ -70,7 +70,7 @@ def _own_macs(config: Config) -> frozenset[str]:
 def precheck(config: Config, method: str) -> list[str]:
     """Why this node cannot start a drill now (empty: it can): it must be the healthy
     MASTER of every instance, with no lever pulled and one MASTER on the wire."""
-    from haguard.adapters.vrrpwire import listen
+    from haguard.adapters.wire import listen
     from haguard.core.vrrp import analyse
 
     problems = []
@@ -112,7 +112,7 @@ class _Wire:
     """Frames on this director's VRRP interfaces (ARP, NA, VRRP), in memory."""
 
     def __init__(self, interfaces: list[str]) -> None:
-        from haguard.adapters.witness import sniff
+        from haguard.adapters.wire import sniff
 
         self.frames: list[dict[str, Any]] = []
         self.errors: list[str] = []

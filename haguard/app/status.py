@@ -69,7 +69,7 @@ def collect(config: Config, wire_s: float | None = None) -> dict[str, Any]:
 
 
 def _add_wire(config: Config, instances: list[dict[str, Any]], seconds: float) -> None:
-    from haguard.adapters.vrrpwire import listen
+    from haguard.adapters.wire import listen
     from haguard.core.vrrp import analyse
 
     adverts = listen([i.interface for i in config.instances], seconds)

@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write here (atomically) instead of standard output")
     p.set_defaults(func=cmd_render)
 
-    from haguard.lab.cli import add_lab_parser
+    from haguard.cli.lab import add_lab_parser
 
     add_lab_parser(sub)
 

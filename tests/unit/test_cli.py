@@ -148,7 +148,7 @@ def test_ipvs_apply_only_and_incremental_do_not_go_together(
 
 def test_lab_run_on_the_vm_kernel_hands_every_option_to_the_guest() -> None:
     from haguard.cli import build_parser
-    from haguard.lab.cli import guest_run_argv
+    from haguard.cli.lab import guest_run_argv
 
     args = build_parser().parse_args(
         ["lab", "run", "--kernel", "vm", "--agent", "--json", "--method", "link",

@@ -58,7 +58,7 @@ STRANGER_MAC = "02:00:00:00:00:99"
 
 @dataclass(frozen=True)
 class Advert:
-    """The shape haguard.adapters.vrrpwire.listen reports."""
+    """The shape haguard.adapters.wire.listen reports."""
 
     interface: str = "eth0"
     source: str = "192.0.2.2"

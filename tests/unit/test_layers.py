@@ -102,7 +102,7 @@ def test_no_module_imports_against_the_layer_rule() -> None:
     ("app", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
             "    from haguard.lab.runner import LabRunner\n",
      "app imports haguard.lab.runner.LabRunner"),
-    ("cli", "from haguard.lab.cli import add_lab_parser\n", None),
+    ("cli", "from haguard.lab.runner import LabRunner\n", None),
     ("lab", "from haguard.app.hooks import install\n", None),
 ])
 def test_the_rule_catches_each_kind_of_violation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
