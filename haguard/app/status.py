@@ -2,32 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import time
 from typing import Any
 
 from haguard.adapters import keepalived
-from haguard.adapters.netlink import Netlink
+from haguard.adapters.host import Host
 from haguard.adapters.statefile import StateDir
 from haguard.core.config import Config
 from haguard.core.events import ACTIVE_STATES
 
 
-def collect(config: Config, wire_s: float | None = None) -> dict[str, Any]:
+def collect(config: Config, wire_s: float | None = None, *,
+            host: Host | None = None) -> dict[str, Any]:
     """A JSON-able report; ``healthy`` is False when state and reality disagree.
 
     With ``wire_s`` the VRRP adverts on the instances' interfaces are listened to for that
-    long: who advertises each VRID, split brain, foreign routers on our VRIDs.
+    long: who advertises each VRID, split brain, foreign routers on our VRIDs. ``host``:
+    the machine to look at (default: this one).
     """
     state_dir = StateDir(config.node.state_dir)
     kpid = keepalived.running(config.keepalived.pid_file)
     now = time.time()
     instances: list[dict[str, Any]] = []
-    with Netlink() as netlink:
+    with contextlib.nullcontext(host) if host is not None else Host() as machine:
         for inst in config.instances:
             record = state_dir.read_state(inst.name) or {}
-            link = netlink.link(inst.interface)
-            present = {(a.address, a.prefixlen) for a in netlink.addresses(link)} if link else set()
+            link = machine.link(inst.interface)
+            present = {(a.address, a.prefixlen) for a in machine.addresses(link)} if link else set()
             held = [str(v) for v in inst.vips if (v.address, v.prefixlen) in present]
             missing = [str(v) for v in inst.vips if str(v) not in held]
             state = record.get("state")
