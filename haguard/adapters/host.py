@@ -6,7 +6,7 @@ hook opens one ``Host`` per event; ``haguard agent`` keeps one open for its life
 with its netlink socket and one packet socket per interface, so a takeover costs a
 netlink call and a frame. app/ code takes a ``Host`` and never the modules behind it,
 so the unit tier runs the same code against an in-memory host
-(``tests/unit/memoryhost.py``).
+(``tests/unit/memoryhost.py``). Status and the levers look at the machine through it too.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from haguard.core.config import IPAddress, Vip
 
 if TYPE_CHECKING:
     from haguard.adapters.ipvs import Ipvs
+    from haguard.core.vrrp import Advert
 
 
 class Host:
@@ -85,6 +86,21 @@ class Host:
             if kept_socket and self._sockets is not None else None
         return announce.send_burst(link.name, frames, rounds, interval_ms,
                                    keep_going=keep_going, wait_first=wait_first, sock=sock)
+
+    # ------------------------------------------------------------ the wire
+    def listen(self, interfaces: list[str], seconds: float,
+               until: Callable[[Advert], bool] | None = None) -> list[Advert]:
+        """The VRRP adverts on ``interfaces`` for ``seconds`` (or up to one ``until`` takes)."""
+        from haguard.adapters.wire import listen
+
+        return listen(interfaces, seconds, until)
+
+    def arp_probe(self, interface: str, mac: str, vips: list[str], seconds: float,
+                  rounds: int) -> dict[str, list[str]]:
+        """ARP probes for ``vips`` from ``mac``; the other MACs that answered each."""
+        from haguard.adapters.arpprobe import arp_probe
+
+        return arp_probe(interface, mac, vips, seconds=seconds, rounds=rounds)
 
     # ------------------------------------------------------------ IPVS
     def ipvs(self) -> Ipvs:

@@ -9,24 +9,23 @@ left without a MASTER by haguard.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
-import subprocess
 import sys
 import time
 from typing import Any
 
 from haguard.adapters import keepalived, leverfiles
-from haguard.adapters.arpprobe import arp_probe
+from haguard.adapters.host import Host
 from haguard.adapters.log import get_logger
-from haguard.adapters.netlink import Netlink
 from haguard.adapters.statefile import StateDir
 from haguard.adapters.waiting import wait_until
-from haguard.core.config import Config, Instance
+from haguard.core.config import Config, Instance, IPAddress
 from haguard.core.events import ACTIVE_STATES
 from haguard.core.leverrules import Lever, Refused, due, promote_boost
 from haguard.core.render import lever_files
-from haguard.core.vrrp import TAKEOVER_SLACK_S, advert_window
+from haguard.core.vrrp import TAKEOVER_SLACK_S, Advert, advert_window
 from haguard.errors import BadInput, OperationFailed
 
 EXPIRE_COMMAND = "levers-expire"
@@ -91,45 +90,43 @@ def _require_keepalived(config: Config, force: bool) -> list[str]:
     return [f"warning: {message}; going on because of --force"]
 
 
-def _other_master(inst: Instance, seconds: float) -> Any:
+def _other_master(machine: Host, inst: Instance, seconds: float) -> Advert | None:
     """The loudest non-zero advert for ``inst``'s VRID from another host, or None."""
-    from haguard.adapters.wire import listen
-
-    def wanted(a: Any) -> bool:
+    def wanted(a: Advert) -> bool:
         return a.vrid == inst.virtual_router_id and not a.outgoing and a.priority > 0
 
-    heard = [a for a in listen([inst.interface], seconds, until=wanted) if wanted(a)]
+    heard = [a for a in machine.listen([inst.interface], seconds, until=wanted) if wanted(a)]
     return heard[-1] if heard else None
 
 
-def holds_vips(inst: Instance) -> bool:
+def _present(machine: Host, inst: Instance) -> set[tuple[IPAddress, int]] | None:
+    link = machine.link(inst.interface)
+    if link is None:
+        return None
+    return {(a.address, a.prefixlen) for a in machine.addresses(link)}
+
+
+def holds_vips(machine: Host, inst: Instance) -> bool:
     """Every VIP of ``inst`` is on its interface here."""
-    with Netlink() as netlink:
-        link = netlink.link(inst.interface)
-        if link is None:
-            return False
-        present = {(a.address, a.prefixlen) for a in netlink.addresses(link)}
-    return all((v.address, v.prefixlen) in present for v in inst.vips)
+    present = _present(machine, inst)
+    return present is not None and all((v.address, v.prefixlen) in present for v in inst.vips)
 
 
-def holds_none(inst: Instance) -> bool:
+def holds_none(machine: Host, inst: Instance) -> bool:
     """No VIP of ``inst`` is on its interface here."""
-    with Netlink() as netlink:
-        link = netlink.link(inst.interface)
-        present = {a.address for a in netlink.addresses(link)} if link else set()
-    return not any(v.address in present for v in inst.vips)
+    addresses = {a for a, _ in _present(machine, inst) or ()}
+    return not any(v.address in addresses for v in inst.vips)
 
 
-def _answered_elsewhere(inst: Instance) -> bool:
+def _answered_elsewhere(machine: Host, inst: Instance) -> bool:
     """Every IPv4 VIP of ``inst`` answers ARP from another MAC (the new MASTER has it)."""
     vips = [str(v.address) for v in inst.vips if v.family == 4]
     if not vips:
         return True
-    with Netlink() as nl:
-        link = nl.link(inst.interface)
+    link = machine.link(inst.interface)
     if link is None:
         return False
-    answers = arp_probe(inst.interface, link.mac, vips, seconds=0.5, rounds=1)
+    answers = machine.arp_probe(inst.interface, link.mac, vips, seconds=0.5, rounds=1)
     return all(answers[vip] for vip in vips)  # the probe drops our own MAC's answers
 
 
@@ -144,12 +141,10 @@ def _forget(config: Config, instance: str) -> None:
     _write_levers(config, [lv for lv in read_levers(config) if lv.instance != instance])
 
 
-def _spawn_expiry(config: Config) -> None:
+def _spawn_expiry(machine: Host, config: Config) -> None:
     """A detached waiter undoes expired levers on time; the expiry itself is on disk, so
     `haguard agent` (each tick) or the next lever command enforces it after a restart."""
-    subprocess.Popen([sys.executable, "-m", "haguard", EXPIRE_COMMAND, "-c", config.path],
-                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                     stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+    machine.spawn([sys.executable, "-m", "haguard", EXPIRE_COMMAND, "-c", config.path])
 
 
 def pull_demote(config: Config, reason: str) -> None:
@@ -163,10 +158,18 @@ def pull_demote(config: Config, reason: str) -> None:
 
 
 def demote(config: Config, names: list[str] | None, *, reason: str, ttl_s: float | None,
-           wait: bool, timeout: float, force: bool) -> list[str]:
-    """Hand over: the demote lever puts each instance in FAULT; a peer must take over."""
+           wait: bool, timeout: float, force: bool, host: Host | None = None) -> list[str]:
+    """Hand over: the demote lever puts each instance in FAULT; a peer must take over.
+    ``host``: the machine to act on (default: this one)."""
     if not reason.strip():
         raise BadInput("--reason: say why (it goes to the audit log)")
+    with contextlib.nullcontext(host) if host is not None else Host() as machine:
+        return _demote(machine, config, names, reason=reason, ttl_s=ttl_s, wait=wait,
+                       timeout=timeout, force=force)
+
+
+def _demote(machine: Host, config: Config, names: list[str] | None, *, reason: str,
+            ttl_s: float | None, wait: bool, timeout: float, force: bool) -> list[str]:
     expire_due(config)
     lines = _require_keepalived(config, force)
     ensure_lever_dir(config)
@@ -188,7 +191,7 @@ def demote(config: Config, names: list[str] | None, *, reason: str, ttl_s: float
         # keepalived sends priority 0 on entering FAULT: a healthy peer answers within a
         # few advert intervals. Nobody answering means the instance has no MASTER now.
         window = advert_window([inst], slack_s=TAKEOVER_SLACK_S)
-        peer = _other_master(inst, window)
+        peer = _other_master(machine, inst, window)
         if peer is None and not force:
             leverfiles.write_track(demote_path, 0)
             _forget(config, inst.name)
@@ -206,22 +209,30 @@ def demote(config: Config, names: list[str] | None, *, reason: str, ttl_s: float
         lines.append(f"{inst.name}: demoted; {peer.source} took over (priority {peer.priority})"
                      + (f"; expires in {ttl_s:g} s" if ttl_s else ""))
         if wait:
-            ok = wait_until(lambda: holds_none(inst), timeout) and \
-                wait_until(lambda: _answered_elsewhere(inst), timeout, step=0.2)
+            ok = wait_until(lambda: holds_none(machine, inst), timeout) and \
+                wait_until(lambda: _answered_elsewhere(machine, inst), timeout, step=0.2)
             if not ok:
                 raise OperationFailed(f"{inst.name}: the VIPs were not answered by the new "
                                       f"MASTER within {timeout:g} s")
             lines.append(f"{inst.name}: the VIPs answer from the new MASTER")
     if ttl_s:
-        _spawn_expiry(config)
+        _spawn_expiry(machine, config)
     return lines
 
 
 def promote(config: Config, names: list[str] | None, *, reason: str, wait: bool,
-            timeout: float, force: bool) -> list[str]:
-    """Take over where preemption allows it; otherwise say what to run instead."""
+            timeout: float, force: bool, host: Host | None = None) -> list[str]:
+    """Take over where preemption allows it; otherwise say what to run instead.
+    ``host``: the machine to act on (default: this one)."""
     if not reason.strip():
         raise BadInput("--reason: say why (it goes to the audit log)")
+    with contextlib.nullcontext(host) if host is not None else Host() as machine:
+        return _promote(machine, config, names, reason=reason, wait=wait, timeout=timeout,
+                        force=force)
+
+
+def _promote(machine: Host, config: Config, names: list[str] | None, *, reason: str,
+             wait: bool, timeout: float, force: bool) -> list[str]:
     expire_due(config)
     lines = _require_keepalived(config, force)
     ensure_lever_dir(config)
@@ -232,7 +243,7 @@ def promote(config: Config, names: list[str] | None, *, reason: str, wait: bool,
                 track_values(config, inst)[0] == 0:
             lines.append(f"{inst.name}: already MASTER here; nothing to do")
             continue
-        master = _other_master(inst, advert_window([inst]))
+        master = _other_master(machine, inst, advert_window([inst]))
         if master is None:
             raise Refused(f"{inst.name}: no MASTER advertises VRID {inst.virtual_router_id}; "
                           "keepalived elects one by itself (is this node's keepalived in "
@@ -252,7 +263,7 @@ def promote(config: Config, names: list[str] | None, *, reason: str, wait: bool,
                      f"(the MASTER {master.source} advertises {master.priority})")
         if wait:
             if not wait_until(lambda: (state_dir.read_state(inst.name) or {}).get("state")
-                         in ACTIVE_STATES and holds_vips(inst), timeout):
+                         in ACTIVE_STATES and holds_vips(machine, inst), timeout):
                 raise OperationFailed(f"{inst.name}: not MASTER with its VIPs within "
                                       f"{timeout:g} s")
             lines.append(f"{inst.name}: MASTER here, holding its VIPs")

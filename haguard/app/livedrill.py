@@ -27,6 +27,7 @@ from typing import Any
 
 from haguard.adapters import keepalived, process, systemd
 from haguard.adapters.files import read_jsonl
+from haguard.adapters.host import Host
 from haguard.adapters.statefile import StateDir
 from haguard.adapters.waiting import wait_until
 from haguard.app import levers
@@ -67,10 +68,9 @@ def _own_macs(config: Config) -> frozenset[str]:
     return frozenset(macs)
 
 
-def precheck(config: Config, method: str) -> list[str]:
+def precheck(machine: Host, config: Config, method: str) -> list[str]:
     """Why this node cannot start a drill now (empty: it can): it must be the healthy
     MASTER of every instance, with no lever pulled and one MASTER on the wire."""
-    from haguard.adapters.wire import listen
     from haguard.core.vrrp import analyse
 
     problems = []
@@ -86,7 +86,7 @@ def precheck(config: Config, method: str) -> list[str]:
     state_dir = StateDir(config.node.state_dir)
     window = advert_window(config.instances)
     reports = {r.instance: r for r in analyse(
-        config, listen([i.interface for i in config.instances], window), window)}
+        config, machine.listen([i.interface for i in config.instances], window), window)}
     for inst in config.instances:
         state = (state_dir.read_state(inst.name) or {}).get("state")
         if state not in ACTIVE_STATES:
@@ -97,7 +97,7 @@ def precheck(config: Config, method: str) -> list[str]:
             problems.append(f"{inst.name}: this node is {state or 'without a recorded state'},"
                             f" not MASTER: run the drill on the MASTER{where}")
             continue
-        if not levers.holds_vips(inst):
+        if not levers.holds_vips(machine, inst):
             problems.append(f"{inst.name}: MASTER without all its VIPs on {inst.interface} "
                             "(`haguard status`)")
         demote, boost = levers.track_values(config, inst)
@@ -260,11 +260,19 @@ def run(config: Config, *, method: str, probe_from: str | None, port: int | None
         interval_ms: int, leave: bool, say: Say,
         peer_wait_s: float | None = None) -> dict[str, Any]:
     """The drill on this node; every figure measured, the trigger undone unless ``leave``."""
+    with Host() as machine:
+        return _run(machine, config, method=method, probe_from=probe_from, port=port,
+                    interval_ms=interval_ms, leave=leave, say=say, peer_wait_s=peer_wait_s)
+
+
+def _run(machine: Host, config: Config, *, method: str, probe_from: str | None,
+         port: int | None, interval_ms: int, leave: bool, say: Say,
+         peer_wait_s: float | None) -> dict[str, Any]:
     if probe_from and not os.path.exists(f"/run/netns/{probe_from}"):
         raise BadInput(f"--probe-from {probe_from}: no such network namespace (ip netns list)")
     say(f"checking {config.node.name} is the healthy MASTER (listening for "
         f"{advert_window(config.instances):g} s)")
-    problems = precheck(config, method)
+    problems = precheck(machine, config, method)
     if problems:
         raise OperationFailed("not ready for a drill:\n  " + "\n  ".join(problems))
     vip, service_port = _service(config, port)
@@ -334,8 +342,8 @@ def run(config: Config, *, method: str, probe_from: str | None, port: int | None
         back_ms = report.get("probe_back_ms")
         # This node's own side may finish after the peer took over (a STOP hook is slow
         # on a slow machine): wait for its VIPs to go, and for its log to say so.
-        wait_until(lambda: all(levers.holds_none(i) for i in config.instances), window, 0.05)
-        removed = sum(len(i.vips) for i in config.instances if levers.holds_none(i))
+        wait_until(lambda: all(levers.holds_none(machine, i) for i in config.instances), window, 0.05)
+        removed = sum(len(i.vips) for i in config.instances if levers.holds_none(machine, i))
         wait_until(lambda: sum(1 for e in own_log(config, trigger_at)
                                if e.get("event") == "vip_removed") >= removed, 3.0, 0.2)
         report.update(live_milestones(view, trigger_at, list(wire.frames),
@@ -346,12 +354,12 @@ def run(config: Config, *, method: str, probe_from: str | None, port: int | None
                  f"(from {probe_from})"}], key=lambda m: m["ms"])
         report["trigger_at"] = trigger_at
         report["old_master_kept_vips"] = [str(v.address) for i in config.instances
-                                          for v in i.vips if levers.holds_vips(i)]
+                                          for v in i.vips if levers.holds_vips(machine, i)]
         say("putting the pair back")
         restore_at = time.time()
         restore()
         restored = True
-        report["restored"] = _settle(config, report, restore_at, leave)
+        report["restored"] = _settle(machine, config, report, restore_at, leave)
     finally:
         wire.close()
         if point is not None:
@@ -364,7 +372,8 @@ def run(config: Config, *, method: str, probe_from: str | None, port: int | None
     return report
 
 
-def _settle(config: Config, report: dict[str, Any], restore_at: float, leave: bool) -> str:
+def _settle(machine: Host, config: Config, report: dict[str, Any], restore_at: float,
+            leave: bool) -> str:
     """Wait for this node to take back what it preempts; say where the pair stands."""
     if leave:
         return f"left as the drill made it: {report.get('new_master')} is MASTER"
@@ -378,7 +387,7 @@ def _settle(config: Config, report: dict[str, Any], restore_at: float, leave: bo
         records = [state_dir.read_state(i.name) or {} for i in config.instances]
         return all(r.get("state") in ACTIVE_STATES and r.get("complete")
                    and r.get("updated", 0) >= restore_at for r in records) \
-            and all(levers.holds_vips(i) for i in config.instances)
+            and all(levers.holds_vips(machine, i) for i in config.instances)
     timeout = 10 * max(i.advert_int for i in config.instances) + 10
     if not wait_until(back, timeout, 0.05):
         raise OperationFailed(f"trigger undone, but {config.node.name} did not take the VIPs "

@@ -12,6 +12,7 @@ from haguard.adapters.announce import BurstResult
 from haguard.adapters.netlink import Address, Link
 from haguard.core.config import IPAddress, Vip
 from haguard.core.ipvsconfig import ServiceKey, VirtualService
+from haguard.core.vrrp import Advert
 from haguard.core.ipvsplan import (
     AddDest,
     AddService,
@@ -85,6 +86,8 @@ class MemoryHost:
         self.table = TableIpvs()
         self.calls: list[tuple[object, ...]] = []
         self.fail: dict[str, Exception] = {}      # a call's name -> raise this instead
+        self.adverts: list[Advert] = []           # what listen() hears on the wire
+        self.arp_answers: dict[str, list[str]] = {}   # VIP -> the other MACs answering it
         self._pids = itertools.count(4000)
 
     def _call(self, *call: object) -> None:
@@ -137,6 +140,16 @@ class MemoryHost:
             sent += len(frames)
         self._call("send", link.name, sent)
         return BurstResult(sent, 1.0 if sent else None, 1.0 if sent else None)
+
+    def listen(self, interfaces: list[str], seconds: float,
+               until: Callable[[Advert], bool] | None = None) -> list[Advert]:
+        self._call("listen", tuple(interfaces), seconds)
+        return [a for a in self.adverts if a.interface in interfaces]
+
+    def arp_probe(self, interface: str, mac: str, vips: list[str], seconds: float,
+                  rounds: int) -> dict[str, list[str]]:
+        self._call("arp_probe", interface, tuple(vips))
+        return {v: list(self.arp_answers.get(v, ())) for v in vips}
 
     def ipvs(self) -> TableIpvs:
         self._call("ipvs")
