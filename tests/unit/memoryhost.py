@@ -12,7 +12,6 @@ from haguard.adapters.announce import BurstResult
 from haguard.adapters.netlink import Address, Link
 from haguard.core.config import IPAddress, Vip
 from haguard.core.ipvsconfig import ServiceKey, VirtualService
-from haguard.core.vrrp import Advert
 from haguard.core.ipvsplan import (
     AddDest,
     AddService,
@@ -22,6 +21,7 @@ from haguard.core.ipvsplan import (
     SetDest,
     SetService,
 )
+from haguard.core.vrrp import Advert
 from haguard.errors import OperationFailed
 
 
