@@ -1,8 +1,9 @@
 """(instance, state, observed system) -> the ordered actions of a transition.
 
-Pure: the executor does the I/O. The order is the one DESIGN.md fixes: on MASTER,
-sysctls, then VIPs, then announcements, then the record; on the passive states, VIPs go
-first so this node stops attracting traffic at once.
+Pure: the executor (app/execute.py) does the I/O. On MASTER: sysctls, the IPVS rules
+(in place before traffic arrives), the VIPs, the announcements, the sync daemon, the
+record. On the passive states the VIPs go first, so this node stops attracting traffic
+at once; ARCHITECTURE.md walks the whole path.
 """
 
 from __future__ import annotations
