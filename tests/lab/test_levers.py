@@ -56,7 +56,9 @@ def test_promote_takes_over_where_preemption_is_on_and_clear_gives_back(make_lab
                        "--wait")
     assert proc.returncode == 0, proc.stderr
     assert "priority raised by 51 to 151" in proc.stdout
-    assert _holder(lab) == "lb2"
+    # --wait returns once lb2 is MASTER holding its VIPs; lb1 lets go when lb2's first
+    # higher-priority advert reaches it, a moment later (its BACKUP hook still running).
+    wait_until(lambda: _holder(lab) == "lb2", 10, "lb2 the only MASTER (lb1 released)")
     proc = lab.haguard("lb2", "promote", "--clear", "-c", lab.config("lb2"))
     assert proc.returncode == 0, proc.stderr
     wait_until(lambda: _holder(lab) == "lb1", 10, "lb1 to preempt back")
