@@ -63,8 +63,12 @@ def test_a_live_drill_on_the_master_times_the_peer_from_the_wire_and_the_probe_p
                                                       re.M)]
     after = [t for t in replies if t >= report["trigger_at"] - 0.2]
     mine_ms = max(b - a for a, b in zip(after, after[1:])) * 1000 - 10
-    assert mine_ms > 100, "the failover must cost something to compare"
-    assert abs(report["outage_ms"] - mine_ms) <= 0.2 * mine_ms, (report["outage_ms"], mine_ms)
+    # The drill's probe and this witness each sample the outage every 10 ms: they agree
+    # within 20 %, or within two intervals for a short one. A demotion can hand over in
+    # well under 100 ms (lb2 announcing while lb1's hook removes), so the outage has no
+    # floor here; the milestones above prove the failover happened.
+    assert abs(report["outage_ms"] - mine_ms) <= max(0.2 * mine_ms, 20), \
+        (report["outage_ms"], mine_ms)
     assert report["tcp_outage_ms"] > 0 and report["connections"] == 5
     # put back: lb1 preempts, the lever is cleared, the audit log says so
     assert report["failback_ms"] > 0 and "MASTER again" in report["restored"]
