@@ -43,8 +43,11 @@ def test_the_drill_reports_the_outage_an_independent_probe_measures(make_lab) ->
     after = [t for t in replies if t >= trigger - 0.2]
     gaps = [b - a for a, b in zip(after, after[1:])]
     mine_ms = max(gaps) * 1000 - 10   # a gap between replies spans one interval of its own
-    assert mine_ms > 100, "the failover must cost something to compare"
-    assert abs(report["outage_ms"] - mine_ms) <= 0.2 * mine_ms, (report["outage_ms"], mine_ms)
+    # Both probes sample every 10 ms: they agree within 20 %, or within two intervals for
+    # a short outage. The drill demotes, and a demotion can hand over in under 100 ms
+    # (lb2 announcing while lb1's hook removes), so the outage has no floor here.
+    assert abs(report["outage_ms"] - mine_ms) <= max(0.2 * mine_ms, 20), \
+        (report["outage_ms"], mine_ms)
     assert report["old_master"] == "lb1" and report["new_master"] == "lb2"
     assert report["connections"] == 5 and report["tcp_outage_ms"] > 0
     assert report["failback_ms"] > 0 and lab.runner.master() == "lb1"  # --failback waited
