@@ -11,6 +11,7 @@ so the unit tier runs the same code against an in-memory host
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
@@ -126,3 +127,8 @@ class Host:
     def terminate_if(self, pid: int, *markers: str) -> bool:
         """SIGTERM ``pid`` if its command line holds every marker; whether it did."""
         return process.terminate_if(pid, *markers)
+
+
+def opened(host: Host | None) -> contextlib.AbstractContextManager[Host]:
+    """``host`` as it is (whoever opened it closes it), else a new Host closed on exit."""
+    return contextlib.nullcontext(host) if host is not None else Host()

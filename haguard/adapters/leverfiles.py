@@ -51,6 +51,12 @@ def write_track(path: str, value: int) -> None:
         fh.write(f"{value}\n")
 
 
+def clear_track(path: str) -> None:
+    """Set a track file to 0 where its directory exists (without it there is no lever)."""
+    if os.path.exists(os.path.dirname(path)):
+        write_track(path, 0)
+
+
 def read_track(path: str) -> int:
     """A track file's value as keepalived reads it (0 when missing or not a number)."""
     try:

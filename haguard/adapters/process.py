@@ -4,11 +4,15 @@ and ending the children we started."""
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 
 from haguard.core.events import OrderKey
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def _stat_fields(pid: int | str) -> list[str]:
@@ -18,10 +22,26 @@ def _stat_fields(pid: int | str) -> list[str]:
     return raw[raw.rindex(")") + 2:].split()
 
 
+def invoking_user() -> str:
+    """Who runs this command: the sudo caller, else the login user, else the uid's name."""
+    return os.environ.get("SUDO_USER") or os.environ.get("USER") or \
+        pwd.getpwuid(os.getuid()).pw_name
+
+
+def own_pid() -> int:
+    return os.getpid()
+
+
 def own_order_key() -> OrderKey:
     """This process's fork order: start time in clock ticks since boot, then pid."""
     fields = _stat_fields("self")
     return OrderKey(start_ticks=int(fields[19]), pid=os.getpid())
+
+
+def now_key() -> OrderKey:
+    """An order key for an event read now: later than every hook forked before it."""
+    ticks = int(time.clock_gettime(time.CLOCK_BOOTTIME) * _CLK_TCK)
+    return OrderKey(ticks, os.getpid())
 
 
 def start_ticks(pid: int) -> int | None:
@@ -42,8 +62,7 @@ def same_process(pid: int, ticks: int | None) -> bool:
 
 def fork_wall_time(key: OrderKey) -> float:
     """Wall-clock time at which the process behind ``key`` was forked (tick resolution)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    age = time.clock_gettime(time.CLOCK_BOOTTIME) - key.start_ticks / ticks
+    age = time.clock_gettime(time.CLOCK_BOOTTIME) - key.start_ticks / _CLK_TCK
     return time.time() - age
 
 
@@ -101,6 +120,14 @@ def interrupt_on_termination() -> None:
     """
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
+
+
+def on_termination(handler: Callable[[], None]) -> None:
+    """Call ``handler`` (in the main thread) on SIGTERM and SIGINT instead of dying."""
+    def _handle(signum: int, frame: object) -> None:
+        handler()
+    signal.signal(signal.SIGTERM, _handle)
+    signal.signal(signal.SIGINT, _handle)
 
 
 def stop_child(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:

@@ -158,6 +158,12 @@ def install_keepalived_dropin(unit_dir: str, reload: bool) -> list[str]:
     return lines
 
 
+def realserver_unit(unit_dir: str) -> str | None:
+    """The real-server unit's path when it is installed in ``unit_dir``, else None."""
+    path = os.path.join(unit_dir, REALSERVER_UNIT_NAME)
+    return path if os.path.exists(path) else None
+
+
 def install_realserver_unit(config: Config, mode: str, vips: str, unit_dir: str) -> list[str]:
     """Write the unit that redoes `realserver up` at boot; enable it where systemd runs."""
     path = os.path.join(unit_dir, REALSERVER_UNIT_NAME)

@@ -13,6 +13,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import select
 import stat
 import struct
 
@@ -54,6 +55,10 @@ class Fifo:
             return _identity(os.stat(self.path)) != self._identity
         except FileNotFoundError:
             return True
+
+    def exists(self) -> bool:
+        """Whether something is at the FIFO's path."""
+        return os.path.exists(self.path)
 
     def reopen(self) -> None:
         self.close()
@@ -126,13 +131,34 @@ class OpenWatch:
         os.close(self.fd)
 
 
-def pidfd(pid: int) -> int | None:
-    """A descriptor that becomes readable when ``pid`` exits; None when it is gone."""
-    try:
-        return os.pidfd_open(pid)
-    except ProcessLookupError:
-        return None
-    except OSError as exc:
-        if exc.errno == errno.ESRCH:
+class ProcessExit:
+    """A pidfd: readable once the process has ended, however it ended."""
+
+    def __init__(self, pid: int, fd: int) -> None:
+        self.pid, self.fd = pid, fd
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessExit | None:
+        """Watch ``pid``; None when it is already gone."""
+        try:
+            return cls(pid, os.pidfd_open(pid))
+        except ProcessLookupError:
             return None
-        raise
+        except OSError as exc:
+            if exc.errno == errno.ESRCH:
+                return None
+            raise
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def wait_readable(fds: list[int], timeout_s: float) -> set[int]:
+    """Which of ``fds`` became readable within ``timeout_s`` (none when a signal came)."""
+    try:
+        ready, _, _ = select.select(fds, [], [], timeout_s)
+    except InterruptedError:
+        return set()
+    return set(ready)

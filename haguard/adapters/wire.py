@@ -202,3 +202,38 @@ def sniff(iface: str, emit: Callable[[dict[str, Any]], None], stop: threading.Ev
                 emit(record)
     finally:
         sock.close()
+
+
+class Capture:
+    """``sniff`` on each of ``interfaces`` in its own thread until ``close``; the records
+    collect in ``frames`` (appended as they arrive) and a capture that died says why in
+    ``errors``."""
+
+    def __init__(self, interfaces: list[str], ready_s: float = 10.0) -> None:
+        self.frames: list[dict[str, Any]] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        readies = []
+
+        def capture(name: str, ready: threading.Event) -> None:
+            try:
+                sniff(name, self.frames.append, self._stop, ready)
+            except Exception as exc:  # noqa: BLE001 - reported by the caller, not lost
+                self.errors.append(f"capture on {name} stopped: {exc!r}")
+                ready.set()
+
+        for name in dict.fromkeys(interfaces):
+            ready = threading.Event()
+            thread = threading.Thread(target=capture, args=(name, ready), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+            readies.append(ready)
+        if not all(r.wait(ready_s) for r in readies):
+            self.close()
+            raise OperationFailed("cannot listen on the VRRP interfaces (needs root)")
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(2)

@@ -18,21 +18,19 @@ without it they do the work themselves (the fallback).
 
 from __future__ import annotations
 
-import fcntl
 import os
-import select
-import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from haguard.adapters import failpoint, process
 from haguard.adapters.host import Host
 from haguard.adapters.journal import Journal
+from haguard.adapters.locks import PidLock
 from haguard.adapters.log import Log, get_logger
+from haguard.adapters.process import now_key
 from haguard.adapters.statefile import StateDir
-from haguard.adapters.watch import Fifo, OpenWatch, pidfd
+from haguard.adapters.watch import Fifo, OpenWatch, ProcessExit, wait_readable
 from haguard.app.levers import expire_due
 from haguard.app.transition import handle_event
 from haguard.core.config import Config
@@ -45,21 +43,6 @@ from haguard.core.fifo import (
 from haguard.errors import HaguardError, OperationFailed
 
 TICK_S = 0.2          # how often pid files and the FIFO's identity are re-checked
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def now_key() -> OrderKey:
-    """An order key for an event read now: later than every hook forked before it."""
-    ticks = int(time.clock_gettime(time.CLOCK_BOOTTIME) * _CLK_TCK)
-    return OrderKey(ticks, os.getpid())
-
-
-@dataclass
-class Keepalived:
-    """The keepalived VRRP process the agent watches (its exit means STOP)."""
-
-    pid: int
-    fd: int
 
 
 class Agent:
@@ -72,9 +55,10 @@ class Agent:
         self.state_dir = StateDir(config.node.state_dir)
         self.journal = Journal(os.path.join(config.node.state_dir, "journal"))
         self.states: dict[str, str] = {}
-        self.keepalived: Keepalived | None = None
+        # keepalived's VRRP process: its exit means STOP.
+        self.keepalived: ProcessExit | None = None
         self._stop = threading.Event()
-        self._lock_fd = -1
+        self._lock = PidLock(config.agent_lock)
         self.transitions = 0
         self._next_expiry_check = 0.0
         self.host: Host | None = None
@@ -82,17 +66,10 @@ class Agent:
     # ------------------------------------------------------------------ lifecycle
     def _acquire(self) -> None:
         self.state_dir.ensure()
-        fd = os.open(self.config.agent_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
+        other = self._lock.acquire()
+        if other is not None:
             raise OperationFailed(f"another haguard agent (pid {other}) holds "
-                                  f"{self.config.agent_lock}; one agent per node") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock_fd = fd
+                                  f"{self.config.agent_lock}; one agent per node")
 
     def stop(self, *_: object) -> None:
         self._stop.set()
@@ -100,12 +77,11 @@ class Agent:
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; the VIPs stay as they are when the agent stops."""
         self._acquire()
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
+        process.on_termination(self.stop)
         assert self.config.agent is not None
         fifo = Fifo(self.config.agent.fifo)
         watch = OpenWatch(fifo.path)
-        self.log.info("agent_started", pid=os.getpid(), fifo=fifo.path,
+        self.log.info("agent_started", pid=process.own_pid(), fifo=fifo.path,
                       instances=[i.name for i in self.config.instances])
         try:
             with Host(keep_sockets=True) as host:
@@ -118,8 +94,9 @@ class Agent:
             watch.close()
             fifo.close()
             if self.keepalived is not None:
-                os.close(self.keepalived.fd)
+                self.keepalived.close()
             self.log.info("agent_stopped", transitions=self.transitions)
+            self._lock.release()
         return 0
 
     # ------------------------------------------------------------------ the loop
@@ -134,10 +111,7 @@ class Agent:
             except (OSError, HaguardError) as exc:
                 self.log.warning("lever_expiry_failed", error=str(exc))
         fds = [fifo.fd, watch.fd] + ([self.keepalived.fd] if self.keepalived else [])
-        try:
-            ready, _, _ = select.select(fds, [], [], TICK_S)
-        except InterruptedError:
-            return
+        ready = wait_readable(fds, TICK_S)
         if fifo.fd in ready:
             lines = fifo.read_lines()
             if lines:
@@ -154,7 +128,7 @@ class Agent:
         if fifo.replaced():
             self.log.warning("fifo_replaced", fifo=fifo.path,
                              action="recreated and reopened; keepalived must be reloaded "
-                                    "to write to it again" if os.path.exists(fifo.path)
+                                    "to write to it again" if fifo.exists()
                                     else "recreated and reopened")
             fifo.reopen()
             watch.rewatch()
@@ -193,16 +167,16 @@ class Agent:
         pid = process.pid_from_file(self.config.keepalived.vrrp_pid_file)
         if pid is None or not process.alive(pid):
             return
-        fd = pidfd(pid)
-        if fd is None:
+        watched = ProcessExit.of(pid)
+        if watched is None:
             return
-        self.keepalived = Keepalived(pid, fd)
+        self.keepalived = watched
         self.log.info("keepalived_attached", vrrp_pid=pid)
 
     def _keepalived_ended(self) -> None:
         assert self.keepalived is not None
         pid = self.keepalived.pid
-        os.close(self.keepalived.fd)
+        self.keepalived.close()
         self.keepalived = None
         masters = [name for name, state in self.states.items() if state in ACTIVE_STATES]
         self.log.warning("keepalived_ended", vrrp_pid=pid, stopping=masters)

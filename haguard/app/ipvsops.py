@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from haguard.adapters import locks
 from haguard.adapters.ipvs import Ipvs
 from haguard.adapters.ipvsrecords import (
     digest,
@@ -46,16 +46,9 @@ def services_for(config: Config, instance: str | None) -> tuple[VirtualService, 
                  if s.key.address in vips or (s.key.protocol == "fwmark" and first))
 
 
-@contextlib.contextmanager
-def _table_lock(config: Config) -> Iterator[None]:
+def _table_lock(config: Config) -> contextlib.AbstractContextManager[None]:
     """One writer of the IPVS table per node: instances transition concurrently."""
-    os.makedirs(config.node.state_dir, mode=0o755, exist_ok=True)
-    fd = os.open(os.path.join(config.node.state_dir, "ipvs.lock"), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    return locks.held(os.path.join(config.node.state_dir, "ipvs.lock"))
 
 
 def _stale(owned: set[str], every: set[str]) -> set[ServiceKey]:

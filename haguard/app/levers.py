@@ -9,16 +9,14 @@ left without a MASTER by haguard.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import pwd
 import sys
 import time
 from typing import Any
 
 from haguard.adapters import keepalived, leverfiles
-from haguard.adapters.host import Host
+from haguard.adapters.host import Host, opened
 from haguard.adapters.log import get_logger
+from haguard.adapters.process import invoking_user
 from haguard.adapters.statefile import StateDir
 from haguard.adapters.waiting import wait_until
 from haguard.core.config import Config, Instance, IPAddress
@@ -52,14 +50,9 @@ def track_values(config: Config, inst: Instance) -> tuple[int, int]:
     return leverfiles.read_track(demote), leverfiles.read_track(priority)
 
 
-def who() -> str:
-    return os.environ.get("SUDO_USER") or os.environ.get("USER") or \
-        pwd.getpwuid(os.getuid()).pw_name
-
-
 def audit(config: Config, action: str, **fields: Any) -> None:
     """One line in lever_dir/audit.log and one event in syslog/journald."""
-    entry = {"ts": round(time.time(), 3), "node": config.node.name, "by": who(),
+    entry = {"ts": round(time.time(), 3), "node": config.node.name, "by": invoking_user(),
              "action": action, **fields}
     leverfiles.append_audit(config.node.lever_dir, entry)
     get_logger(config.node.log_file, quiet=True, node=config.node.name).info(
@@ -153,7 +146,7 @@ def pull_demote(config: Config, reason: str) -> None:
     now = time.time()
     for inst in config.instances:
         leverfiles.write_track(lever_files(config, inst)[0], 1)
-        _record(config, Lever(inst.name, "demote", 1, now, who(), reason))
+        _record(config, Lever(inst.name, "demote", 1, now, invoking_user(), reason))
         audit(config, "demote", instance=inst.name, reason=reason, force=True, drill=True)
 
 
@@ -163,7 +156,7 @@ def demote(config: Config, names: list[str] | None, *, reason: str, ttl_s: float
     ``host``: the machine to act on (default: this one)."""
     if not reason.strip():
         raise BadInput("--reason: say why (it goes to the audit log)")
-    with contextlib.nullcontext(host) if host is not None else Host() as machine:
+    with opened(host) as machine:
         return _demote(machine, config, names, reason=reason, ttl_s=ttl_s, wait=wait,
                        timeout=timeout, force=force)
 
@@ -178,7 +171,7 @@ def _demote(machine: Host, config: Config, names: list[str] | None, *, reason: s
     for inst in _instances(config, names):
         demote_path, _ = lever_files(config, inst)
         was_master = (state_dir.read_state(inst.name) or {}).get("state") in ACTIVE_STATES
-        lever = Lever(inst.name, "demote", 1, now, who(), reason,
+        lever = Lever(inst.name, "demote", 1, now, invoking_user(), reason,
                       now + ttl_s if ttl_s else None)
         leverfiles.write_track(demote_path, 1)
         _record(config, lever)
@@ -226,7 +219,7 @@ def promote(config: Config, names: list[str] | None, *, reason: str, wait: bool,
     ``host``: the machine to act on (default: this one)."""
     if not reason.strip():
         raise BadInput("--reason: say why (it goes to the audit log)")
-    with contextlib.nullcontext(host) if host is not None else Host() as machine:
+    with opened(host) as machine:
         return _promote(machine, config, names, reason=reason, wait=wait, timeout=timeout,
                         force=force)
 
@@ -256,7 +249,7 @@ def _promote(machine: Host, config: Config, names: list[str] | None, *, reason: 
             raise
         leverfiles.write_track(demote_path, 0)
         leverfiles.write_track(priority_path, boost)
-        _record(config, Lever(inst.name, "promote", boost, time.time(), who(), reason))
+        _record(config, Lever(inst.name, "promote", boost, time.time(), invoking_user(), reason))
         audit(config, "promote", instance=inst.name, reason=reason, boost=boost,
               over=master.source, over_priority=master.priority, force=force)
         lines.append(f"{inst.name}: priority raised by {boost} to {inst.priority + boost} "
@@ -277,8 +270,7 @@ def undo(config: Config, names: list[str] | None, reason: str, why: str = "undo"
         demote_path, priority_path = lever_files(config, inst)
         before = track_values(config, inst)
         for path in (demote_path, priority_path):
-            if os.path.exists(os.path.dirname(path)):
-                leverfiles.write_track(path, 0)
+            leverfiles.clear_track(path)
         _forget(config, inst.name)
         audit(config, why, instance=inst.name, reason=reason, cleared={"demote": before[0],
                                                                         "priority": before[1]})

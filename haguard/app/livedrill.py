@@ -14,22 +14,17 @@ takeover is measured too.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from haguard.adapters import keepalived, process, systemd
+from haguard.adapters import keepalived, systemd
 from haguard.adapters.files import read_jsonl
 from haguard.adapters.host import Host
+from haguard.adapters.probepoint import ProbePoint, ProbeRecords, namespace_exists
 from haguard.adapters.statefile import StateDir
 from haguard.adapters.waiting import wait_until
+from haguard.adapters.wire import Capture
 from haguard.app import levers
 from haguard.core.config import Config
 from haguard.core.drillreport import (
@@ -43,7 +38,6 @@ from haguard.core.events import ACTIVE_STATES
 from haguard.core.vrrp import TAKEOVER_SLACK_S, advert_window
 from haguard.errors import BadInput, OperationFailed
 
-HOLD_CONNECTIONS = 5
 POLL_S = 0.02   # how often the drill looks at the wire and the probe while it waits
 Say = Callable[[str], None]
 
@@ -56,15 +50,13 @@ def own_log(config: Config, since: float) -> list[dict[str, Any]]:
     return [e for e in systemd.journal_json("haguard", since) if e.get("ts", 0) >= since]
 
 
-def _own_macs(config: Config) -> frozenset[str]:
+def _own_macs(machine: Host, config: Config) -> frozenset[str]:
     macs = set()
     for inst in config.instances:
-        try:
-            with open(f"/sys/class/net/{inst.interface}/address", encoding="ascii") as fh:
-                macs.add(fh.read().strip().lower())
-        except OSError as exc:
-            raise OperationFailed(f"{inst.name}: interface {inst.interface}: "
-                                  f"{exc.strerror}") from exc
+        link = machine.link(inst.interface)
+        if link is None:
+            raise OperationFailed(f"{inst.name}: interface {inst.interface} does not exist")
+        macs.add(link.mac.lower())
     return frozenset(macs)
 
 
@@ -108,139 +100,24 @@ def precheck(machine: Host, config: Config, method: str) -> list[str]:
     return problems
 
 
-class _Wire:
-    """Frames on this director's VRRP interfaces (ARP, NA, VRRP), in memory."""
-
-    def __init__(self, interfaces: list[str]) -> None:
-        from haguard.adapters.wire import sniff
-
-        self.frames: list[dict[str, Any]] = []
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._threads = []
-        readies = []
-
-        def capture(name: str, ready: threading.Event) -> None:
-            try:
-                sniff(name, self.frames.append, self._stop, ready)
-            except Exception as exc:  # noqa: BLE001 - reported by the drill, not lost
-                self.errors.append(f"capture on {name} stopped: {exc!r}")
-                ready.set()
-
-        for name in dict.fromkeys(interfaces):
-            ready = threading.Event()
-            thread = threading.Thread(target=capture, args=(name, ready), daemon=True)
-            thread.start()
-            self._threads.append(thread)
-            readies.append(ready)
-        if not all(r.wait(10) for r in readies):
-            self.close()
-            raise OperationFailed("cannot listen on the VRRP interfaces (needs root)")
-
-    def close(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(2)
-
-
-class _ProbePoint:
-    """The probes in ``namespace``: ping + neighbour witness, TCP connects, held HTTP."""
-
-    def __init__(self, namespace: str, work: str, vip: str, vips: list[str], port: int | None,
-                 interval_ms: int) -> None:
-        links = subprocess.run(["ip", "-j", "-n", namespace, "link", "show"],
-                               capture_output=True, text=True, timeout=30)
-        try:
-            ifaces = [link["ifname"] for link in json.loads(links.stdout or "[]")
-                      if link.get("ifname") != "lo"]
-        except (ValueError, KeyError, TypeError):
-            ifaces = []
-        if not ifaces:
-            raise BadInput(f"--probe-from {namespace}: it has no interface besides lo")
-        self.namespace, self.work, self.vip, self.port = namespace, work, vip, port
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.probe_file = os.path.join(work, "probe.jsonl")
-        self.tcp_file = os.path.join(work, "tcp.jsonl")
-        self.go_file = os.path.join(work, "go")
-        args = ["--out", self.probe_file, "--ping", vip, "--interval-ms", str(interval_ms)]
-        for name in ifaces:
-            args += ["--iface", name]
-        for address in vips:
-            args += ["--watch", address]
-        self._spawn("haguard.adapters.witness", *args)
-        self.holder: subprocess.Popen[bytes] | None = None
-        self.interval_ms = interval_ms
-
-    def _spawn(self, module: str, *args: str, stdout: int = subprocess.DEVNULL
-               ) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(["ip", "netns", "exec", self.namespace, sys.executable, "-m",
-                                 module, *args], stdin=subprocess.DEVNULL, stdout=stdout,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
-        self.procs.append(proc)
-        return proc
-
-    def start(self) -> None:
-        """Wait for the ping to be answered, open the held connections, start knocking."""
-        def pongs() -> bool:
-            records = read_jsonl(self.probe_file)
-            errors = [r["error"] for r in records if r.get("kind") == "error"]
-            if errors:
-                raise OperationFailed(f"the probe in {self.namespace} failed: {errors[0]}")
-            return any(r.get("kind") == "pong" for r in records)
-        if not wait_until(pongs, 30, 0.1):
-            raise OperationFailed(f"{self.vip} does not answer ping from {self.namespace}; "
-                                  "a drill needs a probe point that reaches the VIP")
-        if self.port is None:
-            return
-        ready = os.path.join(self.work, "ready")
-        self.holder = self._spawn("haguard.adapters.httpprobe", "hold", self.vip, "--port",
-                                  str(self.port), "--count", str(HOLD_CONNECTIONS),
-                                  "--go-file", self.go_file, "--ready-file", ready,
-                                  "--wait-s", "120", stdout=subprocess.PIPE)
-        if not wait_until(lambda: os.path.exists(ready), 30, 0.05):
-            raise OperationFailed(f"cannot open connections to {self.vip}:{self.port} from "
-                                  f"{self.namespace}")
-        self._spawn("haguard.adapters.httpprobe", "knock", self.vip, "--port", str(self.port),
-                    "--interval-ms", str(self.interval_ms), "--out", self.tcp_file)
-
-    def answered_since(self, since: float) -> bool:
-        return any(r.get("kind") == "pong" and r.get("t", 0) > since
-                   for r in read_jsonl(self.probe_file))
-
-    def finish(self, trigger_at: float) -> dict[str, Any]:
-        """Stop probing and read the figures."""
-        for proc in self.procs:
-            if proc is not self.holder and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        held: dict[str, Any] = {}
-        if self.holder is not None:
-            with open(self.go_file, "w", encoding="ascii"):
-                pass
-            try:
-                out, _ = self.holder.communicate(timeout=60)
-                held = json.loads(out.decode() or "{}")
-            except (subprocess.TimeoutExpired, ValueError):
-                held = {}
-        self.close()
-        probe = read_jsonl(self.probe_file)
-        ping = ping_outage((r["t"] for r in probe if r.get("kind") == "pong"), trigger_at,
-                           self.interval_ms)
-        report: dict[str, Any] = {"outage_ms": ping.ms, "pings_lost": ping.lost,
-                                  "probe_back_ms": None if ping.back_at is None else
-                                  round((ping.back_at - trigger_at) * 1000, 1)}
-        if self.port is not None:
-            tcp = failure_run(read_jsonl(self.tcp_file), trigger_at, lambda e: e.get("ok"))
-            answered = [a for a in held.get("before", []) if a is not None]
-            report.update({"tcp_outage_ms": tcp.ms, "tcp_connects_failed": tcp.lost,
-                           # HTTP on each held connection before and after; a service that
-                           # does not speak HTTP leaves this unknown, not failed.
-                           "connections_survived": held.get("survived") if answered else None,
-                           "connections": held.get("total") if answered else None})
-        return report
-
-    def close(self) -> None:
-        for proc in self.procs:
-            process.stop_child(proc)
+def _probe_report(records: ProbeRecords, trigger_at: float, interval_ms: int,
+                  with_tcp: bool) -> dict[str, Any]:
+    """The client's figures from what the probe point wrote."""
+    ping = ping_outage((r["t"] for r in records.probe if r.get("kind") == "pong"), trigger_at,
+                       interval_ms)
+    report: dict[str, Any] = {"outage_ms": ping.ms, "pings_lost": ping.lost,
+                              "probe_back_ms": None if ping.back_at is None else
+                              round((ping.back_at - trigger_at) * 1000, 1)}
+    if with_tcp:
+        tcp = failure_run(records.tcp, trigger_at, lambda e: e.get("ok"))
+        held = records.held
+        answered = [a for a in held.get("before", []) if a is not None]
+        report.update({"tcp_outage_ms": tcp.ms, "tcp_connects_failed": tcp.lost,
+                       # HTTP on each held connection before and after; a service that
+                       # does not speak HTTP leaves this unknown, not failed.
+                       "connections_survived": held.get("survived") if answered else None,
+                       "connections": held.get("total") if answered else None})
+    return report
 
 
 def _service(config: Config, port: int | None) -> tuple[str, int | None]:
@@ -268,7 +145,7 @@ def run(config: Config, *, method: str, probe_from: str | None, port: int | None
 def _run(machine: Host, config: Config, *, method: str, probe_from: str | None,
          port: int | None, interval_ms: int, leave: bool, say: Say,
          peer_wait_s: float | None) -> dict[str, Any]:
-    if probe_from and not os.path.exists(f"/run/netns/{probe_from}"):
+    if probe_from and not namespace_exists(probe_from):
         raise BadInput(f"--probe-from {probe_from}: no such network namespace (ip netns list)")
     say(f"checking {config.node.name} is the healthy MASTER (listening for "
         f"{advert_window(config.instances):g} s)")
@@ -277,16 +154,14 @@ def _run(machine: Host, config: Config, *, method: str, probe_from: str | None,
         raise OperationFailed("not ready for a drill:\n  " + "\n  ".join(problems))
     vip, service_port = _service(config, port)
     vips = [str(v.address) for i in config.instances for v in i.vips]
-    view = WireView(node=config.node.name, own_macs=_own_macs(config),
+    view = WireView(node=config.node.name, own_macs=_own_macs(machine, config),
                     vrids=frozenset(i.virtual_router_id for i in config.instances),
                     vips=frozenset(vips))
-    work = os.path.join(config.node.state_dir, f"drill-{int(time.time() * 1000)}")
-    os.makedirs(work, exist_ok=True)
     report: dict[str, Any] = {"node": config.node.name, "method": method, "vip": vip,
                               "port": service_port, "probe_from": probe_from,
                               "old_master": config.node.name}
-    wire = _Wire([i.interface for i in config.instances])
-    point: _ProbePoint | None = None
+    wire = Capture([i.interface for i in config.instances])
+    point: ProbePoint | None = None
     triggered = restored = False
 
     def restore() -> None:
@@ -303,7 +178,8 @@ def _run(machine: Host, config: Config, *, method: str, probe_from: str | None,
     try:
         if probe_from:
             say(f"starting the probes in {probe_from}")
-            point = _ProbePoint(probe_from, work, vip, vips, service_port, interval_ms)
+            point = ProbePoint(probe_from, config.node.state_dir, vip, vips, service_port,
+                               interval_ms)
             point.start()
         time.sleep(0.5)
         say(f"triggering the failover ({method})")
@@ -338,7 +214,8 @@ def _run(machine: Host, config: Config, *, method: str, probe_from: str | None,
                                                   [])["new_master_ms"] / 1000
             wait_until(lambda: point.answered_since(new_at), 10.0, POLL_S)
             time.sleep(max(0.3, 3 * interval_ms / 1000))
-            report.update(point.finish(trigger_at))
+            report.update(_probe_report(point.finish(), trigger_at, interval_ms,
+                                        with_tcp=service_port is not None))
         back_ms = report.get("probe_back_ms")
         # This node's own side may finish after the peer took over (a STOP hook is slow
         # on a slow machine): wait for its VIPs to go, and for its log to say so.
@@ -364,7 +241,6 @@ def _run(machine: Host, config: Config, *, method: str, probe_from: str | None,
         wire.close()
         if point is not None:
             point.close()
-        shutil.rmtree(work, ignore_errors=True)  # the probes' files; the report has it all
         if triggered and not restored:
             restore()
     StateDir(config.node.state_dir).record_drill(config.node.name,

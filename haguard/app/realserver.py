@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
-import os
-import subprocess
 from typing import Any
 
-from haguard.adapters import sysctl, systemd
+from haguard.adapters import kmod, sysctl, systemd
 from haguard.adapters.netlink import Netlink
 from haguard.core.config import Config, Vip
 from haguard.core.ipvsconfig import RealServerRole
@@ -50,7 +48,7 @@ def _execute(actions: tuple[RsAction, ...], netlink: Netlink) -> list[str]:
         match action:
             case EnsureLink(name=name, module=module):
                 if netlink.link(name) is None and module:
-                    _modprobe(module)
+                    kmod.load(module)
                 link = netlink.link(name)
                 if link is None:
                     raise OperationFailed(f"{name} did not appear after loading {module}")
@@ -73,16 +71,6 @@ def _execute(actions: tuple[RsAction, ...], netlink: Netlink) -> list[str]:
     return done
 
 
-def _modprobe(module: str) -> None:
-    try:
-        proc = subprocess.run(["modprobe", module], capture_output=True, text=True, timeout=30,
-                              stdin=subprocess.DEVNULL)
-    except FileNotFoundError:
-        raise OperationFailed("modprobe is not installed (apt-get install kmod)") from None
-    if proc.returncode != 0:
-        raise OperationFailed(f"modprobe {module}: {proc.stderr.strip()}")
-
-
 def up(config: Config) -> list[str]:
     role = role_of(config)
     with Netlink() as netlink:
@@ -99,11 +87,10 @@ def status(config: Config, unit_dir: str = UNIT_DIR) -> dict[str, Any]:
     role = role_of(config)
     with Netlink() as netlink:
         observed = observe(role, netlink)
-    unit = os.path.join(unit_dir, systemd.REALSERVER_UNIT_NAME)
     return {"mode": role.mode, "vips": [str(v) for v in role.vips],
             "addresses": {iface: sorted(f"{a}/{p}" for a, p in addrs)
                           for iface, addrs in observed.addresses.items()},
-            "sysctls": observed.sysctls, "unit": unit if os.path.exists(unit) else None,
+            "sysctls": observed.sysctls, "unit": systemd.realserver_unit(unit_dir),
             "problems": problems(role, observed)}
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import time
 from typing import Any
 
 from haguard.adapters import keepalived
-from haguard.adapters.host import Host
+from haguard.adapters.host import Host, opened
 from haguard.adapters.statefile import StateDir
 from haguard.core.config import Config
 from haguard.core.events import ACTIVE_STATES
@@ -26,7 +25,7 @@ def collect(config: Config, wire_s: float | None = None, *,
     kpid = keepalived.running(config.keepalived.pid_file)
     now = time.time()
     instances: list[dict[str, Any]] = []
-    with contextlib.nullcontext(host) if host is not None else Host() as machine:
+    with opened(host) as machine:
         for inst in config.instances:
             record = state_dir.read_state(inst.name) or {}
             link = machine.link(inst.interface)

@@ -22,12 +22,11 @@ from typing import Any
 
 from haguard.adapters import process
 from haguard.adapters.files import read_jsonl
+from haguard.adapters.probepoint import HOLD_CONNECTIONS
 from haguard.core.drillreport import failure_run, ipvs_before_vip
 from haguard.errors import HaguardError, OperationFailed
 from haguard.lab import netns
 from haguard.lab.runner import LabRunner
-
-HOLD_CONNECTIONS = 5
 
 
 def _healthy(runner: LabRunner) -> tuple[str, str]:

@@ -11,9 +11,10 @@ import pytest
 
 from haguard.adapters.host import Host
 from haguard.adapters.log import get_logger
+from haguard.adapters.process import now_key
 from haguard.adapters.statefile import StateDir
 from haguard.adapters.watch import Fifo
-from haguard.app.agent import Agent, now_key
+from haguard.app.agent import Agent
 from haguard.app.transition import handle_event
 from haguard.core.config import Config, loads
 from haguard.core.events import Event, OrderKey

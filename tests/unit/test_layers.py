@@ -120,3 +120,97 @@ def test_the_rule_catches_each_kind_of_violation(tmp_path: Path, monkeypatch: py
         assert found == []
     else:
         assert [v.partition(": ")[2] for v in found] == [wanted]
+
+
+# ------------------------------------------------------------------ app/ does no I/O itself
+# app/ reaches the machine only through adapters/. Of the standard library it may use
+# what computes, the clock and threads; `os` only to join paths and `sys` only for the
+# interpreter's path (which an adapter then spawns).
+APP_STDLIB = frozenset({
+    "__future__", "collections", "collections.abc", "contextlib", "dataclasses", "datetime",
+    "enum", "functools", "ipaddress", "itertools", "json", "math", "operator", "re",
+    "threading", "time", "typing", "os", "sys"})
+APP_ATTRIBUTES = {"os": {"path.join", "path.basename", "path.dirname"}, "sys": {"executable"}}
+IO_BUILTINS = frozenset({"open", "print", "input"})
+
+
+def _dotted(node: ast.AST) -> str | None:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        return ".".join([node.id, *reversed(parts)])
+    return None
+
+
+def io_of(path: Path) -> list[str]:
+    """What an app/ module does to the system itself rather than through an adapter."""
+    tree = _with_parents(ast.parse(path.read_text(encoding="utf-8"), str(path)))
+    rel = path.relative_to(ROOT)
+    out = []
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names = [node.module or ""]
+            if node.module in APP_ATTRIBUTES:
+                names = [f"{node.module}.{alias.name}" for alias in node.names]
+        for name in names:
+            top = name.split(".")[0]
+            if name.startswith("haguard.") or name == "haguard":
+                continue
+            if top in APP_ATTRIBUTES and name != top:
+                out.append(f"{rel}:{node.lineno}: imports {name} (use an adapter)")
+            elif name not in APP_STDLIB:
+                out.append(f"{rel}:{node.lineno}: imports {name} (use an adapter)")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                and node.func.id in IO_BUILTINS:
+            out.append(f"{rel}:{node.lineno}: calls {node.func.id}() (use an adapter)")
+        if isinstance(node, ast.Attribute) and not isinstance(getattr(node, "parent", None),
+                                                                  ast.Attribute):
+            dotted = _dotted(node)
+            if dotted is None:
+                continue
+            top, _, rest = dotted.partition(".")
+            if top in APP_ATTRIBUTES and not any(rest == a or rest.startswith(a + ".")
+                                                  for a in APP_ATTRIBUTES[top]):
+                out.append(f"{rel}:{node.lineno}: uses {dotted} (use an adapter)")
+    return out
+
+
+def _with_parents(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        for child in ast.iter_child_nodes(node):
+            child.parent = node  # type: ignore[attr-defined]
+    return tree
+
+
+def test_app_does_no_io_of_its_own() -> None:
+    found = [v for path in sorted((PACKAGE / "app").glob("*.py")) for v in io_of(path)]
+    assert found == [], "\n".join(found)
+
+
+@pytest.mark.parametrize(("source", "wanted"), [
+    ("import subprocess\n", "imports subprocess (use an adapter)"),
+    ("import fcntl\n", "imports fcntl (use an adapter)"),
+    ("from pathlib import Path\n", "imports pathlib (use an adapter)"),
+    ("from os import getpid\n", "imports os.getpid (use an adapter)"),
+    ("def f(p):\n    return open(p).read()\n", "calls open() (use an adapter)"),
+    ("import os\ndef f(p):\n    return os.path.exists(p)\n",
+     "uses os.path.exists (use an adapter)"),
+    ("import os\nUSER = os.environ.get('USER')\n", "uses os.environ.get (use an adapter)"),
+    ("import sys\ndef f():\n    sys.stdout.write('x')\n",
+     "uses sys.stdout.write (use an adapter)"),
+    ("import os\nimport sys\nimport time\n"
+     "ARGS = [sys.executable, os.path.join('a', 'b'), time.time()]\n", None),
+])
+def test_the_no_io_rule_catches_each_kind_of_io(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                source: str, wanted: str | None) -> None:
+    module = tmp_path / "haguard" / "app" / "example.py"
+    module.parent.mkdir(parents=True)
+    module.write_text(source, encoding="utf-8")
+    monkeypatch.setattr(__import__(__name__, fromlist=["ROOT"]), "ROOT", tmp_path)
+    found = [v.partition(": ")[2] for v in io_of(module)]
+    assert found == ([] if wanted is None else [wanted])
