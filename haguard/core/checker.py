@@ -24,7 +24,10 @@ class Checker:
         self.vip_positions: dict[Path, list[int]] = {}
 
     def fail(self, path: Path, message: str, key: bool = False) -> None:
-        self.problems.append(f"{self.source.where(path, key)}: {message}")
+        problem = f"{self.source.where(path, key)}: {message}"
+        # A service's default judged once per real server must not be reported each time.
+        if problem not in self.problems:
+            self.problems.append(problem)
 
     def mapping(self, value: Any, path: Path, allowed: Iterable[str],
                 required: Iterable[str] = ()) -> dict[str, Any]:

@@ -460,11 +460,32 @@ def from_source(source: Source, path: str) -> Config:
     agent = _agent(c, top["agent"], node) if "agent" in top else None
     if agent is not None and "instances" not in top:
         c.fail(("agent",), "the agent applies VRRP transitions; it needs 'instances'")
+    if agent is None and "ipvs" in top:
+        watched = _first_watched(top["ipvs"])
+        if watched is not None:
+            c.fail(watched, "real-server checks run in `haguard agent`: add an `agent:` "
+                            "section (and render keepalived.conf again)", key=True)
     if c.problems or node is None:
         raise ConfigError(c.problems or [f"{source.filename}:1: node: invalid"])
     return Config(path=path, node=node, keepalived=keepalived, sysctl=sysctl,
                   instances=tuple(inst for _, inst in instances), ipvs=ipvs,
                   realserver=realserver, agent=agent)
+
+
+def _first_watched(raw: Any) -> Path | None:
+    """Where the first health, quorum or sorry_server key of a raw ipvs section is."""
+    services = raw.get("services") if isinstance(raw, dict) else None
+    for i, service in enumerate(services if isinstance(services, list) else []):
+        if not isinstance(service, dict):
+            continue
+        for key in ("health", "quorum", "sorry_server"):
+            if key in service:
+                return ("ipvs", "services", i, key)
+        servers = service.get("real_servers")
+        for j, rs in enumerate(servers if isinstance(servers, list) else []):
+            if isinstance(rs, dict) and "health" in rs:
+                return ("ipvs", "services", i, "real_servers", j, "health")
+    return None
 
 
 def loads(text: str, filename: str = "<config>", path: str | None = None) -> Config:

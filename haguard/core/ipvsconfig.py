@@ -7,11 +7,20 @@ planner, the netlink adapter and the ipvsadm save-file codec agree on them.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
 from haguard.core.checker import Checker, field, show
+from haguard.core.healthconfig import (
+    Quorum,
+    RealServerHealth,
+    ServiceHealth,
+    parse_quorum,
+    parse_service_health,
+    real_server_health,
+)
 from haguard.core.yamlsrc import Path
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -93,6 +102,8 @@ class RealServer:
     lower_threshold: int = 0
     tunnel_type: str = "ipip"
     tunnel_port: int = 0
+    # How the agent watches it; not part of what the kernel holds.
+    health: RealServerHealth | None = dataclasses.field(default=None, compare=False)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -116,6 +127,14 @@ class VirtualService:
     flags: tuple[str, ...] = ()
     persistence: Persistence | None = None
     real_servers: tuple[RealServer, ...] = ()
+    # What the agent does when too few real servers are up; not in the kernel either.
+    quorum: Quorum | None = dataclasses.field(default=None, compare=False)
+    sorry_server: RealServer | None = dataclasses.field(default=None, compare=False)
+
+    @property
+    def checked(self) -> bool:
+        """Whether the agent watches any of this service's real servers."""
+        return any(rs.health is not None for rs in self.real_servers)
 
     @property
     def flag_bits(self) -> int:
@@ -157,9 +176,10 @@ class RealServerRole:
 # --------------------------------------------------------------------------- validation
 
 _SERVICE_KEYS = ("vip", "port", "protocol", "fwmark", "family", "scheduler", "flags",
-                 "persistence", "real_servers")
+                 "persistence", "health", "quorum", "sorry_server", "real_servers")
 _RS_KEYS = ("address", "port", "forwarding", "weight", "upper_threshold", "lower_threshold",
-            "tunnel_type", "tunnel_port")
+            "tunnel_type", "tunnel_port", "health")
+_SORRY_KEYS = ("address", "port", "forwarding", "weight", "tunnel_type", "tunnel_port")
 
 
 def _address(c: Checker, value: Any, path: Path, role: str = "") -> IPAddress | None:
@@ -212,8 +232,10 @@ def _persistence(c: Checker, raw: Any, path: Path, family: int) -> Persistence |
     return Persistence(timeout_s=timeout, netmask=netmask)
 
 
-def _real_server(c: Checker, raw: Any, path: Path, key: ServiceKey) -> RealServer | None:
-    data = c.mapping(raw, path, _RS_KEYS, required=("address",))
+def _real_server(c: Checker, raw: Any, path: Path, key: ServiceKey,
+                 health: ServiceHealth | None = None,
+                 allowed: tuple[str, ...] = _RS_KEYS) -> RealServer | None:
+    data = c.mapping(raw, path, allowed, required=("address",))
     if not data:
         return None
     address = field(c, data, "address", path, lambda v, p: _address(c, v, p, "a real server"),
@@ -258,9 +280,14 @@ def _real_server(c: Checker, raw: Any, path: Path, key: ServiceKey) -> RealServe
     if tunnel_type != "gue" and "tunnel_port" in data:
         c.fail(path + ("tunnel_port",), "only applies to tunnel_type: gue")
         return None
+    before = len(c.problems)
+    checks = real_server_health(c, health, data.get("health"), path + ("health",),
+                                key.protocol, port) if "health" in allowed else None
+    if len(c.problems) > before:
+        return None
     return RealServer(address=address, port=port, forwarding=forwarding, weight=weight,
                       upper_threshold=upper, lower_threshold=lower, tunnel_type=tunnel_type,
-                      tunnel_port=tunnel_port)
+                      tunnel_port=tunnel_port, health=checks)
 
 
 def _service(c: Checker, raw: Any, path: Path) -> VirtualService | None:
@@ -312,6 +339,14 @@ def _service(c: Checker, raw: Any, path: Path) -> VirtualService | None:
     persistence = None
     if "persistence" in data and key is not None:
         persistence = _persistence(c, data["persistence"], path + ("persistence",), key.family)
+    health = quorum = sorry = None
+    if "health" in data and key is not None:
+        health = parse_service_health(c, data["health"], path + ("health",))
+    if "quorum" in data:
+        quorum = parse_quorum(c, data["quorum"], path + ("quorum",))
+    if "sorry_server" in data and key is not None:
+        sorry = _real_server(c, data["sorry_server"], path + ("sorry_server",), key,
+                             allowed=_SORRY_KEYS)
     servers: list[RealServer] = []
     if "real_servers" in data and key is None:
         # Without a valid key the entries cannot be judged in full; still name bad keys.
@@ -322,7 +357,7 @@ def _service(c: Checker, raw: Any, path: Path) -> VirtualService | None:
         rpath = path + ("real_servers",)
         seen: dict[tuple[str, int], int] = {}
         for i, item in enumerate(c.listing(data["real_servers"], rpath)):
-            rs = _real_server(c, item, rpath + (i,), key)
+            rs = _real_server(c, item, rpath + (i,), key, health)
             if rs is None:
                 continue
             if rs.key in seen:
@@ -330,10 +365,15 @@ def _service(c: Checker, raw: Any, path: Path) -> VirtualService | None:
                 continue
             seen[rs.key] = i
             servers.append(rs)
+    if sorry is not None and sorry.key in {rs.key for rs in servers}:
+        c.fail(path + ("sorry_server",), f"{sorry} is one of the real servers; the sorry "
+                                         "server stands in when they are all down")
+        sorry = None
     if key is None or scheduler is None:
         return None
     return VirtualService(key=key, scheduler=scheduler, flags=tuple(flags),
-                          persistence=persistence, real_servers=tuple(servers))
+                          persistence=persistence, real_servers=tuple(servers),
+                          quorum=quorum, sorry_server=sorry)
 
 
 def parse_ipvs(c: Checker, raw: Any, vips: set[IPAddress] | None) -> IpvsSettings | None:
