@@ -130,6 +130,13 @@ def on_termination(handler: Callable[[], None]) -> None:
     signal.signal(signal.SIGINT, _handle)
 
 
+def on_reload(handler: Callable[[], None]) -> None:
+    """Call ``handler`` on SIGHUP (``systemctl reload``)."""
+    def _handle(signum: int, frame: object) -> None:
+        handler()
+    signal.signal(signal.SIGHUP, _handle)
+
+
 def stop_child(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
     """End a child we started: SIGTERM, then SIGKILL after ``grace_s``; always reaped."""
     if proc.poll() is None:

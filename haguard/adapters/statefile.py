@@ -92,6 +92,21 @@ class StateDir:
         except OSError as exc:
             raise OperationFailed(f"recording state in {final} failed: {exc.strerror}") from exc
 
+    def write_health(self, snapshot: dict[str, Any]) -> None:
+        """The agent's view of every watched real server (`haguard status` reads it)."""
+        from haguard.adapters.files import write_atomic
+
+        write_atomic(os.path.join(self.path, "health.json"),
+                     json.dumps(snapshot, indent=1, sort_keys=True) + "\n")
+
+    def read_health(self) -> dict[str, Any] | None:
+        """The last snapshot the agent wrote, or None."""
+        try:
+            with open(os.path.join(self.path, "health.json"), encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (FileNotFoundError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
 
     def record_drill(self, node: str, instances: list[str], report: dict[str, Any]) -> None:
         """Keep the last drill's outage for the metrics textfile, and rewrite it."""

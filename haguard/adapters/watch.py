@@ -9,6 +9,8 @@ reload, which inotify reports as an open: that is how the agent notices a reload
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -162,3 +164,19 @@ def wait_readable(fds: list[int], timeout_s: float) -> set[int]:
     except InterruptedError:
         return set()
     return set(ready)
+
+
+async def readable(fds: list[int], timeout_s: float) -> set[int]:
+    """``wait_readable`` on the running event loop: other tasks run while it waits."""
+    loop = asyncio.get_running_loop()
+    woke = asyncio.Event()
+    for fd in fds:
+        loop.add_reader(fd, woke.set)
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(woke.wait(), timeout_s)
+    finally:
+        for fd in fds:
+            loop.remove_reader(fd)
+    # Every descriptor that is ready now, as one select() would have reported them.
+    return wait_readable(fds, 0) if woke.is_set() else set()

@@ -18,19 +18,23 @@ without it they do the work themselves (the fallback).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
 from collections.abc import Callable
 
 from haguard.adapters import failpoint, process
+from haguard.adapters.files import load_config
 from haguard.adapters.host import Host
 from haguard.adapters.journal import Journal
 from haguard.adapters.locks import PidLock
 from haguard.adapters.log import Log, get_logger
 from haguard.adapters.process import now_key
 from haguard.adapters.statefile import StateDir
-from haguard.adapters.watch import Fifo, OpenWatch, ProcessExit, wait_readable
+from haguard.adapters.watch import Fifo, OpenWatch, ProcessExit, readable
+from haguard.app import ipvsops
+from haguard.app.healthwatch import HealthWatch, with_table
 from haguard.app.levers import expire_due
 from haguard.app.transition import handle_event
 from haguard.core.config import Config
@@ -40,9 +44,11 @@ from haguard.core.fifo import (
     latest_per_instance,
     parse_line,
 )
+from haguard.core.ipvsconfig import ServiceKey, VirtualService
 from haguard.errors import HaguardError, OperationFailed
 
 TICK_S = 0.2          # how often pid files and the FIFO's identity are re-checked
+PUBLISH_S = 1.0       # how often the real servers' status is rewritten (when it changed)
 
 
 class Agent:
@@ -59,6 +65,8 @@ class Agent:
         self.keepalived: ProcessExit | None = None
         self._stop = threading.Event()
         self._lock = PidLock(config.agent_lock)
+        self._reload_requested = threading.Event()
+        self.health: HealthWatch | None = None
         self.transitions = 0
         self._next_expiry_check = 0.0
         self.host: Host | None = None
@@ -78,6 +86,7 @@ class Agent:
         """Serve until SIGTERM/SIGINT; the VIPs stay as they are when the agent stops."""
         self._acquire()
         process.on_termination(self.stop)
+        process.on_reload(self._reload_requested.set)
         assert self.config.agent is not None
         fifo = Fifo(self.config.agent.fifo)
         watch = OpenWatch(fifo.path)
@@ -86,10 +95,7 @@ class Agent:
         try:
             with Host(keep_sockets=True) as host:
                 self.host = host
-                self._resynchronise(fifo)
-                watch.opened()  # our own open, and keepalived's before we started
-                while not self._stop.is_set():
-                    self._serve_once(fifo, watch)
+                asyncio.run(self._serve(fifo, watch))
         finally:
             watch.close()
             fifo.close()
@@ -99,9 +105,81 @@ class Agent:
             self._lock.release()
         return 0
 
+    async def _serve(self, fifo: Fifo, watch: OpenWatch) -> None:
+        self.health = self._watch_health()
+        self._resynchronise(fifo)
+        watch.opened()  # our own open, and keepalived's before we started
+        publisher = None
+        if self.health is not None:
+            self.health.start()
+            publisher = asyncio.get_running_loop().create_task(
+                self.health.publish_every(PUBLISH_S), name="health status")
+        try:
+            while not self._stop.is_set():
+                await self._serve_once(fifo, watch)
+        finally:
+            if self.health is not None:
+                self.health.stop()
+            if publisher is not None:
+                publisher.cancel()
+
+    # ------------------------------------------------------------------ health
+    def _watch_health(self) -> HealthWatch | None:
+        config = self.config
+        if config.ipvs is None or not any(s.checked or s.quorum or s.sorry_server
+                                          for s in config.ipvs.services):
+            return None
+        return HealthWatch(config, self.log, apply=self._apply_service, held=self._holds,
+                           publish=self.state_dir.write_health,
+                           remembered=self.state_dir.read_health())
+
+    def _holds(self, key: ServiceKey) -> bool:
+        """Whether this node holds ``key`` in its kernel now."""
+        assert self.config.ipvs is not None
+        if self.config.ipvs.on_backup == "keep":
+            return True
+        owner = ipvsops.owner(self.config, key)
+        return owner is not None and self.states.get(owner) in ACTIVE_STATES
+
+    def _apply_service(self, service: VirtualService) -> None:
+        assert self.host is not None
+        ipvsops.apply_service(self.config, service, connect=self.host.ipvs)
+
+    def _effective(self) -> Config:
+        """The config with the table as health leaves it: what a transition applies."""
+        if self.health is None or self.config.ipvs is None:
+            return self.config
+        return with_table(self.config, self.health.effective_services(
+            self.config.ipvs.services))
+
+    def _reload(self) -> None:
+        self._reload_requested.clear()
+        try:
+            config = load_config(self.config.path)
+        except HaguardError as exc:
+            self.log.error("reload_failed", config=self.config.path, error=str(exc),
+                           action="kept the running config")
+            return
+        if [i.name for i in config.instances] != [i.name for i in self.config.instances] \
+                or config.agent != self.config.agent:
+            self.log.error("reload_failed", config=self.config.path,
+                           error="instances or the agent section changed",
+                           action="kept the running config; restart the agent for that")
+            return
+        self.config = config
+        if self.health is not None:
+            self.health.reload(config)
+        elif (health := self._watch_health()) is not None:
+            self.health = health
+            health.start()
+            asyncio.get_running_loop().create_task(health.publish_every(PUBLISH_S))
+        self.log.info("reloaded", config=config.path)
+
     # ------------------------------------------------------------------ the loop
-    def _serve_once(self, fifo: Fifo, watch: OpenWatch) -> None:
+    async def _serve_once(self, fifo: Fifo, watch: OpenWatch) -> None:
         self._attach_keepalived()
+        if self._reload_requested.is_set():
+            self._reload()
         if time.monotonic() >= self._next_expiry_check:
             # A lever's TTL is on disk; enforcing it here covers a lost expiry waiter.
             self._next_expiry_check = time.monotonic() + 1.0
@@ -111,7 +189,7 @@ class Agent:
             except (OSError, HaguardError) as exc:
                 self.log.warning("lever_expiry_failed", error=str(exc))
         fds = [fifo.fd, watch.fd] + ([self.keepalived.fd] if self.keepalived else [])
-        ready = wait_readable(fds, TICK_S)
+        ready = await readable(fds, TICK_S)
         if fifo.fd in ready:
             lines = fifo.read_lines()
             if lines:
@@ -152,7 +230,7 @@ class Agent:
         """
         assert self.host is not None, "events are applied only while the agent runs"
         try:
-            outcome = handle_event(self.config, event, order or now_key(), host=self.host,
+            outcome = handle_event(self._effective(), event, order or now_key(), host=self.host,
                                    in_background=_in_thread, component="agent", reason=reason)
         except HaguardError:
             return  # logged as transition_failed; the next event may finish the job

@@ -46,6 +46,23 @@ def services_for(config: Config, instance: str | None) -> tuple[VirtualService, 
                  if s.key.address in vips or (s.key.protocol == "fwmark" and first))
 
 
+def owner(config: Config, key: ServiceKey) -> str | None:
+    """The instance a service moves with (see ``services_for``); None: no instance."""
+    for i, inst in enumerate(config.instances):
+        if key.protocol == "fwmark" and i == 0 or \
+                key.address in {str(v.address) for v in inst.vips}:
+            return inst.name
+    return None
+
+
+def apply_service(config: Config, service: VirtualService,
+                  connect: Callable[[], Ipvs] = Ipvs) -> list[str]:
+    """Make one service in the kernel what ``service`` says (the checker's change)."""
+    with _table_lock(config), connect() as ipvs:
+        plan = reconcile_named(ipvs, (service,), [service.key], config.node.state_dir)
+    return [describe(a) for a in plan]
+
+
 def _table_lock(config: Config) -> contextlib.AbstractContextManager[None]:
     """One writer of the IPVS table per node: instances transition concurrently."""
     return locks.held(os.path.join(config.node.state_dir, "ipvs.lock"))

@@ -128,7 +128,8 @@ def test_the_rule_catches_each_kind_of_violation(tmp_path: Path, monkeypatch: py
 # interpreter's path (which an adapter then spawns).
 APP_STDLIB = frozenset({
     "__future__", "collections", "collections.abc", "contextlib", "dataclasses", "datetime",
-    "enum", "functools", "ipaddress", "itertools", "json", "math", "operator", "re",
+    "asyncio", "enum", "functools", "ipaddress", "itertools", "json", "math", "operator",
+    "random", "re",
     "threading", "time", "typing", "os", "sys"})
 APP_ATTRIBUTES = {"os": {"path.join", "path.basename", "path.dirname"}, "sys": {"executable"}}
 IO_BUILTINS = frozenset({"open", "print", "input"})

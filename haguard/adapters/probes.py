@@ -1,0 +1,247 @@
+"""One probe of one real server, on asyncio: TCP connect, HTTP(S) GET, a DNS query, a
+script. Every probe ends within its timeout and says what it saw in words an operator
+reads in `haguard status` ("connect refused", "HTTP 503 from /healthz", "script exit 1:
+not ready"); none raises.
+
+What counts as success is keepalived's: TCP_CHECK a completed connect, HTTP_GET a status
+in the list (2xx by default) and, where asked, text in the body, DNS_CHECK a reply to our
+query with rcode NOERROR, MISC_CHECK exit 0 (with dynamic weights 0 or 2-255). A script
+that outlives its timeout gets SIGTERM on its process group and SIGKILL 2 s later, as
+keepalived does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import ssl
+import struct
+import time
+from dataclasses import dataclass
+
+from haguard.core.healthconfig import DnsSpec, HttpSpec, TlsSpec
+
+BODY_LIMIT = 65536          # bytes of a response body read for a `body` match
+KILL_AFTER_S = 2.0          # SIGTERM to SIGKILL for a script past its timeout
+DNS_TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15, "TXT": 16,
+             "AAAA": 28, "SRV": 33}
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    detail: str
+    duration_s: float
+    exit_code: int | None = None      # scripts: what the weight of a dynamic check reads
+
+
+def _host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+def _os_words(exc: OSError) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connect refused"
+    return f"connect failed: {exc.strerror or exc}"
+
+
+async def tcp(address: str, port: int, timeout_s: float) -> ProbeResult:
+    """A TCP connect, closed at once."""
+    start = time.monotonic()
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), timeout_s)
+    except TimeoutError:
+        return ProbeResult(False, f"connect timeout after {timeout_s:g} s",
+                           time.monotonic() - start)
+    except OSError as exc:
+        return ProbeResult(False, _os_words(exc), time.monotonic() - start)
+    took = time.monotonic() - start
+    writer.transport.abort()
+    return ProbeResult(True, f"connected to {_host(address)}:{port}", took)
+
+
+def _tls_context(tls: TlsSpec) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if not tls.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        context.load_default_certs()
+    return context
+
+
+async def http(address: str, port: int, spec: HttpSpec, timeout_s: float,
+               tls: TlsSpec | None = None) -> ProbeResult:
+    """GET ``spec.path``: the status must be one of ``spec.status`` and the body, where
+    ``spec.body`` is given, must contain it."""
+    start = time.monotonic()
+    scheme = "HTTPS" if tls is not None else "HTTP"
+    try:
+        return await asyncio.wait_for(_http(address, port, spec, tls, start), timeout_s)
+    except TimeoutError:
+        return ProbeResult(False, f"{scheme} timeout after {timeout_s:g} s on {spec.path}",
+                           time.monotonic() - start)
+
+
+async def _http(address: str, port: int, spec: HttpSpec, tls: TlsSpec | None,
+                start: float) -> ProbeResult:
+    scheme = "HTTPS" if tls is not None else "HTTP"
+    context = _tls_context(tls) if tls is not None else None
+    server_name = (tls.sni or spec.host) if tls is not None else None
+    try:
+        reader, writer = await asyncio.open_connection(
+            address, port, ssl=context,
+            server_hostname=(server_name.split(":")[0] if server_name else
+                             (address if context is not None and tls and tls.verify else None)))
+    except ssl.SSLError as exc:
+        return ProbeResult(False, f"TLS handshake failed: {exc.reason or exc}",
+                           time.monotonic() - start)
+    except OSError as exc:
+        return ProbeResult(False, _os_words(exc), time.monotonic() - start)
+    try:
+        host = spec.host or (f"{_host(address)}:{port}")
+        writer.write(f"GET {spec.path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: haguard-check"
+                     "\r\nAccept: */*\r\nConnection: close\r\n\r\n".encode("ascii", "replace"))
+        await writer.drain()
+        status_line = await reader.readline()
+        parts = status_line.decode("latin-1").split()
+        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+            words = status_line[:60].decode("latin-1").strip() or "nothing"
+            return ProbeResult(False, f"not an HTTP answer from {spec.path}: {words!r}",
+                               time.monotonic() - start)
+        status = int(parts[1])
+        if status not in spec.status:
+            return ProbeResult(False, f"{scheme} {status} from {spec.path}",
+                               time.monotonic() - start)
+        if spec.body is not None:
+            body = await _body(reader)
+            if spec.body.encode() not in body:
+                return ProbeResult(False, f"{scheme} {status} from {spec.path} without "
+                                          f"{spec.body!r} in the body", time.monotonic() - start)
+        return ProbeResult(True, f"{scheme} {status} from {spec.path}", time.monotonic() - start)
+    except (OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
+        return ProbeResult(False, f"{scheme} exchange failed: {exc}", time.monotonic() - start)
+    finally:
+        writer.transport.abort()
+
+
+async def _body(reader: asyncio.StreamReader) -> bytes:
+    """The body after the headers, up to BODY_LIMIT (chunked framing left in: a text
+    match does not need it undone)."""
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b"\n", b""):
+            break
+    data = b""
+    while len(data) < BODY_LIMIT:
+        chunk = await reader.read(BODY_LIMIT - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+class _DnsReply(asyncio.DatagramProtocol):
+    def __init__(self, query_id: int) -> None:
+        self.query_id = query_id
+        self.reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        if len(data) >= 12 and struct.unpack("!H", data[:2])[0] == self.query_id \
+                and not self.reply.done():
+            self.reply.set_result(data)
+
+    def error_received(self, exc: Exception) -> None:
+        if not self.reply.done():
+            self.reply.set_exception(exc)
+
+
+def dns_query(query_id: int, spec: DnsSpec) -> bytes:
+    """A recursion-desired query for ``spec.name`` of ``spec.type``, class IN."""
+    labels = b"".join(bytes([len(p)]) + p.encode("ascii")
+                      for p in spec.name.rstrip(".").split(".") if p)
+    return struct.pack("!HHHHHH", query_id, 0x0100, 1, 0, 0, 0) + labels + b"\0" + \
+        struct.pack("!HH", DNS_TYPES[spec.type], 1)
+
+
+async def dns(address: str, port: int, spec: DnsSpec, timeout_s: float) -> ProbeResult:
+    """A UDP query; a reply with rcode NOERROR is up (keepalived's DNS_CHECK)."""
+    start = time.monotonic()
+    loop = asyncio.get_running_loop()
+    query_id = random.randrange(1, 65536)
+    try:
+        transport, protocol = await loop.create_datagram_endpoint(
+            lambda: _DnsReply(query_id), remote_addr=(address, port))
+    except OSError as exc:
+        return ProbeResult(False, f"DNS socket failed: {exc.strerror or exc}",
+                           time.monotonic() - start)
+    try:
+        transport.sendto(dns_query(query_id, spec))
+        data = await asyncio.wait_for(protocol.reply, timeout_s)
+    except TimeoutError:
+        return ProbeResult(False, f"no DNS reply within {timeout_s:g} s",
+                           time.monotonic() - start)
+    except OSError as exc:
+        return ProbeResult(False, _os_words(exc).replace("connect", "DNS query"),
+                           time.monotonic() - start)
+    finally:
+        transport.close()
+    flags = struct.unpack("!H", data[2:4])[0]
+    rcode = flags & 0x0F
+    if not flags & 0x8000 or rcode:
+        return ProbeResult(False, f"DNS rcode {rcode} for {spec.name} {spec.type}",
+                           time.monotonic() - start)
+    answers = struct.unpack("!H", data[6:8])[0]
+    return ProbeResult(True, f"DNS NOERROR for {spec.name} {spec.type} ({answers} answers)",
+                       time.monotonic() - start)
+
+
+async def command(argv: tuple[str, ...], timeout_s: float, user: str | None = None
+                  ) -> ProbeResult:
+    """Run ``argv`` (as ``user``, in its own process group); exit 0 is success."""
+    start = time.monotonic()
+    # Only root can run a command as another user; a user's own agent runs it as itself.
+    as_user = user if user is not None and os.geteuid() == 0 else None
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE, start_new_session=True, close_fds=True,
+            user=as_user, group=_group_of(as_user) if as_user else None,
+            extra_groups=[] if as_user else None)
+    except (OSError, KeyError, ValueError) as exc:
+        return ProbeResult(False, f"cannot run {argv[0]}: {exc}", time.monotonic() - start)
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+    except TimeoutError:
+        await _kill_group(proc)
+        return ProbeResult(False, f"{os.path.basename(argv[0])} timed out after "
+                                  f"{timeout_s:g} s", time.monotonic() - start)
+    code = proc.returncode if proc.returncode is not None else -1
+    first = next((line for line in err.decode("utf-8", "replace").splitlines()
+                  if line.strip()), "")
+    words = f"exit {code}" if code >= 0 else f"killed by signal {-code}"
+    detail = f"{os.path.basename(argv[0])} {words}" + (f": {first[:200]}" if first else "")
+    return ProbeResult(code == 0, detail, time.monotonic() - start, exit_code=code)
+
+
+def _group_of(user: str) -> int:
+    import pwd
+
+    return pwd.getpwnam(user).pw_gid
+
+
+async def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), KILL_AFTER_S)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
+    # What the script left behind in its group goes too.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)

@@ -1,0 +1,315 @@
+"""The agent's real-server checks: one task per check on the agent's event loop, the
+results through haguard.core.health, and the effective table kept in the kernel.
+
+No probe blocks: each waits on its own socket or child process, so a slow or hung real
+server costs its own check time, never a VRRP transition's. Checks run on MASTER and
+BACKUP alike, so a BACKUP that keeps the table (``on_backup: keep``) has it current when
+it takes over; a service is written to the kernel only where it is held (MASTER, or
+``on_backup: keep``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from haguard.adapters import probes
+from haguard.adapters.log import Log
+from haguard.core.config import Config
+from haguard.core.health import (
+    DEFAULT_QUORUM,
+    CheckState,
+    Phase,
+    ServerState,
+    ServerView,
+    carry_over,
+    dynamic_delta,
+    effective,
+    initial_server,
+    live_weight,
+    quorum_holds,
+    server_step,
+    views,
+)
+from haguard.core.healthconfig import Check
+from haguard.core.ipvsconfig import RealServer, ServiceKey, VirtualService
+
+BOOTSTRAP_S = 1.0          # keepalived's BOOTSTRAP_DELAY before a check's first probe
+NOTIFY_TIMEOUT_S = 10.0    # notify and quorum commands
+
+
+@dataclass
+class CheckRecord:
+    """What `haguard status` says about one check."""
+
+    kind: str
+    ok: bool | None = None
+    detail: str = "not checked yet"
+    at: float | None = None
+    duration_ms: float | None = None
+    checks: int = 0
+
+
+@dataclass
+class ServerRecord:
+    since: float
+    checks: list[CheckRecord]
+    failures: int = 0          # consecutive failed results, any check
+    transitions: int = 0
+
+
+@dataclass
+class _Service:
+    config: VirtualService
+    quorum_held: bool | None = None
+    applied: VirtualService | None = None
+    records: dict[tuple[str, int], ServerRecord] = field(default_factory=dict)
+
+
+def _probe(check: Check, rs: RealServer, service: VirtualService
+           ) -> Callable[[], Any]:
+    address = str(rs.address)
+    if check.kind == "tcp":
+        return lambda: probes.tcp(address, check.port, check.timeout_s)
+    if check.kind in ("http", "https"):
+        assert check.http is not None
+        return lambda: probes.http(address, check.port, check.http,  # type: ignore[arg-type]
+                                   check.timeout_s, check.tls)
+    if check.kind == "dns":
+        assert check.dns is not None
+        return lambda: probes.dns(address, check.port, check.dns,  # type: ignore[arg-type]
+                                  check.timeout_s)
+    assert check.script is not None
+    values = {"address": address, "port": str(rs.port), "vip": service.key.address,
+              "vport": str(service.key.port), "protocol": service.key.protocol}
+    argv = tuple(arg.format(**values) for arg in check.script.command)
+    user = check.script.user
+    return lambda: probes.command(argv, check.timeout_s, user=user)
+
+
+class HealthWatch:
+    """Every checked service of a config, watched until ``stop``."""
+
+    def __init__(self, config: Config, log: Log,
+                 apply: Callable[[VirtualService], None],
+                 held: Callable[[ServiceKey], bool],
+                 publish: Callable[[dict[str, Any]], None],
+                 remembered: dict[str, Any] | None = None) -> None:
+        self.log = log.bind(component="health")
+        self._apply, self._held, self._publish = apply, held, publish
+        # What the last agent published: a real server it saw down starts down, so a
+        # restart does not put a dead server back until its first check fails.
+        self._down_before = {(s.get("service"), r.get("realserver"))
+                             for s in (remembered or {}).get("services", [])
+                             for r in s.get("realservers", []) if r.get("state") == "down"}
+        self.services: dict[ServiceKey, _Service] = {}
+        self.states: dict[tuple[ServiceKey, tuple[str, int]], ServerState] = {}
+        self._tasks: dict[tuple[ServiceKey, tuple[str, int], int], asyncio.Task[None]] = {}
+        self._dirty = True
+        self._load(config)
+
+    # ------------------------------------------------------------------ config
+    def _load(self, config: Config) -> None:
+        old = self.services
+        self.services = {}
+        states = {}
+        for svc in config.ipvs.services if config.ipvs else ():
+            if not svc.checked and svc.quorum is None and svc.sorry_server is None:
+                continue
+            previous = old.get(svc.key)
+            entry = _Service(svc, previous.quorum_held if previous else None,
+                             previous.applied if previous else None)
+            before = {rs.key: rs for rs in previous.config.real_servers} if previous else {}
+            for rs in svc.real_servers:
+                if rs.health is None:
+                    continue
+                was = before.get(rs.key)
+                state = self.states.get((svc.key, rs.key))
+                if state is None and (str(svc.key), str(rs)) in self._down_before:
+                    was, state = rs, ServerState(
+                        tuple(CheckState(Phase.DOWN) for _ in rs.health.checks),
+                        (0,) * len(rs.health.checks))
+                states[(svc.key, rs.key)] = carry_over(
+                    was.health if was is not None else None, state, rs.health) \
+                    if state is not None else initial_server(rs.health)
+                kept = previous.records.get(rs.key) if previous else None
+                entry.records[rs.key] = kept if kept is not None and was is not None and \
+                    was.health == rs.health else ServerRecord(
+                        kept.since if kept else time.time(),
+                        [CheckRecord(c.kind) for c in rs.health.checks])
+            self.services[svc.key] = entry
+        self.states = states
+        self._dirty = True
+
+    def reload(self, config: Config) -> None:
+        """Take a new config: matched real servers keep their state, the rest start anew."""
+        self._load(config)
+        self._restart_tasks()
+        for key in self.services:
+            self._changed(key, reason="config reloaded")
+
+    # ------------------------------------------------------------------ the table
+    def view(self, key: ServiceKey) -> tuple[ServerView, ...]:
+        entry = self.services[key]
+        states = {rk: s for (sk, rk), s in self.states.items() if sk == key}
+        return views(entry.config, states, {})
+
+    def table(self, key: ServiceKey) -> VirtualService:
+        """The service as the kernel should hold it now."""
+        entry = self.services[key]
+        return effective(entry.config, self.view(key), entry.quorum_held is not False)
+
+    def effective_services(self, services: tuple[VirtualService, ...]
+                           ) -> tuple[VirtualService, ...]:
+        """``services`` with every watched one as health leaves it."""
+        return tuple(self.table(s.key) if s.key in self.services else s for s in services)
+
+    # ------------------------------------------------------------------ running
+    def start(self) -> None:
+        """Start every check (after keepalived's bootstrap delay and a random warm-up, so
+        a restart does not probe every real server at once)."""
+        for key in self.services:
+            self._changed(key, reason="agent start")
+        self._restart_tasks()
+
+    def _restart_tasks(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        self._tasks = {}
+        for key, entry in self.services.items():
+            for rs in entry.config.real_servers:
+                if rs.health is None:
+                    continue
+                for index, check in enumerate(rs.health.checks):
+                    self._tasks[(key, rs.key, index)] = asyncio.get_running_loop().create_task(
+                        self._run(key, rs, index, check), name=f"check {rs} #{index}")
+
+    def stop(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        self._tasks = {}
+
+    async def _run(self, key: ServiceKey, rs: RealServer, index: int, check: Check) -> None:
+        entry = self.services[key]
+        probe = _probe(check, rs, entry.config)
+        delay = BOOTSTRAP_S + random.uniform(0, check.interval_s)
+        assert rs.health is not None
+        health = rs.health
+        while True:
+            await asyncio.sleep(delay)
+            result: probes.ProbeResult = await probe()
+            ok, delta = result.ok, None
+            if check.script is not None and check.script.dynamic_weight and \
+                    result.exit_code is not None and 2 <= result.exit_code <= 255:
+                ok, delta = True, dynamic_delta(rs.weight, result.exit_code)
+            elif check.script is not None and check.script.dynamic_weight and ok:
+                delta = 0
+            state = self.states[(key, rs.key)]
+            new, delay = server_step(health, state, index, ok, delta)
+            self.states[(key, rs.key)] = new
+            record = entry.records[rs.key]
+            record.checks[index] = CheckRecord(check.kind, ok, result.detail, time.time(),
+                                               round(result.duration_s * 1000, 3),
+                                               record.checks[index].checks + 1)
+            record.failures = 0 if ok else record.failures + 1
+            self._dirty = True
+            if new.up != state.up:
+                record.since = time.time()
+                record.transitions += 1
+                self.log.info("realserver_up" if new.up else "realserver_down",
+                              service=str(key), realserver=str(rs), check=check.kind,
+                              detail=result.detail)
+                commands = (health.notify_up if new.up else health.notify_down)
+                if commands:
+                    self._spawn_command(commands, "notify_up" if new.up else "notify_down",
+                                        realserver=str(rs))
+            if new != state:
+                self._changed(key, reason=f"{rs}: {result.detail}")
+
+    def _changed(self, key: ServiceKey, reason: str) -> None:
+        """Recompute quorum and the service's table; write it where it is held."""
+        entry = self.services[key]
+        quorum = entry.config.quorum or DEFAULT_QUORUM
+        weight = live_weight(self.view(key))
+        held = quorum_holds(quorum, weight, entry.quorum_held)
+        if entry.quorum_held is not None and held != entry.quorum_held:
+            self.log.info("quorum_gained" if held else "quorum_lost", service=str(key),
+                          live_weight=weight, quorum=quorum.weight,
+                          hysteresis=quorum.hysteresis,
+                          sorry_server=str(entry.config.sorry_server)
+                          if entry.config.sorry_server else None)
+            commands = quorum.up if held else quorum.down
+            if entry.config.quorum is not None and commands:
+                self._spawn_command(commands, "quorum_up" if held else "quorum_down")
+        entry.quorum_held = held
+        table = self.table(key)
+        if entry.applied is not None and table == entry.applied:
+            return
+        if not self._held(key):
+            entry.applied = None     # the next takeover writes it whole
+            return
+        try:
+            self._apply(table)
+        except Exception as exc:  # noqa: BLE001 - a failed write is retried at the next change
+            self.log.error("health_apply_failed", service=str(key), reason=reason,
+                           error=str(exc))
+            entry.applied = None
+            return
+        entry.applied = table
+        self.log.info("health_applied", service=str(key), reason=reason,
+                      realservers=[f"{rs}:{rs.weight}" for rs in table.real_servers])
+
+    def _spawn_command(self, argv: tuple[str, ...], what: str, **fields: str) -> None:
+        async def run() -> None:
+            result = await probes.command(argv, NOTIFY_TIMEOUT_S)
+            (self.log.info if result.ok else self.log.warning)(
+                f"{what}_command", command=list(argv), ok=result.ok, detail=result.detail,
+                **fields)
+        asyncio.get_running_loop().create_task(run(), name=what)
+
+    # ------------------------------------------------------------------ status
+    def snapshot(self) -> dict[str, Any]:
+        """Every watched real server as `haguard status` shows it."""
+        out: dict[str, Any] = {"at": time.time(), "services": []}
+        for key, entry in self.services.items():
+            in_table = {rs.key: rs.weight for rs in self.table(key).real_servers}
+            servers = []
+            for view in self.view(key):
+                rs = view.server
+                record = entry.records.get(rs.key)
+                servers.append({
+                    "realserver": str(rs), "checked": rs.health is not None,
+                    "state": "up" if view.up else "down", "lever": view.lever,
+                    "in_kernel": rs.key in in_table, "weight": in_table.get(rs.key),
+                    "since": record.since if record else None,
+                    "failures": record.failures if record else 0,
+                    "transitions": record.transitions if record else 0,
+                    "checks": [vars(c) for c in record.checks] if record else []})
+            sorry = entry.config.sorry_server
+            out["services"].append({
+                "service": str(key), "quorum": entry.quorum_held,
+                "sorry_server": str(sorry) if sorry else None,
+                "sorry_server_active": sorry is not None and sorry.key in in_table,
+                "realservers": servers})
+        return out
+
+    async def publish_every(self, seconds: float) -> None:
+        """Write the snapshot whenever something changed, at most every ``seconds``."""
+        while True:
+            if self._dirty:
+                self._dirty = False
+                try:
+                    self._publish(self.snapshot())
+                except Exception as exc:  # noqa: BLE001 - status is stale, checks go on
+                    self.log.warning("health_publish_failed", error=str(exc))
+            await asyncio.sleep(seconds)
+
+
+def with_table(config: Config, services: tuple[VirtualService, ...]) -> Config:
+    """``config`` with its IPVS services replaced (the effective table)."""
+    assert config.ipvs is not None
+    return replace(config, ipvs=replace(config.ipvs, services=services))
