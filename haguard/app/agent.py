@@ -126,8 +126,8 @@ class Agent:
     # ------------------------------------------------------------------ health
     def _watch_health(self) -> HealthWatch | None:
         config = self.config
-        if config.ipvs is None or not any(s.checked or s.quorum or s.sorry_server
-                                          for s in config.ipvs.services):
+        if config.ipvs is None or not (config.ipvs.watched or any(
+                s.quorum for s in config.ipvs.services)):
             return None
         return HealthWatch(config, self.log, apply=self._apply_service, held=self._holds,
                            publish=self.state_dir.write_health,

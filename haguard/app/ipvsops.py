@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from haguard.adapters import locks
@@ -19,7 +20,9 @@ from haguard.adapters.ipvsrecords import (
     write_applied,
     write_owned,
 )
+from haguard.adapters.statefile import StateDir
 from haguard.core.config import Config
+from haguard.core.health import as_published
 from haguard.core.ipvsconfig import IpvsSettings, ServiceKey, VirtualService
 from haguard.core.ipvsplan import IpvsAction, describe, plan_reconcile, plan_removal
 from haguard.errors import BadInput
@@ -44,6 +47,19 @@ def services_for(config: Config, instance: str | None) -> tuple[VirtualService, 
     first = bool(config.instances) and config.instances[0].name == instance
     return tuple(s for s in services
                  if s.key.address in vips or (s.key.protocol == "fwmark" and first))
+
+
+def effective(config: Config) -> Config:
+    """``config`` with every watched service as the agent last published it, so a change
+    made outside the agent (``ipvs apply``, a hook's transition) puts no real server back
+    that health took out."""
+    if config.ipvs is None or not config.ipvs.watched:
+        return config
+    snapshot = StateDir(config.node.state_dir).read_health() or {}
+    published = {e.get("service"): e for e in snapshot.get("services", [])
+                 if isinstance(e, dict)}
+    services = tuple(as_published(s, published.get(str(s.key))) for s in config.ipvs.services)
+    return replace(config, ipvs=replace(config.ipvs, services=services))
 
 
 def owner(config: Config, key: ServiceKey) -> str | None:

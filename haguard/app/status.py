@@ -12,6 +12,8 @@ from haguard.adapters.statefile import StateDir
 from haguard.core.config import Config
 from haguard.core.events import ACTIVE_STATES
 
+STALE_SLACK_S = 5.0   # beyond two check intervals, before status calls the checks stale
+
 
 def collect(config: Config, wire_s: float | None = None, *,
             host: Host | None = None) -> dict[str, Any]:
@@ -62,12 +64,43 @@ def collect(config: Config, wire_s: float | None = None, *,
     problems_all = [p for i in instances for p in i["problems"]]
     if ipvs_problem:
         problems_all.append(ipvs_problem)
+    realservers = None
+    if config.ipvs is not None and config.ipvs.watched:
+        realservers, stale = _realservers(config, state_dir, now)
+        if stale:
+            problems_all.append(stale)
     if kpid is None:
         problems_all.append(f"keepalived is not running (pid file {config.keepalived.pid_file})")
     return {"node": config.node.name, "config": config.path,
             "keepalived": {"running": kpid is not None, "pid": kpid,
                            "pid_file": config.keepalived.pid_file},
-            "instances": instances, "problems": problems_all, "healthy": not problems_all}
+            "instances": instances, "realservers": realservers, "problems": problems_all,
+            "healthy": not problems_all}
+
+
+def _realservers(config: Config, state_dir: StateDir, now: float
+                 ) -> tuple[list[dict[str, Any]], str | None]:
+    """The watched services as the agent last published them, and whether that is stale
+    (no agent, or a checker that stopped checking)."""
+    assert config.ipvs is not None
+    snapshot = state_dir.read_health()
+    intervals = [c.interval_s for s in config.ipvs.services for rs in s.real_servers
+                 if rs.health for c in rs.health.checks]
+    bound = 2 * max(intervals, default=0) + STALE_SLACK_S
+    if snapshot is None:
+        return [], "no real-server health published: is `haguard agent` running?"
+    services = [s for s in snapshot.get("services", []) if isinstance(s, dict)]
+    for entry in services:
+        for rs in entry.get("realservers", []):
+            since = rs.get("since")
+            rs["for_s"] = round(now - since, 1) if isinstance(since, (int, float)) else None
+    checked = [c.get("at") for s in services for rs in s.get("realservers", [])
+               for c in rs.get("checks", []) if isinstance(c.get("at"), (int, float))]
+    newest = max(checked, default=snapshot.get("at") or 0)
+    if intervals and now - newest > bound:
+        return services, (f"the newest real-server check is {now - newest:.0f} s old "
+                          f"(expected within {bound:g} s): is `haguard agent` running?")
+    return services, None
 
 
 def _add_wire(config: Config, instances: list[dict[str, Any]], seconds: float) -> None:
@@ -99,7 +132,7 @@ def _ipvs_problem(config: Config) -> str | None:
     from haguard.errors import HaguardError
 
     try:
-        changes = ipvsops.diff(config)
+        changes = ipvsops.diff(ipvsops.effective(config))
     except HaguardError as exc:
         return f"IPVS cannot be read: {exc}"
     if changes:
@@ -133,7 +166,28 @@ def format_text(report: dict[str, Any]) -> str:
                               for s in wire["speakers"]) or "nobody"
             lines.append(f"  on the wire ({wire['listened_s']} s): {heard}")
         lines += [f"  PROBLEM: {p}" for p in i["problems"]]
+    for svc in report.get("realservers") or []:
+        quorum = {True: "quorum held", False: "QUORUM LOST", None: "quorum unknown"}[
+            svc.get("quorum")]
+        sorry = f", sorry server {svc['sorry_server']} ACTIVE" if svc.get(
+            "sorry_server_active") else ""
+        lines.append(f"{svc['service']}: {quorum}{sorry}")
+        for rs in svc.get("realservers", []):
+            state = rs["state"] if rs.get("checked") else "not checked"
+            where = f"in kernel at weight {rs['weight']}" if rs.get("in_kernel") else \
+                "out of the kernel"
+            lever = f", {rs['lever']}" if rs.get("lever") else ""
+            since = f" for {rs['for_s']} s" if rs.get("for_s") is not None else ""
+            lines.append(f"  {rs['realserver']}: {state}{lever}{since}, {where}")
+            for check in rs.get("checks", []):
+                took = f" in {check['duration_ms']} ms" if check.get("duration_ms") is not None \
+                    else ""
+                fails = f", {rs['failures']} failed in a row" if rs.get("failures") else ""
+                lines.append(f"    {check['kind']}: {check['detail']}{took}{fails}")
     if not report["keepalived"]["running"]:
         lines.append("PROBLEM: keepalived is not running")
+    shown = {p for i in report["instances"] for p in i["problems"]}
+    lines += [f"PROBLEM: {p}" for p in report["problems"]
+              if p not in shown and not p.startswith("keepalived is not running")]
     lines.append("healthy" if report["healthy"] else "NOT healthy")
     return "\n".join(lines)

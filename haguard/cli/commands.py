@@ -83,6 +83,10 @@ def cmd_notify(args: argparse.Namespace) -> int:
     from haguard.adapters.host import Host
     from haguard.app.transition import handle_event
 
+    if config.ipvs is not None and config.ipvs.watched:
+        from haguard.app import ipvsops
+
+        config = ipvsops.effective(config)
     with Host() as host:
         handle_event(config, event, order, host=host)
     return ExitStatus.OK
@@ -271,7 +275,7 @@ def cmd_ipvs_diff(args: argparse.Namespace) -> int:
     from haguard.app import ipvsops
     from haguard.core.ipvsplan import describe
 
-    plan = ipvsops.diff(load(args.config), only=_service_names(args.only))
+    plan = ipvsops.diff(ipvsops.effective(load(args.config)), only=_service_names(args.only))
     emit([describe(a) for a in plan], args.json, lambda _: ipvsops.format_plan(plan))
     return ExitStatus.FAILED if args.exit_code and plan else ExitStatus.OK
 
@@ -279,7 +283,7 @@ def cmd_ipvs_diff(args: argparse.Namespace) -> int:
 def cmd_ipvs_apply(args: argparse.Namespace) -> int:
     from haguard.app import ipvsops
 
-    config = load(args.config)
+    config = ipvsops.effective(load(args.config))
     if args.only:
         done = ipvsops.apply_only(config, _service_names(args.only))
     else:

@@ -214,3 +214,26 @@ def effective(service: VirtualService, server_views: tuple[ServerView, ...],
         return replace(service, real_servers=(service.sorry_server,))
     return replace(service, real_servers=tuple(
         replace(v.server, weight=v.weight) for v in server_views if v.in_table))
+
+
+def as_published(service: VirtualService, published: Mapping[str, object] | None
+                 ) -> VirtualService:
+    """``service`` as the agent last published it (its ``health.json`` entry): real servers
+    it took out stay out, at the weight it gave the rest; one it did not know (added to
+    the config since) is as configured, unless it starts down."""
+    if published is None:
+        return service
+    listed = published.get("realservers")
+    known = {str(r.get("realserver")): r for r in listed if isinstance(r, dict)} \
+        if isinstance(listed, list) else {}
+    if published.get("sorry_server_active") and service.sorry_server is not None:
+        return replace(service, real_servers=(service.sorry_server,))
+    servers = []
+    for rs in service.real_servers:
+        entry = known.get(str(rs))
+        if entry is None:
+            if rs.health is None or all(c.start == "up" for c in rs.health.checks):
+                servers.append(rs)
+        elif entry.get("in_kernel") and isinstance(entry.get("weight"), int):
+            servers.append(replace(rs, weight=entry["weight"]))
+    return replace(service, real_servers=tuple(servers))

@@ -156,6 +156,11 @@ class IpvsSettings:
     sync: SyncSettings | None = None
     services: tuple[VirtualService, ...] = ()
 
+    @property
+    def watched(self) -> bool:
+        """Whether the agent changes this table (checks, or a sorry server to swap in)."""
+        return any(s.checked or s.sorry_server is not None for s in self.services)
+
     def director_sysctls(self) -> tuple[tuple[str, str], ...]:
         nat = any(rs.forwarding == "nat" for s in self.services for rs in s.real_servers)
         return FAILOVER_SYSCTLS + (NAT_SYSCTLS if nat else ())

@@ -16,6 +16,7 @@ from haguard.core.health import (
     CheckState,
     Phase,
     ServerState,
+    as_published,
     carry_over,
     dynamic_delta,
     effective,
@@ -213,3 +214,19 @@ def test_a_reload_keeps_unchanged_checks_and_starts_changed_ones_where_the_serve
                               CheckState(Phase.DOWN))
     assert not carried.up
     assert carry_over(None, None, new) == initial_server(new)
+
+
+def test_a_published_table_keeps_out_what_the_agent_took_out_at_its_weights() -> None:
+    a, b = _rs(21, health=REMOVE, weight=2), _rs(22, health=REMOVE, weight=3)
+    new, alpha = _rs(23, health=REMOVE), _rs(24, health=RealServerHealth(
+        checks=(replace(TCP, start="down"),)))
+    service = _service(a, b, new, alpha, sorry=_rs(30))
+    published = {"realservers": [
+        {"realserver": "192.0.2.21:80", "in_kernel": False, "weight": None},
+        {"realserver": "192.0.2.22:80", "in_kernel": True, "weight": 7}]}
+    # a real server the agent did not know yet is as configured, unless it starts down
+    assert [(str(rs), rs.weight) for rs in as_published(service, published).real_servers] == [
+        ("192.0.2.22:80", 7), ("192.0.2.23:80", 1)]
+    assert as_published(service, None) == service
+    assert [str(rs) for rs in as_published(
+        service, {**published, "sorry_server_active": True}).real_servers] == ["192.0.2.30:80"]
