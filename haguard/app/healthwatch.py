@@ -252,16 +252,16 @@ class HealthWatch:
         if not self._held(key):
             entry.applied = None     # the next takeover writes it whole
             return
+        servers = [f"{rs}:{rs.weight}" for rs in table.real_servers]
         try:
             self._apply(table)
         except Exception as exc:  # noqa: BLE001 - a failed write is retried at the next change
             self.log.error("health_apply_failed", service=str(key), reason=reason,
-                           error=str(exc))
+                           realservers=servers, error=str(exc))
             entry.applied = None
             return
         entry.applied = table
-        self.log.info("health_applied", service=str(key), reason=reason,
-                      realservers=[f"{rs}:{rs.weight}" for rs in table.real_servers])
+        self.log.info("health_applied", service=str(key), reason=reason, realservers=servers)
 
     def _spawn_command(self, argv: tuple[str, ...], what: str, **fields: str) -> None:
         async def run() -> None:

@@ -1,0 +1,269 @@
+"""Real-server checks in `haguard agent`, against real servers in network namespaces.
+
+A director namespace runs the agent (no keepalived: checks run whatever the VRRP state)
+and a real-server namespace holds the servers: an HTTP server whose answer a file
+decides, a TCP listener, a script, and an address nobody answers. Each transition is
+read from the agent's log and `haguard status --json`; the kernel here has no IPVS, so
+the agent's write of each change fails and is logged (the VM tier proves the table).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from haguard.adapters.files import read_jsonl
+from haguard.lab import netns
+from tests.conftest import wait_until
+from tests.lab.conftest import lab_name
+
+SERVER = textwrap.dedent("""\
+    import http.server, sys, time
+    status_file, port = sys.argv[1], int(sys.argv[2])
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            words = open(status_file).read().split()
+            if len(words) > 1:
+                time.sleep(float(words[1]))
+            body = b"ok\\n" if words[0] == "200" else b"not ready\\n"
+            self.send_response(int(words[0]))
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        def log_message(self, *args):
+            pass
+    s = http.server.HTTPServer(("198.51.100.21", port), H)
+    print("serving", flush=True)
+    s.serve_forever()
+""")
+
+CONFIG = """\
+node: {{name: lb1, state_dir: {root}/state, lever_dir: {root}/levers, log_file: {root}/log.jsonl}}
+keepalived: {{pid_file: {root}/keepalived.pid, vrrp_pid_file: {root}/vrrp.pid,
+             hooks_dir: {root}/hooks, config: {root}/keepalived.conf}}
+agent: {{fifo: {root}/notify.fifo}}
+instances:
+  - {{name: VI_1, interface: eth0, virtual_router_id: 51, priority: 150,
+     vips: [198.51.100.100/32]}}
+ipvs:
+  services:
+    - vip: 198.51.100.100
+      port: 8080
+      health: {{check: http, http: {{path: /healthz}}, interval_s: {interval}, timeout_s: 0.5,
+               retries: 1, retry_interval_s: 0.2}}
+      real_servers:
+        - {{address: 198.51.100.21, forwarding: nat}}
+        - {{address: 198.51.100.21, port: 9090, forwarding: nat, health: {{check: tcp}}}}
+        - {{address: 198.51.100.29, forwarding: nat, health: {{check: tcp}}}}
+        - {{address: 198.51.100.21, port: 7070, forwarding: nat,
+           health: {{check: script, script: {{command: [{script}, "{{address}}", "{{port}}"],
+                                               user: nobody}}}}}}
+"""
+
+INTERVAL_S = 1.0
+HTTP_RS, TCP_RS, SILENT_RS, SCRIPT_RS = ("198.51.100.21:8080", "198.51.100.21:9090",
+                                         "198.51.100.29:8080", "198.51.100.21:7070")
+
+
+class Pair:
+    """A director namespace and a real-server namespace joined by a veth."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        tag = lab_name()
+        self.lb, self.rs = f"hg-{tag}-lb", f"hg-{tag}-rs"
+        self.root = f"/run/haguard-lab/{self.lb}"
+        os.makedirs(self.root, exist_ok=True)
+        self.procs: list[subprocess.Popen[bytes]] = []
+        for ns in (self.lb, self.rs):
+            netns.create(ns)
+            netns.link_up(ns, "lo")
+        netns.run(["ip", "-n", self.lb, "link", "add", "eth0", "type", "veth", "peer", "name",
+                   "eth0", "netns", self.rs])
+        netns.add_address(self.lb, "eth0", "198.51.100.1/24")
+        netns.add_address(self.rs, "eth0", "198.51.100.21/24")
+        netns.link_up(self.lb, "eth0")
+        netns.link_up(self.rs, "eth0")
+        self.status = tmp_path / "status"
+        self.status.write_text("200\n")
+        self.status.chmod(0o644)
+        server = tmp_path / "server.py"
+        server.write_text(SERVER)
+        # The script runs as nobody: it and its answer live where nobody can read them
+        # (pytest's own directories are root's alone).
+        self.script_answer = Path(self.root) / "answer"
+        self.script_answer.write_text("0\n")
+        self.script_answer.chmod(0o644)
+        script = Path(self.root) / "check.sh"
+        script.write_text(f"#!/bin/sh\nread code < {self.script_answer}\n"
+                          "[ \"$code\" = 0 ] || echo \"not ready ($1:$2)\" >&2\nexit $code\n")
+        script.chmod(0o755)
+        self.config = tmp_path / "lb1.yaml"
+        self.config.write_text(CONFIG.format(root=self.root, interval=INTERVAL_S, script=script))
+        self.http = self.spawn(self.rs, sys.executable, str(server), str(self.status), "8080")
+        self.tcp = self.spawn(self.rs, sys.executable, "-c",
+                              "import socket,time;s=socket.create_server(('198.51.100.21',9090));"
+                              "time.sleep(3600)")
+        self.agent: subprocess.Popen[bytes] | None = None
+
+    def spawn(self, ns: str, *args: str) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(netns.ns_exec(ns, *args), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def start_agent(self) -> None:
+        self.agent = self.spawn(self.lb, sys.executable, "-m", "haguard", "agent", "-c",
+                                str(self.config))
+        wait_until(lambda: self.events("agent_resync"), 30, "the agent to start")
+
+    def events(self, name: str) -> list[dict]:
+        return [e for e in read_jsonl(f"{self.root}/log.jsonl") if e.get("event") == name]
+
+    def health(self) -> dict[str, dict]:
+        try:
+            with open(f"{self.root}/state/health.json", encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (FileNotFoundError, ValueError):
+            return {}
+        return {rs["realserver"]: rs for svc in data["services"] for rs in svc["realservers"]}
+
+    def state_of(self, rs: str) -> str | None:
+        return self.health().get(rs, {}).get("state")
+
+    def checked_once(self) -> bool:
+        rs = self.health()
+        return len(rs) == 4 and all(r["checks"][0]["checks"] >= 1 for r in rs.values())
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        for ns in (self.lb, self.rs):
+            netns.kill_all_in(ns)
+            netns.delete(ns)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[Pair]:
+    p = Pair(tmp_path)
+    try:
+        yield p
+    finally:
+        p.close()
+    assert not netns.exists(p.lb) and not netns.exists(p.rs)
+
+
+def _down_within(pair: Pair, rs: str, since: float) -> float:
+    wait_until(lambda: any(e.get("realserver") == rs and e["ts"] >= since
+                           for e in pair.events("realserver_down")), 15, f"{rs} down")
+    return min(e["ts"] for e in pair.events("realserver_down")
+               if e.get("realserver") == rs and e["ts"] >= since) - since
+
+
+# First failure, one retry 0.2 s later, then down; a probe is at most one interval away
+# and each waits at most its timeout.
+DETECT_BOUND_S = INTERVAL_S + 2 * 0.5 + 0.2 + 0.5
+
+
+def test_each_kind_of_check_sees_its_real_server_up_and_the_silent_one_time_out(pair) -> None:
+    pair.start_agent()
+    wait_until(pair.checked_once, 15, "every real server checked once")
+    rs = pair.health()
+    assert {k: v["state"] for k, v in rs.items()} == {
+        HTTP_RS: "up", TCP_RS: "up", SILENT_RS: "down", SCRIPT_RS: "up"}
+    assert rs[HTTP_RS]["checks"][0]["detail"] == "HTTP 200 from /healthz"
+    assert rs[TCP_RS]["checks"][0]["detail"] == "connected to 198.51.100.21:9090"
+    assert rs[SCRIPT_RS]["checks"][0]["detail"] == "check.sh exit 0"
+    # nobody answers ARP for .29: the connect times out (a started-up check's first
+    # failure is final, as keepalived's is)
+    assert rs[SILENT_RS]["checks"][0]["detail"] in ("connect timeout after 0.5 s",
+                                                    "connect failed: No route to host")
+    # the kernel here has no IPVS: every change was computed and its write reported
+    assert pair.events("health_apply_failed")
+    status = subprocess.run(netns.ns_exec(pair.lb, sys.executable, "-m", "haguard", "status",
+                                          "-c", str(pair.config), "--json", "--no-wire"),
+                            capture_output=True, text=True, timeout=60)
+    report = json.loads(status.stdout)
+    listed = {r["realserver"]: r["state"] for s in report["realservers"]
+              for r in s["realservers"]}
+    assert listed[SILENT_RS] == "down" and listed[HTTP_RS] == "up"
+
+
+def test_http_503_takes_a_server_down_within_the_bound_and_200_brings_it_back(pair) -> None:
+    pair.start_agent()
+    wait_until(lambda: pair.state_of(HTTP_RS) == "up", 15, "the HTTP real server up")
+    since = time.time()
+    pair.status.write_text("503\n")
+    took = _down_within(pair, HTTP_RS, since)
+    assert took <= DETECT_BOUND_S, f"detected after {took:.2f} s"
+    wait_until(lambda: pair.state_of(HTTP_RS) == "down", 5, "health.json to say down")
+    assert pair.health()[HTTP_RS]["checks"][0]["detail"] == "HTTP 503 from /healthz"
+    since = time.time()
+    pair.status.write_text("200\n")
+    wait_until(lambda: any(e.get("realserver") == HTTP_RS and e["ts"] >= since
+                           for e in pair.events("realserver_up")), 10, "back up")
+
+
+def test_a_slow_answer_is_a_timeout_and_a_closed_port_a_refusal(pair) -> None:
+    pair.start_agent()
+    wait_until(lambda: pair.state_of(HTTP_RS) == "up" and pair.state_of(TCP_RS) == "up", 15,
+               "both up")
+    since = time.time()
+    pair.status.write_text("200 2\n")          # answers after 2 s: past the 0.5 s timeout
+    pair.tcp.send_signal(signal.SIGTERM)       # nothing listens on 9090: RST
+    _down_within(pair, HTTP_RS, since)
+    _down_within(pair, TCP_RS, since)
+    wait_until(lambda: pair.state_of(TCP_RS) == "down" and pair.state_of(HTTP_RS) == "down",
+               5, "health.json to say both down")
+    rs = pair.health()
+    assert rs[HTTP_RS]["checks"][0]["detail"] == "HTTP timeout after 0.5 s on /healthz"
+    assert rs[TCP_RS]["checks"][0]["detail"] == "connect refused"
+
+
+def test_a_script_check_runs_as_its_user_and_reports_its_first_stderr_line(pair) -> None:
+    pair.start_agent()
+    wait_until(lambda: pair.state_of(SCRIPT_RS) == "up", 15, "the script's real server up")
+    pair.script_answer.write_text("1\n")
+    wait_until(lambda: pair.state_of(SCRIPT_RS) == "down", 10, "the script's server down")
+    assert pair.health()[SCRIPT_RS]["checks"][0]["detail"] == \
+        "check.sh exit 1: not ready (198.51.100.21:7070)"
+
+
+def test_a_restarted_agent_keeps_a_dead_server_down_until_it_answers(pair) -> None:
+    pair.start_agent()
+    wait_until(lambda: pair.state_of(HTTP_RS) == "up", 15, "the HTTP real server up")
+    pair.status.write_text("503\n")
+    wait_until(lambda: pair.state_of(HTTP_RS) == "down", 10, "down")
+    assert pair.agent is not None
+    pair.agent.send_signal(signal.SIGTERM)
+    pair.agent.wait(10)
+    restarted = time.time()
+    pair.start_agent()
+    # Its first table, written before any probe, already leaves the dead server out.
+    wait_until(lambda: [e for e in pair.events("health_apply_failed")
+                        if e["ts"] >= restarted], 10, "the restarted agent's first table")
+    first = min((e for e in pair.events("health_apply_failed") if e["ts"] >= restarted),
+                key=lambda e: e["ts"])
+    assert first["reason"] == "agent start"
+    assert f"{HTTP_RS}:1" not in first["realservers"] and f"{TCP_RS}:1" in first["realservers"]
+    assert pair.state_of(HTTP_RS) == "down"
+    assert not [e for e in pair.events("realserver_up")
+                if e["ts"] >= restarted and e.get("realserver") == HTTP_RS]
