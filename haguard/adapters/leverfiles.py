@@ -8,7 +8,7 @@ import json
 import os
 from typing import Any
 
-from haguard.core.leverrules import Lever
+from haguard.core.leverrules import Lever, RsLever
 from haguard.errors import OperationFailed
 
 
@@ -42,6 +42,37 @@ def write_levers(lever_dir: str, levers: list[Lever]) -> None:
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump([dataclasses.asdict(lv) for lv in levers], fh, indent=1)
     os.replace(tmp, path)
+
+
+def _rs_path(lever_dir: str) -> str:
+    return os.path.join(lever_dir, "realservers.json")
+
+
+def read_rs_levers(lever_dir: str) -> list[RsLever]:
+    """The real-server levers in force (none when the file is missing or unreadable)."""
+    try:
+        with open(_rs_path(lever_dir), encoding="utf-8") as fh:
+            return [RsLever(**item) for item in json.load(fh)]
+    except (FileNotFoundError, ValueError, TypeError):
+        return []
+
+
+def write_rs_levers(lever_dir: str, levers: list[RsLever]) -> None:
+    """Replace the real-server levers in force, atomically."""
+    os.makedirs(lever_dir, mode=0o755, exist_ok=True)
+    path = _rs_path(lever_dir)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump([dataclasses.asdict(lv) for lv in levers], fh, indent=1)
+    os.replace(tmp, path)
+
+
+def rs_levers_changed_at(lever_dir: str) -> float | None:
+    """When the real-server levers last changed (None: there are none)."""
+    try:
+        return os.stat(_rs_path(lever_dir)).st_mtime
+    except OSError:
+        return None
 
 
 def write_track(path: str, value: int) -> None:

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from haguard.adapters import failpoint, process
+from haguard.adapters import failpoint, leverfiles, process
 from haguard.adapters.files import load_config
 from haguard.adapters.host import Host
 from haguard.adapters.journal import Journal
@@ -33,9 +33,10 @@ from haguard.adapters.log import Log, get_logger
 from haguard.adapters.process import now_key
 from haguard.adapters.statefile import StateDir
 from haguard.adapters.watch import Fifo, OpenWatch, ProcessExit, readable
-from haguard.app import ipvsops
+from haguard.app import ipvsops, rslevers
 from haguard.app.healthwatch import HealthWatch, with_table
 from haguard.app.levers import expire_due
+from haguard.app.rslevers import held_here
 from haguard.app.transition import handle_event
 from haguard.core.config import Config
 from haguard.core.events import ACTIVE_STATES, Event, OrderKey
@@ -44,7 +45,7 @@ from haguard.core.fifo import (
     latest_per_instance,
     parse_line,
 )
-from haguard.core.ipvsconfig import ServiceKey, VirtualService
+from haguard.core.ipvsconfig import VirtualService
 from haguard.errors import HaguardError, OperationFailed
 
 TICK_S = 0.2          # how often pid files and the FIFO's identity are re-checked
@@ -67,6 +68,7 @@ class Agent:
         self._lock = PidLock(config.agent_lock)
         self._reload_requested = threading.Event()
         self.health: HealthWatch | None = None
+        self._levers_seen: float | None = None
         self.transitions = 0
         self._next_expiry_check = 0.0
         self.host: Host | None = None
@@ -126,20 +128,27 @@ class Agent:
     # ------------------------------------------------------------------ health
     def _watch_health(self) -> HealthWatch | None:
         config = self.config
-        if config.ipvs is None or not (config.ipvs.watched or any(
-                s.quorum for s in config.ipvs.services)):
+        if config.ipvs is None:
             return None
-        return HealthWatch(config, self.log, apply=self._apply_service, held=self._holds,
-                           publish=self.state_dir.write_health,
-                           remembered=self.state_dir.read_health())
+        watch = HealthWatch(config, self.log, apply=self._apply_service, held=self._holds,
+                            publish=self.state_dir.write_health,
+                            remembered=self.state_dir.read_health())
+        self._levers_seen = leverfiles.rs_levers_changed_at(config.node.lever_dir)
+        watch.set_levers(leverfiles.read_rs_levers(config.node.lever_dir))
+        return watch
 
-    def _holds(self, key: ServiceKey) -> bool:
-        """Whether this node holds ``key`` in its kernel now."""
-        assert self.config.ipvs is not None
-        if self.config.ipvs.on_backup == "keep":
-            return True
-        owner = ipvsops.owner(self.config, key)
-        return owner is not None and self.states.get(owner) in ACTIVE_STATES
+    def _follow_levers(self) -> None:
+        """Take the operator's real-server levers as soon as their file changes."""
+        if self.health is None:
+            return
+        changed = leverfiles.rs_levers_changed_at(self.config.node.lever_dir)
+        if changed != self._levers_seen:
+            self._levers_seen = changed
+            self.health.set_levers(leverfiles.read_rs_levers(self.config.node.lever_dir))
+
+    def _holds(self, service: VirtualService) -> bool:
+        """Whether this node holds ``service`` in its kernel now."""
+        return held_here(self.config, service, self.states)
 
     def _apply_service(self, service: VirtualService) -> None:
         assert self.host is not None
@@ -180,11 +189,13 @@ class Agent:
         self._attach_keepalived()
         if self._reload_requested.is_set():
             self._reload()
+        self._follow_levers()
         if time.monotonic() >= self._next_expiry_check:
             # A lever's TTL is on disk; enforcing it here covers a lost expiry waiter.
             self._next_expiry_check = time.monotonic() + 1.0
             try:
-                for line in expire_due(self.config):
+                for line in expire_due(self.config) + (
+                        rslevers.expire_due(self.config) if self.config.ipvs else []):
                     self.log.info("lever_expired", detail=line)
             except (OSError, HaguardError) as exc:
                 self.log.warning("lever_expiry_failed", error=str(exc))

@@ -30,6 +30,7 @@ from haguard.core.health import (
     dynamic_delta,
     effective,
     initial_server,
+    lever_kinds,
     live_weight,
     quorum_holds,
     server_step,
@@ -37,6 +38,7 @@ from haguard.core.health import (
 )
 from haguard.core.healthconfig import Check
 from haguard.core.ipvsconfig import RealServer, ServiceKey, VirtualService
+from haguard.core.leverrules import RsLever
 
 BOOTSTRAP_S = 1.0          # keepalived's BOOTSTRAP_DELAY before a check's first probe
 NOTIFY_TIMEOUT_S = 10.0    # notify and quorum commands
@@ -68,6 +70,13 @@ class _Service:
     quorum_held: bool | None = None
     applied: VirtualService | None = None
     records: dict[tuple[str, int], ServerRecord] = field(default_factory=dict)
+    levers: dict[tuple[str, int], str] = field(default_factory=dict)
+
+    @property
+    def watched(self) -> bool:
+        """Checked, or with a quorum or sorry server: health changes its table."""
+        svc = self.config
+        return svc.checked or svc.quorum is not None or svc.sorry_server is not None
 
 
 def _probe(check: Check, rs: RealServer, service: VirtualService
@@ -96,7 +105,7 @@ class HealthWatch:
 
     def __init__(self, config: Config, log: Log,
                  apply: Callable[[VirtualService], None],
-                 held: Callable[[ServiceKey], bool],
+                 held: Callable[[VirtualService], bool],
                  publish: Callable[[dict[str, Any]], None],
                  remembered: dict[str, Any] | None = None) -> None:
         self.log = log.bind(component="health")
@@ -108,6 +117,7 @@ class HealthWatch:
                              for r in s.get("realservers", []) if r.get("state") == "down"}
         self.services: dict[ServiceKey, _Service] = {}
         self.states: dict[tuple[ServiceKey, tuple[str, int]], ServerState] = {}
+        self.levers: list[RsLever] = []
         self._tasks: dict[tuple[ServiceKey, tuple[str, int], int], asyncio.Task[None]] = {}
         self._dirty = True
         self._load(config)
@@ -118,11 +128,10 @@ class HealthWatch:
         self.services = {}
         states = {}
         for svc in config.ipvs.services if config.ipvs else ():
-            if not svc.checked and svc.quorum is None and svc.sorry_server is None:
-                continue
             previous = old.get(svc.key)
             entry = _Service(svc, previous.quorum_held if previous else None,
-                             previous.applied if previous else None)
+                             previous.applied if previous else None,
+                             levers=lever_kinds(svc, self.levers))
             before = {rs.key: rs for rs in previous.config.real_servers} if previous else {}
             for rs in svc.real_servers:
                 if rs.health is None:
@@ -149,14 +158,26 @@ class HealthWatch:
         """Take a new config: matched real servers keep their state, the rest start anew."""
         self._load(config)
         self._restart_tasks()
-        for key in self.services:
-            self._changed(key, reason="config reloaded")
+        for key, entry in self.services.items():
+            if entry.watched or entry.levers:
+                self._changed(key, reason="config reloaded")
+
+    def set_levers(self, levers: list[RsLever]) -> None:
+        """The operator's real-server levers changed: rewrite the services they touch."""
+        self.levers = levers
+        for key, entry in self.services.items():
+            kinds = lever_kinds(entry.config, levers)
+            if kinds != entry.levers:
+                entry.levers = kinds
+                self._dirty = True
+                self._changed(key, reason="lever")
 
     # ------------------------------------------------------------------ the table
     def view(self, key: ServiceKey) -> tuple[ServerView, ...]:
         entry = self.services[key]
-        states = {rk: s for (sk, rk), s in self.states.items() if sk == key}
-        return views(entry.config, states, {})
+        states = {rs.key: self.states[(key, rs.key)] for rs in entry.config.real_servers
+                  if (key, rs.key) in self.states}
+        return views(entry.config, states, entry.levers)
 
     def table(self, key: ServiceKey) -> VirtualService:
         """The service as the kernel should hold it now."""
@@ -165,15 +186,18 @@ class HealthWatch:
 
     def effective_services(self, services: tuple[VirtualService, ...]
                            ) -> tuple[VirtualService, ...]:
-        """``services`` with every watched one as health leaves it."""
-        return tuple(self.table(s.key) if s.key in self.services else s for s in services)
+        """``services`` as health and the levers leave them."""
+        return tuple(self.table(s.key) if s.key in self.services and (
+            self.services[s.key].watched or self.services[s.key].levers) else s
+            for s in services)
 
     # ------------------------------------------------------------------ running
     def start(self) -> None:
         """Start every check (after keepalived's bootstrap delay and a random warm-up, so
         a restart does not probe every real server at once)."""
-        for key in self.services:
-            self._changed(key, reason="agent start")
+        for key, entry in self.services.items():
+            if entry.watched or entry.levers:
+                self._changed(key, reason="agent start")
         self._restart_tasks()
 
     def _restart_tasks(self) -> None:
@@ -249,7 +273,7 @@ class HealthWatch:
         table = self.table(key)
         if entry.applied is not None and table == entry.applied:
             return
-        if not self._held(key):
+        if not self._held(entry.config):
             entry.applied = None     # the next takeover writes it whole
             return
         servers = [f"{rs}:{rs.weight}" for rs in table.real_servers]
@@ -276,6 +300,8 @@ class HealthWatch:
         """Every watched real server as `haguard status` shows it."""
         out: dict[str, Any] = {"at": time.time(), "services": []}
         for key, entry in self.services.items():
+            if not entry.watched and not entry.levers:
+                continue
             in_table = {rs.key: rs.weight for rs in self.table(key).real_servers}
             servers = []
             for view in self.view(key):

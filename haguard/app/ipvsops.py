@@ -20,9 +20,10 @@ from haguard.adapters.ipvsrecords import (
     write_applied,
     write_owned,
 )
+from haguard.adapters.leverfiles import read_rs_levers
 from haguard.adapters.statefile import StateDir
 from haguard.core.config import Config
-from haguard.core.health import as_published
+from haguard.core.health import as_published, with_levers
 from haguard.core.ipvsconfig import IpvsSettings, ServiceKey, VirtualService
 from haguard.core.ipvsplan import IpvsAction, describe, plan_reconcile, plan_removal
 from haguard.errors import BadInput
@@ -50,15 +51,20 @@ def services_for(config: Config, instance: str | None) -> tuple[VirtualService, 
 
 
 def effective(config: Config) -> Config:
-    """``config`` with every watched service as the agent last published it, so a change
-    made outside the agent (``ipvs apply``, a hook's transition) puts no real server back
-    that health took out."""
-    if config.ipvs is None or not config.ipvs.watched:
+    """``config`` with every watched service as the agent last published it and the
+    operator's real-server levers applied, so a change made outside the agent (``ipvs
+    apply``, a hook's transition) puts back no real server that health or a lever took out."""
+    if config.ipvs is None:
         return config
-    snapshot = StateDir(config.node.state_dir).read_health() or {}
+    levers = read_rs_levers(config.node.lever_dir)
+    if not config.ipvs.watched and not levers:
+        return config
+    snapshot = StateDir(config.node.state_dir).read_health() or {} if config.ipvs.watched \
+        else {}
     published = {e.get("service"): e for e in snapshot.get("services", [])
                  if isinstance(e, dict)}
-    services = tuple(as_published(s, published.get(str(s.key))) for s in config.ipvs.services)
+    services = tuple(with_levers(as_published(s, published.get(str(s.key))), levers)
+                     for s in config.ipvs.services)
     return replace(config, ipvs=replace(config.ipvs, services=services))
 
 

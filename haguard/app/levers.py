@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
 
 from haguard.adapters import keepalived, leverfiles
 from haguard.adapters.host import Host, opened
-from haguard.adapters.log import get_logger
 from haguard.adapters.process import invoking_user
 from haguard.adapters.statefile import StateDir
 from haguard.adapters.waiting import wait_until
+from haguard.app.audit import audit
 from haguard.core.config import Config, Instance, IPAddress
 from haguard.core.events import ACTIVE_STATES
 from haguard.core.leverrules import Lever, Refused, due, promote_boost
@@ -48,15 +47,6 @@ def track_values(config: Config, inst: Instance) -> tuple[int, int]:
     """(demote, priority) as the files hold them now (0 when missing)."""
     demote, priority = lever_files(config, inst)
     return leverfiles.read_track(demote), leverfiles.read_track(priority)
-
-
-def audit(config: Config, action: str, **fields: Any) -> None:
-    """One line in lever_dir/audit.log and one event in syslog/journald."""
-    entry = {"ts": round(time.time(), 3), "node": config.node.name, "by": invoking_user(),
-             "action": action, **fields}
-    leverfiles.append_audit(config.node.lever_dir, entry)
-    get_logger(config.node.log_file, quiet=True, node=config.node.name).info(
-        f"lever_{action}", **{k: v for k, v in entry.items() if k not in ("node", "ts")})
 
 
 # ------------------------------------------------------------------ observing
@@ -137,7 +127,11 @@ def _forget(config: Config, instance: str) -> None:
 def _spawn_expiry(machine: Host, config: Config) -> None:
     """A detached waiter undoes expired levers on time; the expiry itself is on disk, so
     `haguard agent` (each tick) or the next lever command enforces it after a restart."""
-    machine.spawn([sys.executable, "-m", "haguard", EXPIRE_COMMAND, "-c", config.path])
+    machine.spawn(expiry_command(config))
+
+
+def expiry_command(config: Config) -> list[str]:
+    return [sys.executable, "-m", "haguard", EXPIRE_COMMAND, "-c", config.path]
 
 
 def pull_demote(config: Config, reason: str) -> None:
@@ -289,10 +283,16 @@ def expire_due(config: Config) -> list[str]:
 
 
 def expire_loop(config: Config) -> int:
-    """Sleep until the next expiry, undo what is due; exit when no lever has a TTL."""
+    """Sleep until the next expiry, undo what is due; exit when no lever has a TTL (the
+    instances' and the real servers')."""
+    from haguard.app import rslevers
+
     while True:
         pending = [lv.expires_at for lv in read_levers(config) if lv.expires_at is not None]
+        pending += [lv.expires_at for lv in leverfiles.read_rs_levers(config.node.lever_dir)
+                    if lv.expires_at is not None]
         if not pending:
             return 0
         time.sleep(max(0.05, min(pending) - time.time()))
         expire_due(config)
+        rslevers.expire_due(config)

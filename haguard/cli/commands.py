@@ -83,7 +83,7 @@ def cmd_notify(args: argparse.Namespace) -> int:
     from haguard.adapters.host import Host
     from haguard.app.transition import handle_event
 
-    if config.ipvs is not None and config.ipvs.watched:
+    if config.ipvs is not None:
         from haguard.app import ipvsops
 
         config = ipvsops.effective(config)
@@ -289,6 +289,28 @@ def cmd_ipvs_apply(args: argparse.Namespace) -> int:
     else:
         done = ipvsops.apply(config, incremental=args.incremental)
     emit(done, args.json, lambda d: "\n".join(d) or "nothing to change")
+    return ExitStatus.OK
+
+
+def cmd_ipvs_lever(args: argparse.Namespace) -> int:
+    from haguard.app import rslevers
+    from haguard.core.leverrules import parse_ttl
+
+    config = load(args.config)
+    ttl = parse_ttl(args.ttl) if getattr(args, "ttl", None) else None
+    if args.lever == "enable":
+        lines = rslevers.enable(config, args.service, args.realserver, reason=args.reason)
+    elif args.lever == "disable":
+        lines = rslevers.pull(config, args.service, args.realserver, kind="disabled",
+                              reason=args.reason, ttl_s=ttl)
+    else:
+        if args.remove and not args.wait:
+            raise BadInput("--remove takes the real server out once it has no connections "
+                           "left: it needs --wait")
+        lines = rslevers.drain(config, args.service, args.realserver, reason=args.reason,
+                               ttl_s=ttl, wait=args.wait, timeout_s=args.timeout,
+                               remove=args.remove, say=lambda line: print(line, flush=True))
+    print("\n".join(lines))
     return ExitStatus.OK
 
 

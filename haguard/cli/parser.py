@@ -23,6 +23,7 @@ from haguard.cli.commands import (
     cmd_ipvs_diff,
     cmd_ipvs_export,
     cmd_ipvs_import,
+    cmd_ipvs_lever,
     cmd_ipvs_show,
     cmd_lever,
     cmd_levers_expire,
@@ -346,6 +347,12 @@ service added by hand with ipvsadm is never touched, and nothing is flushed.
   haguard ipvs show  [-c lb1.yaml]          the kernel's table, with counters
   haguard ipvs import rules.txt             `ipvsadm -S -n` output -> the YAML section
   haguard ipvs export -c lb1.yaml           the config as `ipvsadm -R` input
+
+One real server, by hand (audited, kept across restarts until enable or --ttl):
+  haguard ipvs disable -c lb1.yaml 'tcp 192.0.2.100:80' 192.0.2.21:80 --reason "disk"
+  haguard ipvs drain   -c lb1.yaml 'tcp 192.0.2.100:80' 192.0.2.21:80 --reason "deploy" \
+                       --wait --timeout 600 --remove
+  haguard ipvs enable  -c lb1.yaml 'tcp 192.0.2.100:80' 192.0.2.21:80
 """
 
 
@@ -382,6 +389,38 @@ def _add_ipvs_parser(sub: Any) -> None:
     _add_only(how, "reconcile only this service: read it back, make it as configured (or "
                    "delete it if it has left the config); nothing else is read or touched")
     q.set_defaults(func=cmd_ipvs_apply)
+    for action, summary, text in (
+            ("disable", "take one real server out of the kernel (audited)",
+             "Take REALSERVER out of SERVICE's table now and keep it out, whatever its health "
+             "checks say, until `haguard ipvs enable` or --ttl. Recorded in "
+             "lever_dir/realservers.json and the audit log; the agent follows it."),
+            ("drain", "weight 0 for one real server: no new connections (audited)",
+             "Set REALSERVER's weight to 0 in SERVICE: its connections finish, no new ones "
+             "come. --wait prints its active and inactive connections until none is left "
+             "(or --timeout: exit 1, it stays drained); --remove then takes it out, as "
+             "disable does."),
+            ("enable", "lift disable or drain from one real server",
+             "Remove the lever from REALSERVER: its health checks alone decide again.")):
+        q = isub.add_parser(action, help=summary, description=text)
+        _add_config(q)
+        q.add_argument("service", metavar="SERVICE",
+                       help="as haguard prints it: 'tcp 192.0.2.100:80', 'fwmark 7'")
+        q.add_argument("realserver", metavar="REALSERVER",
+                       help="address:port as configured, e.g. 192.0.2.21:80 or "
+                            "[2001:db8::21]:80")
+        q.add_argument("--reason", required=action != "enable", default="enable",
+                       help="why (the audit log)")
+        if action != "enable":
+            q.add_argument("--ttl", metavar="DURATION",
+                           help="lift it by itself after this long: 90s, 30m, 1h30m")
+        if action == "drain":
+            q.add_argument("--wait", action="store_true",
+                           help="count the connections down to 0")
+            q.add_argument("--timeout", type=float, default=300.0, metavar="S",
+                           help="give up waiting after S seconds (default 300)")
+            q.add_argument("--remove", action="store_true",
+                           help="with --wait: take it out once no connection is left")
+        q.set_defaults(func=cmd_ipvs_lever, lever=action)
     q = isub.add_parser("show", help="the kernel's IPVS table with counters",
                         description="Every service in the kernel with its real servers and "
                         "connection counters; with -c, services not in that config are marked.")

@@ -24,11 +24,12 @@ down is not put back by an edit to, say, its interval).
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from haguard.core.healthconfig import Check, Quorum, RealServerHealth
 from haguard.core.ipvsconfig import MAX_WEIGHT, RealServer, VirtualService
+from haguard.core.leverrules import RsLever
 
 
 class Phase(enum.Enum):
@@ -200,6 +201,26 @@ def views(service: VirtualService, states: Mapping[tuple[str, int], ServerState]
             out.append(ServerView(rs, up, lever, 0 if lever == DRAINING else weight(rs, state),
                                   True))
     return tuple(out)
+
+
+def lever_kinds(service: VirtualService, levers: Iterable[RsLever]
+                ) -> dict[tuple[str, int], str]:
+    """The operator's levers on ``service``'s real servers, by real-server key."""
+    name = str(service.key)
+    pulled = {lv.realserver: lv.kind for lv in levers if lv.service == name}
+    if not pulled:
+        return {}
+    return {rs.key: pulled[str(rs)] for rs in service.real_servers if str(rs) in pulled}
+
+
+def with_levers(service: VirtualService, levers: Iterable[RsLever]) -> VirtualService:
+    """``service`` with disabled real servers out and draining ones at weight 0."""
+    kinds = lever_kinds(service, levers)
+    if not kinds:
+        return service
+    return replace(service, real_servers=tuple(
+        replace(rs, weight=0) if kinds.get(rs.key) == DRAINING else rs
+        for rs in service.real_servers if kinds.get(rs.key) != DISABLED))
 
 
 def live_weight(server_views: tuple[ServerView, ...]) -> int:

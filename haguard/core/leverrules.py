@@ -35,6 +35,19 @@ class Lever:
     expires_at: float | None = None
 
 
+@dataclass(frozen=True)
+class RsLever:
+    """A real server taken out (disable) or to weight 0 (drain) by an operator."""
+
+    service: str              # as haguard prints it: 'tcp 192.0.2.100:80'
+    realserver: str           # '192.0.2.21:80', '[2001:db8::21]:80'
+    kind: str                 # disable | drain
+    set_at: float
+    by: str
+    reason: str
+    expires_at: float | None = None
+
+
 def parse_ttl(text: str) -> float:
     """``30m``, ``90s``, ``1h30m`` or plain seconds -> seconds."""
     text = text.strip()
@@ -70,4 +83,9 @@ def promote_boost(inst: Instance, master_priority: int, master: str) -> int:
 
 def due(levers: list[Lever], now: float) -> list[Lever]:
     """Levers whose time-to-live has run out."""
+    return [lv for lv in levers if lv.expires_at is not None and lv.expires_at <= now]
+
+
+def rs_due(levers: list[RsLever], now: float) -> list[RsLever]:
+    """Real-server levers whose time-to-live has run out."""
     return [lv for lv in levers if lv.expires_at is not None and lv.expires_at <= now]

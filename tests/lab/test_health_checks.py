@@ -56,6 +56,7 @@ instances:
   - {{name: VI_1, interface: eth0, virtual_router_id: 51, priority: 150,
      vips: [198.51.100.100/32]}}
 ipvs:
+  on_backup: {on_backup}
   services:
     - vip: 198.51.100.100
       port: 8080
@@ -78,7 +79,7 @@ HTTP_RS, TCP_RS, SILENT_RS, SCRIPT_RS = ("198.51.100.21:8080", "198.51.100.21:90
 class Pair:
     """A director namespace and a real-server namespace joined by a veth."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, on_backup: str = "keep") -> None:
         tag = lab_name()
         self.lb, self.rs = f"hg-{tag}-lb", f"hg-{tag}-rs"
         self.root = f"/run/haguard-lab/{self.lb}"
@@ -108,7 +109,8 @@ class Pair:
                           "[ \"$code\" = 0 ] || echo \"not ready ($1:$2)\" >&2\nexit $code\n")
         script.chmod(0o755)
         self.config = tmp_path / "lb1.yaml"
-        self.config.write_text(CONFIG.format(root=self.root, interval=INTERVAL_S, script=script))
+        self.config.write_text(CONFIG.format(root=self.root, interval=INTERVAL_S, script=script,
+                                             on_backup=on_backup))
         self.http = self.spawn(self.rs, sys.executable, str(server), str(self.status), "8080")
         self.tcp = self.spawn(self.rs, sys.executable, "-c",
                               "import socket,time;s=socket.create_server(('198.51.100.21',9090));"
@@ -162,8 +164,8 @@ class Pair:
 
 
 @pytest.fixture
-def pair(tmp_path: Path) -> Iterator[Pair]:
-    p = Pair(tmp_path)
+def pair(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Pair]:
+    p = Pair(tmp_path, **getattr(request, "param", {}))
     try:
         yield p
     finally:
@@ -267,3 +269,33 @@ def test_a_restarted_agent_keeps_a_dead_server_down_until_it_answers(pair) -> No
     assert pair.state_of(HTTP_RS) == "down"
     assert not [e for e in pair.events("realserver_up")
                 if e["ts"] >= restarted and e.get("realserver") == HTTP_RS]
+
+
+@pytest.mark.parametrize("pair", [{"on_backup": "remove"}], indirect=True)
+def test_the_agent_follows_an_operators_disable_at_once_and_health_never_undoes_it(
+        pair) -> None:
+    # on_backup: remove and no MASTER here: the lever is recorded without a kernel write
+    pair.start_agent()
+    wait_until(lambda: pair.state_of(TCP_RS) == "up", 15, "the TCP real server up")
+    ipvs = [sys.executable, "-m", "haguard", "ipvs"]
+    done = subprocess.run(netns.ns_exec(pair.lb, *ipvs, "disable", "-c", str(pair.config),
+                                        "tcp 198.51.100.100:8080", TCP_RS, "--reason",
+                                        "disk swap"), capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    wait_until(lambda: pair.health()[TCP_RS]["lever"] == "disabled", 5,
+               "the agent to take the lever")
+    rs = pair.health()[TCP_RS]
+    assert rs["state"] == "up" and not rs["in_kernel"]
+    time.sleep(2 * INTERVAL_S)             # checks keep succeeding: it stays out
+    assert not pair.health()[TCP_RS]["in_kernel"]
+    done = subprocess.run(netns.ns_exec(pair.lb, *ipvs, "enable", "-c", str(pair.config),
+                                        "tcp 198.51.100.100:8080", TCP_RS),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    wait_until(lambda: pair.health()[TCP_RS]["in_kernel"], 5, "the lever lifted")
+    refused = subprocess.run(netns.ns_exec(pair.lb, *ipvs, "disable", "-c", str(pair.config),
+                                           "tcp 198.51.100.100:8080", "198.51.100.77:8080",
+                                           "--reason", "x"), capture_output=True, text=True,
+                             timeout=60)
+    assert refused.returncode == 2 and "is not a real server of" in refused.stderr

@@ -1,0 +1,162 @@
+"""`haguard ipvs disable | enable | drain`: an operator's levers on one real server.
+
+Recorded in ``lever_dir/realservers.json`` (with the expiry, so they survive restarts
+and reboots), audited like demote/promote, and part of the effective table everywhere:
+the agent re-reads the file when it changes, and `ipvs apply`, a hook's transition and
+status read it too. Health never puts a disabled real server back; a draining one stays
+at weight 0 whatever its checks say.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+from haguard.adapters import leverfiles
+from haguard.adapters.host import Host
+from haguard.adapters.ipvs import Ipvs
+from haguard.adapters.process import invoking_user
+from haguard.adapters.statefile import StateDir
+from haguard.app import ipvsops
+from haguard.app.audit import audit
+from haguard.app.levers import expiry_command
+from haguard.core.config import Config
+from haguard.core.events import ACTIVE_STATES
+from haguard.core.health import DISABLED, DRAINING
+from haguard.core.ipvsconfig import (
+    SERVICE_NAME_FORMS,
+    RealServer,
+    VirtualService,
+    parse_service_name,
+)
+from haguard.core.leverrules import RsLever, rs_due
+from haguard.errors import BadInput, HaguardError, OperationFailed
+
+Say = Callable[[str], None]
+DRAIN_POLL_S = 1.0
+
+
+def find(config: Config, service: str, realserver: str) -> tuple[VirtualService, RealServer]:
+    """The configured service and real server these names denote (exit 2 otherwise)."""
+    key = parse_service_name(service)
+    if key is None:
+        raise BadInput(f"{service!r} is not a service name ({SERVICE_NAME_FORMS})")
+    found = next((s for s in ipvsops.settings(config).services if s.key == key), None)
+    if found is None:
+        raise BadInput(f"{service}: not a service of {config.path}")
+    rs = next((r for r in found.real_servers if str(r) == realserver.strip()), None)
+    if rs is None:
+        names = ", ".join(str(r) for r in found.real_servers) or "none"
+        raise BadInput(f"{realserver!r} is not a real server of {service} (it has: {names}; "
+                       "write address:port, an IPv6 address in brackets)")
+    return found, rs
+
+
+def held_here(config: Config, service: VirtualService,
+              states: Mapping[str, str | None] | None = None) -> bool:
+    """Whether this node holds ``service`` in its kernel now (``on_backup: keep``, or the
+    instance it moves with is MASTER here); ``states`` default to the recorded ones."""
+    if ipvsops.settings(config).on_backup == "keep":
+        return True
+    owner = ipvsops.owner(config, service.key)
+    if owner is None:
+        return False
+    if states is None:
+        states = {owner: (StateDir(config.node.state_dir).read_state(owner) or {}).get("state")}
+    return states.get(owner) in ACTIVE_STATES
+
+
+def _write(config: Config, service: VirtualService, change: Callable[[list[RsLever]],
+                                                                     list[RsLever]]) -> list[str]:
+    """Change the levers and make the kernel agree; on failure the levers are put back."""
+    before = leverfiles.read_rs_levers(config.node.lever_dir)
+    leverfiles.write_rs_levers(config.node.lever_dir, change(before))
+    if not held_here(config, service):
+        return [f"{service.key}: not held on this node now; the lever applies when it is"]
+    try:
+        return ipvsops.apply_only(ipvsops.effective(config), [service.key])
+    except HaguardError as exc:
+        leverfiles.write_rs_levers(config.node.lever_dir, before)
+        raise OperationFailed(f"{service.key}: the kernel was not changed ({exc}); the lever "
+                              "was not recorded") from exc
+
+
+def pull(config: Config, service: str, realserver: str, *, kind: str, reason: str,
+         ttl_s: float | None) -> list[str]:
+    """disable (out of the kernel) or drain (weight 0) one real server."""
+    if not reason.strip():
+        raise BadInput("--reason: say why (it goes to the audit log)")
+    svc, rs = find(config, service, realserver)
+    now = time.time()
+    lever = RsLever(str(svc.key), str(rs), kind, now, invoking_user(), reason,
+                    now + ttl_s if ttl_s else None)
+    changes = _write(config, svc, lambda levers: [
+        lv for lv in levers if (lv.service, lv.realserver) != (lever.service, lever.realserver)
+    ] + [lever])
+    audit(config, f"rs_{kind}", service=lever.service, realserver=lever.realserver,
+          reason=reason, ttl_s=ttl_s)
+    if ttl_s:
+        with Host() as machine:
+            machine.spawn(expiry_command(config))
+    what = "out of the kernel" if kind == DISABLED else "at weight 0 (no new connections)"
+    until = f" until {time.strftime('%H:%M:%S', time.localtime(lever.expires_at))}" \
+        if lever.expires_at else " until `haguard ipvs enable`"
+    return [f"{rs} of {svc.key}: {kind}, {what}{until}", *changes]
+
+
+def enable(config: Config, service: str, realserver: str, *, reason: str,
+           why: str = "enable") -> list[str]:
+    """Take the lever off one real server: its health alone decides again."""
+    svc, rs = find(config, service, realserver)
+    name = (str(svc.key), str(rs))
+    was = [lv.kind for lv in leverfiles.read_rs_levers(config.node.lever_dir)
+           if (lv.service, lv.realserver) == name]
+    changes = _write(config, svc, lambda levers: [
+        lv for lv in levers if (lv.service, lv.realserver) != name])
+    audit(config, f"rs_{why}", service=name[0], realserver=name[1], reason=reason,
+          cleared=was[0] if was else None)
+    return [f"{rs} of {svc.key}: " + (f"{was[0]} lifted" if was else "had no lever"),
+            *changes]
+
+
+def drain(config: Config, service: str, realserver: str, *, reason: str, ttl_s: float | None,
+          wait: bool, timeout_s: float, remove: bool, say: Say) -> list[str]:
+    """Weight 0; with ``wait``, count its connections down to 0 (``remove``: then out)."""
+    lines = pull(config, service, realserver, kind=DRAINING, reason=reason, ttl_s=ttl_s)
+    if not wait:
+        return lines
+    svc, rs = find(config, service, realserver)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with Ipvs() as ipvs:
+            stats = ipvs.stats().get(svc.key)
+        active = stats.active.get(str(rs), 0) if stats else 0
+        inactive = stats.inactive.get(str(rs), 0) if stats else 0
+        say(f"{rs}: {active} active, {inactive} inactive connections")
+        if active == 0 and inactive == 0:
+            break
+        if time.monotonic() >= deadline:
+            raise OperationFailed(f"{rs} of {svc.key} still has {active} active and {inactive} "
+                                  f"inactive connections after {timeout_s:g} s; it stays "
+                                  "drained (weight 0)")
+        time.sleep(DRAIN_POLL_S)
+    lines.append(f"{rs}: no connections left")
+    if remove:
+        lines += pull(config, service, realserver, kind=DISABLED, reason=reason, ttl_s=ttl_s)
+    return lines
+
+
+def expire_due(config: Config) -> list[str]:
+    """Lift every real-server lever whose time-to-live has run out."""
+    lines = []
+    for lever in rs_due(leverfiles.read_rs_levers(config.node.lever_dir), time.time()):
+        try:
+            lines += enable(config, lever.service, lever.realserver, why="expired",
+                            reason=f"ttl expired (set by {lever.by}: {lever.reason})")
+        except BadInput:
+            # The config no longer has it: the lever holds nothing back; forget it.
+            leverfiles.write_rs_levers(config.node.lever_dir, [
+                lv for lv in leverfiles.read_rs_levers(config.node.lever_dir) if lv != lever])
+            lines.append(f"{lever.realserver} of {lever.service}: expired (no longer in the "
+                         "config)")
+    return lines
