@@ -135,7 +135,7 @@ class StateDir:
         final = os.path.join(self.path, "metrics.prom")
         tmp = f"{final}.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(render(node, records, drill))
+            fh.write(render(node, records, drill, self.read_health()))
         os.replace(tmp, final)
 
 

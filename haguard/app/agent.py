@@ -23,6 +23,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from haguard.adapters import failpoint, leverfiles, process
 from haguard.adapters.files import load_config
@@ -131,11 +132,16 @@ class Agent:
         if config.ipvs is None:
             return None
         watch = HealthWatch(config, self.log, apply=self._apply_service, held=self._holds,
-                            publish=self.state_dir.write_health,
+                            publish=self._publish_health,
                             remembered=self.state_dir.read_health())
         self._levers_seen = leverfiles.rs_levers_changed_at(config.node.lever_dir)
         watch.set_levers(leverfiles.read_rs_levers(config.node.lever_dir))
         return watch
+
+    def _publish_health(self, snapshot: dict[str, Any]) -> None:
+        self.state_dir.write_health(snapshot)
+        self.state_dir.write_metrics(self.config.node.name,
+                                     [i.name for i in self.config.instances])
 
     def _follow_levers(self) -> None:
         """Take the operator's real-server levers as soon as their file changes."""

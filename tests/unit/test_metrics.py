@@ -44,3 +44,27 @@ def test_every_family_is_declared_once_with_help_and_type() -> None:
 def test_label_values_are_escaped() -> None:
     text = render('lb"1', [{**RECORD, "instance": "a\\b"}], None)
     assert 'node="lb\\"1",instance="a\\\\b"' in text
+
+
+def test_every_watched_real_server_has_its_up_weight_transitions_and_last_check() -> None:
+    health = {"services": [{"service": "tcp 192.0.2.100:80", "quorum": True, "realservers": [
+        {"realserver": "192.0.2.21:80", "state": "up", "in_kernel": True, "weight": 3,
+         "transitions": 2, "checks": [{"at": 100.0, "duration_ms": 1.5},
+                                      {"at": 101.0, "duration_ms": 2.5}]},
+        {"realserver": "192.0.2.22:80", "state": "down", "in_kernel": False, "weight": None,
+         "transitions": 1, "checks": [{"at": None, "duration_ms": None}]}]}]}
+    text = render("lb1", [], None, health)
+    rs1 = 'node="lb1",service="tcp 192.0.2.100:80",realserver="192.0.2.21:80"'
+    rs2 = 'node="lb1",service="tcp 192.0.2.100:80",realserver="192.0.2.22:80"'
+    for line in (f"haguard_realserver_up{{{rs1}}} 1", f"haguard_realserver_up{{{rs2}}} 0",
+                 f"haguard_realserver_in_kernel{{{rs2}}} 0",
+                 f"haguard_realserver_weight{{{rs1}}} 3",
+                 f"haguard_realserver_transitions_total{{{rs1}}} 2",
+                 f"haguard_realserver_check_duration_seconds{{{rs1}}} 0.002500",
+                 f"haguard_realserver_last_check_timestamp_seconds{{{rs1}}} 101.000",
+                 'haguard_service_quorum{node="lb1",service="tcp 192.0.2.100:80"} 1',
+                 "# TYPE haguard_realserver_transitions_total counter"):
+        assert line in text.splitlines(), line
+    # never checked: no duration or time rather than a made-up one
+    assert f"haguard_realserver_last_check_timestamp_seconds{{{rs2}}}" not in text
+    assert "realserver" not in render("lb1", [], None, None)
