@@ -207,6 +207,11 @@ def test_each_kind_of_check_sees_its_real_server_up_and_the_silent_one_time_out(
     listed = {r["realserver"]: r["state"] for s in report["realservers"]
               for r in s["realservers"]}
     assert listed[SILENT_RS] == "down" and listed[HTTP_RS] == "up"
+    labels = 'node="lb1",service="tcp 198.51.100.100:8080",realserver='
+    wait_until(lambda: os.path.exists(f"{pair.root}/state/metrics.prom"), 5, "metrics")
+    metrics = Path(f"{pair.root}/state/metrics.prom").read_text().splitlines()
+    assert f'haguard_realserver_up{{{labels}"{SILENT_RS}"}} 0' in metrics
+    assert f'haguard_realserver_up{{{labels}"{HTTP_RS}"}} 1' in metrics
 
 
 def test_http_503_takes_a_server_down_within_the_bound_and_200_brings_it_back(pair) -> None:
