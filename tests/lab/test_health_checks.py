@@ -58,6 +58,9 @@ instances:
 ipvs:
   on_backup: {on_backup}
   services:
+{services}"""
+
+SERVICES = """\
     - vip: 198.51.100.100
       port: 8080
       health: {{check: http, http: {{path: /healthz}}, interval_s: {interval}, timeout_s: 0.5,
@@ -79,7 +82,8 @@ HTTP_RS, TCP_RS, SILENT_RS, SCRIPT_RS = ("198.51.100.21:8080", "198.51.100.21:90
 class Pair:
     """A director namespace and a real-server namespace joined by a veth."""
 
-    def __init__(self, tmp_path: Path, on_backup: str = "keep") -> None:
+    def __init__(self, tmp_path: Path, on_backup: str = "keep",
+                 services: str = SERVICES) -> None:
         tag = lab_name()
         self.lb, self.rs = f"hg-{tag}-lb", f"hg-{tag}-rs"
         self.root = f"/run/haguard-lab/{self.lb}"
@@ -109,8 +113,9 @@ class Pair:
                           "[ \"$code\" = 0 ] || echo \"not ready ($1:$2)\" >&2\nexit $code\n")
         script.chmod(0o755)
         self.config = tmp_path / "lb1.yaml"
-        self.config.write_text(CONFIG.format(root=self.root, interval=INTERVAL_S, script=script,
-                                             on_backup=on_backup))
+        values = {"root": self.root, "interval": INTERVAL_S, "script": script}
+        self.config.write_text(CONFIG.format(on_backup=on_backup, root=self.root,
+                                             services=services.format(**values)))
         self.http = self.spawn(self.rs, sys.executable, str(server), str(self.status), "8080")
         self.tcp = self.spawn(self.rs, sys.executable, "-c",
                               "import socket,time;s=socket.create_server(('198.51.100.21',9090));"
@@ -146,6 +151,10 @@ class Pair:
     def checked_once(self) -> bool:
         rs = self.health()
         return len(rs) == 4 and all(r["checks"][0]["checks"] >= 1 for r in rs.values())
+
+    def service(self, name: str) -> dict:
+        with open(f"{self.root}/state/health.json", encoding="utf-8") as fh:
+            return next(s for s in json.load(fh)["services"] if s["service"] == name)
 
     def close(self) -> None:
         for proc in self.procs:
@@ -304,3 +313,136 @@ def test_the_agent_follows_an_operators_disable_at_once_and_health_never_undoes_
                                            "--reason", "x"), capture_output=True, text=True,
                              timeout=60)
     assert refused.returncode == 2 and "is not a real server of" in refused.stderr
+
+
+MORE = """\
+    - vip: 198.51.100.100
+      port: 8443
+      health: {{check: https, http: {{path: /healthz}}, interval_s: {interval}, timeout_s: 0.5,
+               retries: 0}}
+      real_servers:
+        - {{address: 198.51.100.21, forwarding: nat}}
+        - {{address: 198.51.100.21, port: 8444, forwarding: nat, health: {{tls: {{verify: true}}}}}}
+    - vip: 198.51.100.100
+      port: 53
+      protocol: udp
+      health: {{check: dns, dns: {{name: example.org}}, interval_s: {interval}, timeout_s: 0.5,
+               retries: 0}}
+      real_servers:
+        - {{address: 198.51.100.21, forwarding: nat}}
+    - vip: 198.51.100.100
+      port: 9191
+      health: {{check: tcp, interval_s: {interval}, timeout_s: 0.5, retries: 0,
+               notify: {{up: [/bin/sh, -c, "echo up $0 >> {root}/notify.log", rs],
+                        down: [/bin/sh, -c, "echo down $0 >> {root}/notify.log", rs]}}}}
+      quorum: {{weight: 2, up: [/bin/sh, -c, "echo quorum-up >> {root}/notify.log"],
+               down: [/bin/sh, -c, "echo quorum-down >> {root}/notify.log"]}}
+      sorry_server: {{address: 198.51.100.30, forwarding: nat}}
+      real_servers:
+        - {{address: 198.51.100.21, forwarding: nat}}
+        - {{address: 198.51.100.22, forwarding: nat}}
+"""
+
+HTTPS = textwrap.dedent("""\
+    import http.server, ssl, sys
+    cert, port = sys.argv[1], int(sys.argv[2])
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "3")
+            self.end_headers()
+            self.wfile.write(b"ok\\n")
+        def log_message(self, *args):
+            pass
+    s = http.server.HTTPServer(("198.51.100.21", port), H)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert)
+    s.socket = context.wrap_socket(s.socket, server_side=True)
+    s.serve_forever()
+""")
+
+DNS = textwrap.dedent("""\
+    import socket, struct, sys
+    rcode_file = sys.argv[1]
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("198.51.100.21", 53))
+    while True:
+        query, peer = s.recvfrom(512)
+        rcode = int(open(rcode_file).read())
+        flags = 0x8180 | rcode
+        s.sendto(query[:2] + struct.pack("!HHHHH", flags, 1, 0, 0, 0) + query[12:], peer)
+""")
+
+
+def _more(pair: Pair, tmp_path: Path) -> Path:
+    """Start the HTTPS servers, the DNS responder and .22's listener for MORE."""
+    cert = tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=rs.example.org", "-keyout", str(cert), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    https = tmp_path / "https.py"
+    https.write_text(HTTPS)
+    for port in ("8443", "8444"):
+        pair.spawn(pair.rs, sys.executable, str(https), str(cert), port)
+    rcode = tmp_path / "rcode"
+    rcode.write_text("0")
+    dns = tmp_path / "dns.py"
+    dns.write_text(DNS)
+    pair.spawn(pair.rs, sys.executable, str(dns), str(rcode))
+    netns.add_address(pair.rs, "eth0", "198.51.100.22/24")
+    for address in ("198.51.100.21", "198.51.100.22"):
+        pair.spawn(pair.rs, sys.executable, "-c",
+                   f"import socket,time;s=socket.create_server(('{address}',9191));"
+                   "time.sleep(3600)")
+    return rcode
+
+
+@pytest.mark.parametrize("pair", [{"services": MORE}], indirect=True)
+def test_https_checks_handshake_and_verify_only_when_asked_and_dns_reads_the_rcode(
+        pair, tmp_path: Path) -> None:
+    rcode = _more(pair, tmp_path)
+    pair.start_agent()
+    tls_ok, tls_verify, dns = ("198.51.100.21:8443", "198.51.100.21:8444", "198.51.100.21:53")
+    wait_until(lambda: all(pair.health().get(rs, {}).get("checks", [{}])[0].get("checks")
+                           for rs in (tls_ok, tls_verify, dns)), 15, "every check run once")
+    rs = pair.health()
+    assert (rs[tls_ok]["state"], rs[tls_ok]["checks"][0]["detail"]) == (
+        "up", "HTTPS 200 from /healthz")
+    assert rs[tls_verify]["state"] == "down"
+    assert "CERTIFICATE_VERIFY_FAILED" in rs[tls_verify]["checks"][0]["detail"]
+    assert (rs[dns]["state"], rs[dns]["checks"][0]["detail"]) == (
+        "up", "DNS NOERROR for example.org A (0 answers)")
+    rcode.write_text("5")
+    wait_until(lambda: pair.state_of(dns) == "down", 10, "REFUSED to take the DNS server down")
+    assert pair.health()[dns]["checks"][0]["detail"] == "DNS rcode 5 for example.org A"
+
+
+@pytest.mark.parametrize("pair", [{"services": MORE}], indirect=True)
+def test_dropped_syns_lose_quorum_swap_in_the_sorry_server_and_run_the_commands(
+        pair, tmp_path: Path) -> None:
+    _more(pair, tmp_path)
+    pair.start_agent()
+    name = "tcp 198.51.100.100:9191"
+    wait_until(lambda: pair.state_of("198.51.100.21:9191") == "up"
+               and pair.state_of("198.51.100.22:9191") == "up", 15, "both up")
+    assert pair.service(name)["quorum"] is True
+    drop = ["iptables", "-w", "-I", "INPUT", "-p", "tcp", "-d", "198.51.100.21", "--dport",
+            "9191", "--syn", "-j", "DROP"]
+    netns.run(netns.ns_exec(pair.rs, *drop))
+    wait_until(lambda: pair.state_of("198.51.100.21:9191") == "down", 10, ".21 down")
+    assert pair.health()["198.51.100.21:9191"]["checks"][0]["detail"] == \
+        "connect timeout after 0.5 s"
+    # live weight 1 of a quorum of 2: the sorry server stands in alone
+    wait_until(lambda: pair.service(name)["sorry_server_active"], 5, "the sorry server in")
+    lost = pair.events("quorum_lost")
+    assert lost and lost[-1]["service"] == name and lost[-1]["live_weight"] == 1
+    applied = [e for e in pair.events("health_apply_failed") if e["service"] == name]
+    assert applied[-1]["realservers"] == ["198.51.100.30:9191:1"]
+    netns.run(netns.ns_exec(pair.rs, *[w if w != "-I" else "-D" for w in drop]))
+    wait_until(lambda: not pair.service(name)["sorry_server_active"], 10, "the sorry server out")
+    notify = Path(f"{pair.root}/notify.log")
+    wait_until(lambda: notify.exists() and "quorum-up" in notify.read_text(), 10, "commands")
+    # each pair runs side by side (neither waits for the other); the pairs in order
+    lines = notify.read_text().split("\n")
+    assert sorted(lines[:2]) == ["down rs", "quorum-down"]
+    assert sorted(lines[2:4]) == ["quorum-up", "up rs"]
