@@ -15,20 +15,50 @@ import pytest
 from tests import ledger
 
 
+class _Interrupt:
+    """What the run was told to stop by, and the session to stop.
+
+    The first SIGTERM or SIGINT raises KeyboardInterrupt in whatever the main thread runs,
+    and pytest then tears everything down. A KeyboardInterrupt can be lost, though: raised
+    inside a ``__del__`` or a GC callback, Python prints it and carries on. So the signal
+    is also remembered, and the session stops after the test that was running. A signal
+    that arrives during a teardown raises nothing (a finalizer cut short leaves things
+    behind): that teardown finishes, then the session stops.
+    """
+
+    signal: str | None = None
+    session: pytest.Session | None = None
+    in_teardown = False
+
+
 def _interrupted(signum: int, frame: Any) -> None:
     # pytest runs every pending finalizer on KeyboardInterrupt; a second signal must not
     # cut that teardown short.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt(f"{signal.Signals(signum).name}: tearing down what the tests made")
+    _Interrupt.signal = signal.Signals(signum).name
+    if _Interrupt.session is not None:
+        _Interrupt.session.shouldstop = f"{_Interrupt.signal}: tearing down what the tests made"
+    if not _Interrupt.in_teardown:
+        raise KeyboardInterrupt(f"{_Interrupt.signal}: tearing down what the tests made")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     # SIGINT as well, where it was inherited ignored (a run in a script's background).
+    _Interrupt.session = session
     signal.signal(signal.SIGTERM, _interrupted)
     signal.signal(signal.SIGINT, _interrupted)
     if os.geteuid() == 0:
         ledger.open_ledger()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Any:
+    _Interrupt.in_teardown = True
+    try:
+        yield
+    finally:
+        _Interrupt.in_teardown = False
 
 
 @pytest.hookimpl(trylast=True)  # after pytest's own teardown of the session's fixtures

@@ -44,13 +44,18 @@ def test_status_sees_the_master_advertising_and_calls_the_pair_healthy(make_lab)
 def test_status_detects_a_split_brain_within_three_seconds(make_lab) -> None:
     lab = make_lab()
     lab.runner.wait_for_master()
+    # lb2 may have won the first election before lb1 came up: its BACKUP hook removes the
+    # VIPs first and records BACKUP last, so until then its record still says MASTER.
+    # Start from a settled BACKUP, or that stale record passes for the split below.
+    wait_until(lambda: lab.runner.states()["lb2"]["instances"]["VI_1"]["state"] == "BACKUP",
+               15, "lb2 to record BACKUP", step=0.1)
     # A firewall dropping VRRP on both directors: keepalived hears nothing, both become
     # MASTER; the wire (seen before the firewall) still carries both.
     for node in ("lb1", "lb2"):
         netns.run(netns.ns_exec(lab.ns(node), "iptables", "-A", "INPUT", "-p", "112",
                                 "-j", "DROP"))
-    wait_until(lambda: lab.runner.states()["lb2"]["instances"]["VI_1"]["state"] == "MASTER",
-               15, "lb2 to become MASTER behind the firewall", step=0.1)
+    wait_until(lambda: "lb2" in lab.runner.masters(), 15,
+               "lb2 to become MASTER (holding the VIPs) behind the firewall", step=0.1)
     code, report, took = _status(lab, "lb1", "--wire-seconds", "3")
     assert code == 1
     wire = report["instances"][0]["wire"]

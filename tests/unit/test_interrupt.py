@@ -1,0 +1,42 @@
+"""A run told to stop stops, even when the KeyboardInterrupt the signal raised was lost
+(Python drops one raised inside a __del__ or a GC callback): the session ends after the
+test that was running, as interrupted, and runs no further test."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_lost_keyboard_interrupt_still_stops_the_session(sig: int, tmp_path: Path) -> None:
+    mark = str(tmp_path / "mark")
+    child = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+         "tests/unit/interrupt_target.py"], cwd=REPO, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        env={**os.environ, "HAGUARD_INTERRUPT_MARK": mark,
+             "HAGUARD_TEST_LEDGER_DIR": str(tmp_path / "ledger")})
+    try:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(mark + ".started") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert os.path.exists(mark + ".started"), "the child never started its first test"
+        child.send_signal(sig)
+        out, _ = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    text = out.decode(errors="replace")
+    assert os.path.exists(mark + ".swallowed"), text       # the interrupt was lost
+    assert not os.path.exists(mark + ".second"), text      # and still nothing more ran
+    assert child.returncode == pytest.ExitCode.INTERRUPTED, text
