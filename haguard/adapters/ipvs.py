@@ -105,6 +105,13 @@ class Ipvs:
                                           inactive={str(d.server): d.inactive for d in dests})
         return table, stats
 
+    def connections(self, key: ServiceKey) -> dict[str, tuple[int, int]]:
+        """Active and inactive connections per real server of one service (only its
+        destinations are read: a drain's countdown on a large table stays cheap)."""
+        return {str(d.server): (d.active, d.inactive) for d in (
+            ipvsnl.decode_dest(p, key.family) for p in self._dump(
+                partial(ipvsnl.dump_dests_request, self._family, key=key)))}
+
     def read(self, keys: Iterable[ServiceKey]) -> dict[ServiceKey, VirtualService]:
         """Only these services (those the kernel has), each with its real servers."""
         table: dict[ServiceKey, VirtualService] = {}

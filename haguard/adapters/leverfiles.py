@@ -6,10 +6,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from haguard.core.leverrules import Lever, RsLever
 from haguard.errors import OperationFailed
+
+T = TypeVar("T")
 
 
 def ensure_dir(lever_dir: str) -> str:
@@ -26,45 +29,44 @@ def _levers_path(lever_dir: str) -> str:
     return os.path.join(lever_dir, "levers.json")
 
 
-def read_levers(lever_dir: str) -> list[Lever]:
-    """The levers in force (none when the file is missing or unreadable)."""
-    try:
-        with open(_levers_path(lever_dir), encoding="utf-8") as fh:
-            return [Lever(**item) for item in json.load(fh)]
-    except (FileNotFoundError, ValueError, TypeError):
-        return []
-
-
-def write_levers(lever_dir: str, levers: list[Lever]) -> None:
-    """Replace the levers in force, atomically."""
-    path = _levers_path(lever_dir)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump([dataclasses.asdict(lv) for lv in levers], fh, indent=1)
-    os.replace(tmp, path)
-
-
 def _rs_path(lever_dir: str) -> str:
     return os.path.join(lever_dir, "realservers.json")
 
 
-def read_rs_levers(lever_dir: str) -> list[RsLever]:
-    """The real-server levers in force (none when the file is missing or unreadable)."""
+def _read(path: str, kind: type[T]) -> list[T]:
+    """The records in ``path`` (none when the file is missing or unreadable)."""
     try:
-        with open(_rs_path(lever_dir), encoding="utf-8") as fh:
-            return [RsLever(**item) for item in json.load(fh)]
+        with open(path, encoding="utf-8") as fh:
+            return [kind(**item) for item in json.load(fh)]
     except (FileNotFoundError, ValueError, TypeError):
         return []
 
 
-def write_rs_levers(lever_dir: str, levers: list[RsLever]) -> None:
-    """Replace the real-server levers in force, atomically."""
-    os.makedirs(lever_dir, mode=0o755, exist_ok=True)
-    path = _rs_path(lever_dir)
+def _write(path: str, records: Sequence[Any]) -> None:
+    """Replace the records in ``path``, atomically."""
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump([dataclasses.asdict(lv) for lv in levers], fh, indent=1)
+        json.dump([dataclasses.asdict(r) for r in records], fh, indent=1)
     os.replace(tmp, path)
+
+
+def read_levers(lever_dir: str) -> list[Lever]:
+    """The instances' levers in force."""
+    return _read(_levers_path(lever_dir), Lever)
+
+
+def write_levers(lever_dir: str, levers: list[Lever]) -> None:
+    _write(_levers_path(lever_dir), levers)
+
+
+def read_rs_levers(lever_dir: str) -> list[RsLever]:
+    """The real-server levers in force."""
+    return _read(_rs_path(lever_dir), RsLever)
+
+
+def write_rs_levers(lever_dir: str, levers: list[RsLever]) -> None:
+    _write(_rs_path(lever_dir), levers)
 
 
 def rs_levers_changed_at(lever_dir: str) -> float | None:

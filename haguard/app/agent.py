@@ -164,8 +164,9 @@ class Agent:
         """The config with the table as health leaves it: what a transition applies."""
         if self.health is None or self.config.ipvs is None:
             return self.config
-        return with_table(self.config, self.health.effective_services(
-            self.config.ipvs.services))
+        services = self.health.effective_services(self.config.ipvs.services)
+        return self.config if services is self.config.ipvs.services else \
+            with_table(self.config, services)
 
     def _reload(self) -> None:
         self._reload_requested.clear()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -80,24 +80,23 @@ class _Service:
 
 
 def _probe(check: Check, rs: RealServer, service: VirtualService
-           ) -> Callable[[], Any]:
-    address = str(rs.address)
+           ) -> Callable[[], Coroutine[Any, Any, probes.ProbeResult]]:
+    """One probe of ``rs`` as ``check`` says, ready to run again and again."""
+    address, port, timeout = str(rs.address), check.port, check.timeout_s
     if check.kind == "tcp":
-        return lambda: probes.tcp(address, check.port, check.timeout_s)
-    if check.kind in ("http", "https"):
-        assert check.http is not None
-        return lambda: probes.http(address, check.port, check.http,  # type: ignore[arg-type]
-                                   check.timeout_s, check.tls)
-    if check.kind == "dns":
-        assert check.dns is not None
-        return lambda: probes.dns(address, check.port, check.dns,  # type: ignore[arg-type]
-                                  check.timeout_s)
+        return lambda: probes.tcp(address, port, timeout)
+    if check.http is not None:
+        spec, tls = check.http, check.tls
+        return lambda: probes.http(address, port, spec, timeout, tls)
+    if check.dns is not None:
+        query = check.dns
+        return lambda: probes.dns(address, port, query, timeout)
     assert check.script is not None
     values = {"address": address, "port": str(rs.port), "vip": service.key.address,
               "vport": str(service.key.port), "protocol": service.key.protocol}
     argv = tuple(arg.format(**values) for arg in check.script.command)
     user = check.script.user
-    return lambda: probes.command(argv, check.timeout_s, user=user)
+    return lambda: probes.command(argv, timeout, user=user)
 
 
 class HealthWatch:
@@ -118,12 +117,14 @@ class HealthWatch:
         self.services: dict[ServiceKey, _Service] = {}
         self.states: dict[tuple[ServiceKey, tuple[str, int]], ServerState] = {}
         self.levers: list[RsLever] = []
+        self._cached: tuple[tuple[VirtualService, ...], tuple[VirtualService, ...]] | None = None
         self._tasks: dict[tuple[ServiceKey, tuple[str, int], int], asyncio.Task[None]] = {}
         self._dirty = True
         self._load(config)
 
     # ------------------------------------------------------------------ config
     def _load(self, config: Config) -> None:
+        self._cached = None
         old = self.services
         self.services = {}
         states = {}
@@ -165,6 +166,7 @@ class HealthWatch:
     def set_levers(self, levers: list[RsLever]) -> None:
         """The operator's real-server levers changed: rewrite the services they touch."""
         self.levers = levers
+        self._cached = None
         for key, entry in self.services.items():
             kinds = lever_kinds(entry.config, levers)
             if kinds != entry.levers:
@@ -186,10 +188,15 @@ class HealthWatch:
 
     def effective_services(self, services: tuple[VirtualService, ...]
                            ) -> tuple[VirtualService, ...]:
-        """``services`` as health and the levers leave them."""
-        return tuple(self.table(s.key) if s.key in self.services and (
-            self.services[s.key].watched or self.services[s.key].levers) else s
-            for s in services)
+        """``services`` as health and the levers leave them (the same tuple when they
+        touch none). Every transition asks: the answer is kept until something changes."""
+        if self._cached is not None and self._cached[0] is services:
+            return self._cached[1]
+        touched = {k for k, e in self.services.items() if e.watched or e.levers}
+        result = services if not touched else tuple(
+            self.table(s.key) if s.key in touched else s for s in services)
+        self._cached = (services, result)
+        return result
 
     # ------------------------------------------------------------------ running
     def start(self) -> None:
@@ -225,7 +232,7 @@ class HealthWatch:
         health = rs.health
         while True:
             await asyncio.sleep(delay)
-            result: probes.ProbeResult = await probe()
+            result = await probe()
             ok, delta = result.ok, None
             if check.script is not None and check.script.dynamic_weight and \
                     result.exit_code is not None and 2 <= result.exit_code <= 255:
@@ -256,6 +263,7 @@ class HealthWatch:
 
     def _changed(self, key: ServiceKey, reason: str) -> None:
         """Recompute quorum and the service's table; write it where it is held."""
+        self._cached = None
         entry = self.services[key]
         quorum = entry.config.quorum or DEFAULT_QUORUM
         weight = live_weight(self.view(key))

@@ -129,9 +129,7 @@ def drain(config: Config, service: str, realserver: str, *, reason: str, ttl_s: 
     deadline = time.monotonic() + timeout_s
     while True:
         with Ipvs() as ipvs:
-            stats = ipvs.stats().get(svc.key)
-        active = stats.active.get(str(rs), 0) if stats else 0
-        inactive = stats.inactive.get(str(rs), 0) if stats else 0
+            active, inactive = ipvs.connections(svc.key).get(str(rs), (0, 0))
         say(f"{rs}: {active} active, {inactive} inactive connections")
         if active == 0 and inactive == 0:
             break

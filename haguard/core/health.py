@@ -180,7 +180,7 @@ class ServerView:
     server: RealServer
     up: bool                 # health (True when it is not checked)
     lever: str | None        # disabled | draining | None
-    weight: int              # in the kernel; None-like 0 when it is out
+    weight: int              # in the kernel (0 when it is out of it)
     in_table: bool
 
 
