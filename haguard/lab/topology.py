@@ -221,12 +221,15 @@ def _segment_of(address: ipaddress.IPv4Address | ipaddress.IPv6Address,
 
 def _real_servers(config: Config, interfaces: list[str], workdir: str, prefix: str,
                   taken: set[Any]) -> tuple[RealServerNode, ...]:
-    """One lab host per real server address in the config's ipvs section."""
+    """One lab host per real server (and sorry server) address in the config's ipvs
+    section."""
     if config.ipvs is None:
         return ()
     found: dict[str, dict[str, Any]] = {}
     for service in config.ipvs.services:
-        for rs in service.real_servers:
+        # The sorry server is a host of its own too: it answers when the others are down.
+        for rs in service.real_servers + ((service.sorry_server,) if service.sorry_server
+                                          else ()):
             entry = found.setdefault(str(rs.address), {"address": rs.address, "modes": set(),
                                                        "vips": [], "ports": []})
             entry["modes"].add(rs.forwarding)
