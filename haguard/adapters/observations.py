@@ -59,6 +59,10 @@ def _keepalived_checks(config: Config, obs: dict[str, Any]) -> None:
         for path in rules.script_paths(rules.parse_keepalived(obs["conf_text"])):
             if path not in (p for p, _ in paths):
                 paths.append((path, conf))
+    if config.ipvs is not None:
+        from haguard.core.health import commands
+
+        paths += [(program, f"ipvs: {where}") for where, program in commands(config.ipvs)]
     checks = []
     for path, source in paths:
         problems = tuple(p for p in keepalived.insecure_path_components(path)

@@ -22,6 +22,7 @@ import struct
 import time
 from dataclasses import dataclass
 
+from haguard.adapters.keepalived import insecure_path_components
 from haguard.core.healthconfig import DnsSpec, HttpSpec, TlsSpec
 
 BODY_LIMIT = 65536          # bytes of a response body read for a `body` match
@@ -201,8 +202,15 @@ async def dns(address: str, port: int, spec: DnsSpec, timeout_s: float) -> Probe
 
 async def command(argv: tuple[str, ...], timeout_s: float, user: str | None = None
                   ) -> ProbeResult:
-    """Run ``argv`` (as ``user``, in its own process group); exit 0 is success."""
+    """Run ``argv`` (as ``user``, in its own process group); exit 0 is success.
+
+    Script security, as keepalived's enable_script_security: a program that is not
+    root's, or that someone else could change (it or a directory above it), is refused."""
     start = time.monotonic()
+    unsafe = insecure_path_components(argv[0])
+    if unsafe:
+        return ProbeResult(False, f"refused by script security: {unsafe[0]}",
+                           time.monotonic() - start)
     # Only root can run a command as another user; a user's own agent runs it as itself.
     as_user = user if user is not None and os.geteuid() == 0 else None
     try:

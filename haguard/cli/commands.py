@@ -27,6 +27,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     result = keepalived.check_text(render(config))
     data: dict[str, Any] = {"config": config.path, "yaml": "ok",
                             "instances": [i.name for i in config.instances]}
+    unsafe: list[str] = []
+    if config.ipvs is not None:
+        from haguard.core.health import commands
+
+        # What the agent will refuse to run, said before it starts.
+        unsafe = [f"{where}: {problem}" for where, program in commands(config.ipvs)
+                  for problem in keepalived.insecure_path_components(program)]
+        data["script_security"] = unsafe
     if result is None:
         data["keepalived"] = "not installed: keepalived -t skipped"
     else:
@@ -49,10 +57,14 @@ def cmd_check(args: argparse.Namespace) -> int:
             lines.append(f"keepalived -t: rejected the rendered config (exit {result.returncode}):")
             lines += [f"  {c}" for c in result.complaints] or [f"  {result.output.strip()}"]
             lines += [f"hint: {h}" for h in result.hints]
+        if unsafe:
+            lines.append("script security: the agent will refuse to run these (they must be "
+                         "root's and writable by nobody else, with every directory above):")
+            lines += [f"  {u}" for u in unsafe]
         return "\n".join(lines)
 
     emit(data, args.json, text)
-    if result is not None and not result.ok:
+    if (result is not None and not result.ok) or unsafe:
         return ExitStatus.BAD_INPUT
     return ExitStatus.OK
 

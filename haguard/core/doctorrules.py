@@ -329,6 +329,9 @@ def check_script_security(config: Config, obs: Observations) -> list[Finding]:
                                for s in stmts if s.keyword == "global_defs"
                                for c in s.block or ())
     for check in obs.paths:
+        if check.source.startswith("ipvs: "):
+            findings += _agent_command(check)
+            continue
         where = "haguard's notify hook" if check.source == "rendered" else \
             f"a script named in {check.source}"
         if not check.exists:
@@ -360,6 +363,25 @@ def check_script_security(config: Config, obs: Observations) -> list[Finding]:
             "add `enable_script_security` and `script_user root` to global_defs (haguard's "
             "rendering has both)", obs.conf_path))
     return findings
+
+
+def _agent_command(check: PathCheck) -> list[Finding]:
+    """A program `haguard agent` runs (a script check, a notify or quorum command)."""
+    where = check.source.removeprefix("ipvs: ")
+    if not check.exists:
+        return [Finding("script-security", "error", f"{where}: {check.path} does not exist",
+                        "the agent cannot run it: a script check fails and takes its real "
+                        "server out; a command is never run", "install it or fix the path",
+                        check.path)]
+    if check.problems:
+        return [Finding("script-security", "error", f"{where}: {check.path} is not safe: "
+                        + "; ".join(check.problems),
+                        "the agent refuses to run it (whoever can write it would run code "
+                        "through the agent): a script check fails and takes its real server "
+                        "out; a command is never run",
+                        "make every directory on the path owned by root and not writable by "
+                        "group or others (chown root:root; chmod 755)", check.path)]
+    return []
 
 
 def check_killmode(obs: Observations) -> list[Finding]:

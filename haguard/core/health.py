@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from haguard.core.healthconfig import Check, Quorum, RealServerHealth
-from haguard.core.ipvsconfig import MAX_WEIGHT, RealServer, VirtualService
+from haguard.core.ipvsconfig import MAX_WEIGHT, IpvsSettings, RealServer, VirtualService
 from haguard.core.leverrules import RsLever
 
 
@@ -258,3 +258,26 @@ def as_published(service: VirtualService, published: Mapping[str, object] | None
         elif entry.get("in_kernel") and isinstance(entry.get("weight"), int):
             servers.append(replace(rs, weight=entry["weight"]))
     return replace(service, real_servers=tuple(servers))
+
+
+def commands(ipvs: IpvsSettings) -> list[tuple[str, str]]:
+    """Every program the agent runs for this table, each with where it is configured:
+    script checks, notify and quorum commands (script security judges them all)."""
+    out: list[tuple[str, str]] = []
+    for service in ipvs.services:
+        for rs in service.real_servers:
+            if rs.health is None:
+                continue
+            for check in rs.health.checks:
+                if check.script is not None:
+                    out.append((f"{service.key} {rs}: script check", check.script.command[0]))
+            for what, argv in (("notify up", rs.health.notify_up),
+                               ("notify down", rs.health.notify_down)):
+                if argv:
+                    out.append((f"{service.key} {rs}: {what}", argv[0]))
+        if service.quorum is not None:
+            for what, argv in (("quorum up", service.quorum.up),
+                               ("quorum down", service.quorum.down)):
+                if argv:
+                    out.append((f"{service.key}: {what}", argv[0]))
+    return list(dict.fromkeys(out))

@@ -161,3 +161,28 @@ def test_lab_run_on_the_vm_kernel_hands_every_option_to_the_guest() -> None:
                    ["-c", str(REPO / "conf" / "lab-dr.yaml")], ["--json"], ["--agent"]):
         assert any(rest[i:i + len(option)] == option for i in range(len(rest))), option
     assert rest.count("-c") == 2 and "--kernel" not in rest
+
+
+def test_check_refuses_a_script_check_the_agent_would_refuse_to_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = tmp_path / "check"      # under /tmp: a directory everyone may write
+    script.write_text("#!/bin/sh\nexit 0\n")
+    config = tmp_path / "lb1.yaml"
+    config.write_text(LAB.read_text() + f"""\
+agent: {{}}
+ipvs:
+  services:
+    - vip: 192.0.2.100
+      port: 80
+      health: {{check: script, script: {{command: [{script}]}}}}
+      real_servers: [{{address: 192.0.2.21}}]
+""")
+    assert main(["check", "-c", str(config), "--json"]) == 2
+    data = json.loads(capsys.readouterr().out)
+    assert any(line.startswith("tcp 192.0.2.100:80 192.0.2.21:80: script check: ")
+               and "writable by group or others" in line for line in data["script_security"])
+    safe = config.read_text().replace(str(script), "/bin/true")
+    config.write_text(safe)
+    code = main(["check", "-c", str(config), "--json"])
+    assert json.loads(capsys.readouterr().out)["script_security"] == []
+    assert code == 0

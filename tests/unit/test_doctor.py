@@ -416,3 +416,20 @@ def test_keepalived_killed_with_its_cgroup_is_an_error(mode: str | None, found: 
     assert [f.check for f in findings] == (["keepalived-killmode"] if found else [])
     if found:
         assert findings[0].severity == "error" and "hooks install" in findings[0].fix
+
+
+def test_an_unsafe_or_missing_agent_command_is_an_error_saying_what_the_agent_does() -> None:
+    problem = "/tmp: writable by group or others (mode 1777)"
+    obs = dataclasses.replace(clean(), paths=(
+        PathCheck(HOOK, True),
+        PathCheck("/tmp/check", True, (problem,),
+                  "ipvs: tcp 192.0.2.100:80 192.0.2.21:80: script check")))
+    f = only(diagnose(config(), obs), "script-security")
+    assert f.what == f"tcp 192.0.2.100:80 192.0.2.21:80: script check: /tmp/check is not " \
+                     f"safe: {problem}"
+    assert "the agent refuses to run it" in f.why
+    obs = dataclasses.replace(clean(), paths=(
+        PathCheck(HOOK, True), PathCheck("/usr/local/bin/q", False, (),
+                                         "ipvs: tcp 192.0.2.100:80: quorum down")))
+    f = only(diagnose(config(), obs), "script-security")
+    assert f.what == "tcp 192.0.2.100:80: quorum down: /usr/local/bin/q does not exist"

@@ -230,3 +230,29 @@ def test_a_published_table_keeps_out_what_the_agent_took_out_at_its_weights() ->
     assert as_published(service, None) == service
     assert [str(rs) for rs in as_published(
         service, {**published, "sorry_server_active": True}).real_servers] == ["192.0.2.30:80"]
+
+
+def test_every_program_the_agent_runs_is_listed_once_with_where_it_is_configured() -> None:
+    from haguard.core.config import loads
+    from haguard.core.health import commands
+
+    config = loads("""\
+node: {name: lb1}
+agent: {}
+instances: [{name: VI_1, interface: eth0, virtual_router_id: 51, priority: 150,
+             vips: [192.0.2.100/32]}]
+ipvs:
+  services:
+    - vip: 192.0.2.100
+      port: 80
+      health: {check: script, script: {command: [/usr/local/lib/check, "{address}"]},
+               notify: {down: [/usr/local/bin/down, x]}}
+      quorum: {up: [/usr/local/bin/q-up]}
+      real_servers: [{address: 192.0.2.21}, {address: 192.0.2.22, health: {check: tcp}}]
+""", "lb1.yaml")
+    assert config.ipvs is not None
+    assert commands(config.ipvs) == [
+        ("tcp 192.0.2.100:80 192.0.2.21:80: script check", "/usr/local/lib/check"),
+        ("tcp 192.0.2.100:80 192.0.2.21:80: notify down", "/usr/local/bin/down"),
+        ("tcp 192.0.2.100:80 192.0.2.22:80: notify down", "/usr/local/bin/down"),
+        ("tcp 192.0.2.100:80: quorum up", "/usr/local/bin/q-up")]
