@@ -446,3 +446,38 @@ def test_dropped_syns_lose_quorum_swap_in_the_sorry_server_and_run_the_commands(
     lines = notify.read_text().split("\n")
     assert sorted(lines[:2]) == ["down rs", "quorum-down"]
     assert sorted(lines[2:4]) == ["quorum-up", "up rs"]
+
+
+def test_a_reload_keeps_each_real_servers_state_drops_the_removed_and_checks_the_new(
+        pair) -> None:
+    pair.start_agent()
+    wait_until(lambda: pair.state_of(HTTP_RS) == "up" and pair.state_of(SILENT_RS) == "down",
+               15, "the first results")
+    # An edit of the checks' interval, the TCP real server gone, a new one on port 9191.
+    text = pair.config.read_text()
+    edited = text.replace(f"interval_s: {INTERVAL_S}", "interval_s: 1.5").replace(
+        "        - {address: 198.51.100.21, port: 9090, forwarding: nat, health: {check: tcp}}\n",
+        "        - {address: 198.51.100.21, port: 9191, forwarding: nat, health: {check: tcp}}\n")
+    assert edited.count("9191") == 1 and "interval_s: 1.5" in edited
+    pair.config.write_text(edited)
+    reloaded = time.time()
+    assert pair.agent is not None
+    pair.agent.send_signal(signal.SIGHUP)
+    wait_until(lambda: [e for e in pair.events("reloaded") if e["ts"] >= reloaded], 10,
+               "the agent to reload")
+    wait_until(lambda: "198.51.100.21:9191" in pair.health()
+               and TCP_RS not in pair.health(), 5, "the new table published")
+    # Nothing listens on 9191: a new real server starts up and its first failure is final.
+    wait_until(lambda: pair.state_of("198.51.100.21:9191") == "down", 10, "9191 checked")
+    # The silent one stayed down through the reload, without a moment back up.
+    assert pair.state_of(SILENT_RS) == "down"
+    assert not [e for e in pair.events("realserver_up")
+                if e["ts"] >= reloaded and e.get("realserver") == SILENT_RS]
+    assert pair.state_of(HTTP_RS) == "up"
+    # A config that does not load is refused, and the running one kept.
+    pair.config.write_text(edited.replace("port: 8080", "port: 80800"))
+    broken = time.time()
+    pair.agent.send_signal(signal.SIGHUP)
+    wait_until(lambda: [e for e in pair.events("reload_failed") if e["ts"] >= broken], 10,
+               "the refusal")
+    assert pair.state_of(HTTP_RS) == "up"
