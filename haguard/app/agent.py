@@ -70,6 +70,8 @@ class Agent:
         self._reload_requested = threading.Event()
         self.health: HealthWatch | None = None
         self._levers_seen: float | None = None
+        # When this agent last reconciled each instance's IPVS rules itself (see _apply).
+        self._reconciled_at: dict[str, float] = {}
         self.transitions = 0
         self._next_expiry_check = 0.0
         self.host: Host | None = None
@@ -183,6 +185,7 @@ class Agent:
                            action="kept the running config; restart the agent for that")
             return
         self.config = config
+        self._reconciled_at.clear()
         if self.health is not None:
             self.health.reload(config)
         elif (health := self._watch_health()) is not None:
@@ -247,14 +250,28 @@ class Agent:
         record (a hook's, while no agent ran) then wins whichever runs first.
         """
         assert self.host is not None, "events are applied only while the agent runs"
+        reconciled = self._reconciled_at.get(event.name)
+        current = reconciled is not None and (
+            self.health is None or reconciled > self.health.last_failure)
         try:
             outcome = handle_event(self._effective(), event, order or now_key(), host=self.host,
-                                   in_background=_in_thread, component="agent", reason=reason)
+                                   in_background=_in_thread, ipvs_current=current,
+                                   component="agent", reason=reason)
         except HaguardError:
+            self._reconciled_at.pop(event.name, None)
             return  # logged as transition_failed; the next event may finish the job
         if outcome != "ignored":
             self.states[event.name] = event.state
             self.transitions += 1
+        if outcome == "applied":
+            # This agent has just made the instance's rules what it wants (a BACKUP or
+            # FAULT with on_backup: keep, or a MASTER): its next takeover may verify them
+            # after announcing instead of before.
+            record = self.state_dir.read_state(event.name) or {}
+            if record.get("complete") and event.state in ("MASTER", "BACKUP", "FAULT"):
+                self._reconciled_at[event.name] = time.monotonic()
+            else:
+                self._reconciled_at.pop(event.name, None)
 
     # ------------------------------------------------------------------ keepalived
     def _attach_keepalived(self) -> None:

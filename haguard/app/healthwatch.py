@@ -120,6 +120,8 @@ class HealthWatch:
         self._cached: tuple[tuple[VirtualService, ...], tuple[VirtualService, ...]] | None = None
         self._tasks: dict[tuple[ServiceKey, tuple[str, int], int], asyncio.Task[None]] = {}
         self._dirty = True
+        # When a kernel write last failed: a table reconciled before then is not current.
+        self.last_failure = 0.0
         self._load(config)
 
     # ------------------------------------------------------------------ config
@@ -291,6 +293,7 @@ class HealthWatch:
             self.log.error("health_apply_failed", service=str(key), reason=reason,
                            realservers=servers, error=str(exc))
             entry.applied = None
+            self.last_failure = time.monotonic()
             return
         entry.applied = table
         self.log.info("health_applied", service=str(key), reason=reason, realservers=servers)

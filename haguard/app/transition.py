@@ -35,7 +35,8 @@ def find_instance(config: Config, name: str) -> Instance:
 
 
 def handle_event(config: Config, event: Event, order: OrderKey, *, host: Host,
-                 in_background: Background | None = None, **log_fields: Any) -> str:
+                 in_background: Background | None = None, ipvs_current: bool = False,
+                 **log_fields: Any) -> str:
     """Apply one event with its own log; 'applied', 'superseded' or 'ignored'.
 
     A MASTER's log lines wait until its first announcement is on the wire. A failure (an
@@ -45,7 +46,8 @@ def handle_event(config: Config, event: Event, order: OrderKey, *, host: Host,
     log = get_logger(config.node.log_file, deferred=event.state in ACTIVE_STATES,
                      node=config.node.name, **log_fields)
     try:
-        return apply_event(config, event, order, log, host=host, in_background=in_background)
+        return apply_event(config, event, order, log, host=host, in_background=in_background,
+                           ipvs_current=ipvs_current)
     except HaguardError as exc:
         log.release()
         log.error("transition_failed", instance=event.name, state=event.state, error=str(exc))
@@ -55,7 +57,7 @@ def handle_event(config: Config, event: Event, order: OrderKey, *, host: Host,
 
 
 def apply_event(config: Config, event: Event, order: OrderKey, log: Log, *, host: Host,
-                in_background: Background | None = None) -> str:
+                in_background: Background | None = None, ipvs_current: bool = False) -> str:
     """Apply one event through ``host``; return 'applied', 'superseded' or 'ignored'.
 
     ``in_background`` runs the rest of an announcement burst and the frame preparation
@@ -88,7 +90,7 @@ def apply_event(config: Config, event: Event, order: OrderKey, log: Log, *, host
             if event.state in ACTIVE_STATES else {},
         )
         plan = plan_transition(inst, event.state, config.director_sysctls(), observed,
-                               config.ipvs, config.drives_sync(inst.name))
+                               config.ipvs, config.drives_sync(inst.name), ipvs_current)
         ctx = Context(config=config, instance=inst, host=host, link=link,
                       state_dir=state_dir, order=order, log=log, received_at=received,
                       previous=previous)

@@ -266,3 +266,25 @@ def test_master_compares_sysctls_by_whitespace_split(
                            _observed(_present(*VIPS), {key: current}))
     sets = [a for a in plan.actions if isinstance(a, SetSysctl)]
     assert sets == ([SetSysctl(key, wanted, current)] if must_set else [])
+
+
+def test_known_current_rules_move_after_the_announcement_only_with_on_backup_keep() -> None:
+    import ipaddress
+
+    from haguard.core.ipvsconfig import IpvsSettings, ServiceKey, VirtualService
+    from haguard.core.plan import ReconcileIpvs, SendAnnouncements
+
+    service = VirtualService(key=ServiceKey(4, "tcp", str(ipaddress.ip_address("192.0.2.10")),
+                                            80))
+
+    def order(on_backup: str, current: bool) -> list[str]:
+        plan = plan_transition(_instance(), "MASTER", (), _observed(),
+                               IpvsSettings(on_backup=on_backup, services=(service,)),
+                               ipvs_current=current)
+        return [type(a).__name__ for a in plan.actions
+                if isinstance(a, (ReconcileIpvs, SendAnnouncements))]
+
+    assert order("keep", False) == ["ReconcileIpvs", "SendAnnouncements"]
+    assert order("keep", True) == ["SendAnnouncements", "ReconcileIpvs"]
+    # with remove the BACKUP holds no rules: they must be made before traffic arrives
+    assert order("remove", True) == ["ReconcileIpvs", "SendAnnouncements"]
