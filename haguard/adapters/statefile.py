@@ -121,8 +121,10 @@ class StateDir:
         except OSError:
             pass  # the drill's report stands without the textfile
 
-    def write_metrics(self, node: str, instances: list[str]) -> None:
-        """Rewrite metrics.prom (Prometheus textfile) from the records and the last drill."""
+    def write_metrics(self, node: str, instances: list[str],
+                      health: dict[str, Any] | None = None) -> None:
+        """Rewrite metrics.prom (Prometheus textfile) from the records, the last drill and
+        the real servers' health (``health``: the snapshot just written, else the file)."""
         from haguard.core.metrics import render
 
         drill = None
@@ -135,7 +137,8 @@ class StateDir:
         final = os.path.join(self.path, "metrics.prom")
         tmp = f"{final}.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(render(node, records, drill, self.read_health()))
+            fh.write(render(node, records, drill,
+                            health if health is not None else self.read_health()))
         os.replace(tmp, final)
 
 

@@ -10,7 +10,9 @@ so a takeover costs a netlink call and a frame. Besides the events it:
   that died hard (SIGKILL, OOM) leaves no VIP behind here;
 - on its own start, applies what it missed (events still in the FIFO, events the hooks
   journaled while handing over) and otherwise re-asserts the recorded state, so a
-  restart changes nothing that was right.
+  restart changes nothing that was right;
+- checks the real servers (app/healthwatch.py) on the same event loop, and applies the
+  table their health and the operator's levers leave in every transition.
 
 While the agent holds ``state_dir/agent.lock`` the hooks hand every event over to it;
 without it they do the work themselves (the fallback).
@@ -143,7 +145,7 @@ class Agent:
     def _publish_health(self, snapshot: dict[str, Any]) -> None:
         self.state_dir.write_health(snapshot)
         self.state_dir.write_metrics(self.config.node.name,
-                                     [i.name for i in self.config.instances])
+                                     [i.name for i in self.config.instances], snapshot)
 
     def _follow_levers(self) -> None:
         """Take the operator's real-server levers as soon as their file changes."""

@@ -41,6 +41,9 @@ from haguard.core.ipvsconfig import RealServer, ServiceKey, VirtualService
 from haguard.core.leverrules import RsLever
 
 BOOTSTRAP_S = 1.0          # keepalived's BOOTSTRAP_DELAY before a check's first probe
+# A check that says what it said before changes nothing worth writing at once; its time
+# is written this often (thousands of checks a second must not rewrite the file each).
+REFRESH_S = 10.0
 NOTIFY_TIMEOUT_S = 10.0    # notify and quorum commands
 
 
@@ -120,6 +123,7 @@ class HealthWatch:
         self._cached: tuple[tuple[VirtualService, ...], tuple[VirtualService, ...]] | None = None
         self._tasks: dict[tuple[ServiceKey, tuple[str, int], int], asyncio.Task[None]] = {}
         self._dirty = True
+        self._checked = False
         # When a kernel write last failed: a table reconciled before then is not current.
         self.last_failure = 0.0
         self._load(config)
@@ -245,11 +249,14 @@ class HealthWatch:
             new, delay = server_step(health, state, index, ok, delta)
             self.states[(key, rs.key)] = new
             record = entry.records[rs.key]
+            before = record.checks[index]
             record.checks[index] = CheckRecord(check.kind, ok, result.detail, time.time(),
                                                round(result.duration_s * 1000, 3),
-                                               record.checks[index].checks + 1)
+                                               before.checks + 1)
             record.failures = 0 if ok else record.failures + 1
-            self._dirty = True
+            self._checked = True
+            if (before.ok, before.detail) != (ok, result.detail):
+                self._dirty = True
             if new.up != state.up:
                 record.since = time.time()
                 record.transitions += 1
@@ -335,10 +342,13 @@ class HealthWatch:
         return out
 
     async def publish_every(self, seconds: float) -> None:
-        """Write the snapshot whenever something changed, at most every ``seconds``."""
+        """Write the snapshot within ``seconds`` of a change, and every REFRESH_S while
+        checks only repeat themselves (their times move on)."""
+        written = 0.0
         while True:
-            if self._dirty:
-                self._dirty = False
+            if self._dirty or (self._checked and time.monotonic() - written >= REFRESH_S):
+                self._dirty = self._checked = False
+                written = time.monotonic()
                 try:
                     self._publish(self.snapshot())
                 except Exception as exc:  # noqa: BLE001 - status is stale, checks go on

@@ -9,10 +9,11 @@ from typing import Any
 from haguard.adapters import keepalived
 from haguard.adapters.host import Host, opened
 from haguard.adapters.statefile import StateDir
+from haguard.app.healthwatch import REFRESH_S
 from haguard.core.config import Config
 from haguard.core.events import ACTIVE_STATES
 
-STALE_SLACK_S = 5.0   # beyond two check intervals, before status calls the checks stale
+STALE_SLACK_S = 5.0   # beyond two check intervals and the agent's refresh, before stale
 
 
 def collect(config: Config, wire_s: float | None = None, *,
@@ -86,7 +87,7 @@ def _realservers(config: Config, state_dir: StateDir, now: float
     snapshot = state_dir.read_health()
     intervals = [c.interval_s for s in config.ipvs.services for rs in s.real_servers
                  if rs.health for c in rs.health.checks]
-    bound = 2 * max(intervals, default=0) + STALE_SLACK_S
+    bound = 2 * max(intervals, default=0) + REFRESH_S + STALE_SLACK_S
     if snapshot is None:
         return [], "no real-server health published: is `haguard agent` running?"
     services = [s for s in snapshot.get("services", []) if isinstance(s, dict)]
