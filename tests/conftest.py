@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from haguard.adapters import process
 from tests import ledger
 
 
@@ -19,11 +20,12 @@ class _Interrupt:
     """What the run was told to stop by, and the session to stop.
 
     The first SIGTERM or SIGINT raises KeyboardInterrupt in whatever the main thread runs,
-    and pytest then tears everything down. A KeyboardInterrupt can be lost, though: raised
-    inside a ``__del__`` or a GC callback, Python prints it and carries on. So the signal
-    is also remembered, and the session stops after the test that was running. A signal
-    that arrives during a teardown raises nothing (a finalizer cut short leaves things
-    behind): that teardown finishes, then the session stops.
+    and pytest then tears everything down. Raised inside a ``__del__``, Python would print
+    it and carry on: there the signal is sent again a moment later instead. Should one be
+    lost anyway (a GC callback), the signal is remembered and the session stops after the
+    test that was running. A signal that arrives during a teardown raises nothing (a
+    finalizer cut short leaves things behind): that teardown finishes, then the session
+    stops.
     """
 
     signal: str | None = None
@@ -32,6 +34,11 @@ class _Interrupt:
 
 
 def _interrupted(signum: int, frame: Any) -> None:
+    if process.in_finalizer(frame):
+        # A KeyboardInterrupt raised inside a __del__ is printed and dropped: ask again
+        # once the finalizer is over.
+        process.signal_again_soon(signum)
+        return
     # pytest runs every pending finalizer on KeyboardInterrupt; a second signal must not
     # cut that teardown short.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -7,8 +7,10 @@ import os
 import pwd
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
+from types import FrameType
 
 from haguard.core.events import OrderKey
 
@@ -108,7 +110,39 @@ def terminate_if(pid: int, *markers: str) -> bool:
     return True
 
 
-def _interrupt(signum: int, frame: object) -> None:
+def in_finalizer(frame: FrameType | None) -> bool:
+    """Whether ``frame`` runs inside a ``__del__``, where Python prints an exception and
+    drops it: a KeyboardInterrupt raised there would be lost."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
+
+
+def signal_again_soon(signum: int, delay_s: float = 0.05) -> None:
+    """Send ``signum`` to this process again in a moment (from a helper thread)."""
+    threading.Timer(delay_s, os.kill, (os.getpid(), signum)).start()
+
+
+class _Termination:
+    """Whether SIGTERM or SIGINT arrived under ``interrupt_on_termination``."""
+
+    seen = False
+
+
+def termination_seen() -> bool:
+    """Whether this process was told to stop (even if its KeyboardInterrupt got lost)."""
+    return _Termination.seen
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    _Termination.seen = True
+    if in_finalizer(frame):
+        # Raised here it would be lost (a Popen's __del__ once ate one, and an interrupted
+        # `haguard lab run` went on to the end and exited 0): ask again once it is over.
+        signal_again_soon(signum)
+        return
     raise KeyboardInterrupt
 
 

@@ -18,7 +18,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        from haguard.adapters.process import termination_seen
+
+        if termination_seen():
+            # Told to stop, yet the command ran on to its end (the KeyboardInterrupt was
+            # lost somewhere): it was still interrupted, and must not say it succeeded.
+            print("interrupted", file=sys.stderr)
+            return ExitStatus.INTERRUPTED
+        return code
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)

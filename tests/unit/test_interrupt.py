@@ -40,3 +40,48 @@ def test_a_lost_keyboard_interrupt_still_stops_the_session(sig: int, tmp_path: P
     assert os.path.exists(mark + ".swallowed"), text       # the interrupt was lost
     assert not os.path.exists(mark + ".second"), text      # and still nothing more ran
     assert child.returncode == pytest.ExitCode.INTERRUPTED, text
+
+
+CHILD = """
+import sys, time
+from pathlib import Path
+from haguard.adapters.process import interrupt_on_termination
+interrupt_on_termination()
+mark = sys.argv[1]
+
+class Slow:
+    def __del__(self):
+        Path(mark + ".in_del").touch()
+        time.sleep(1.0)
+        Path(mark + ".del_done").touch()
+
+try:
+    s = Slow()
+    del s                       # its __del__ runs now, for a second
+    time.sleep(10)
+    print("ran to the end")
+except KeyboardInterrupt:
+    print("interrupted")
+    sys.exit(130)
+"""
+
+
+def test_a_signal_that_lands_in_a_finalizer_still_interrupts_after_it(tmp_path: Path) -> None:
+    mark = str(tmp_path / "mark")
+    child = subprocess.Popen([sys.executable, "-c", CHILD, mark], cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(mark + ".in_del") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        child.send_signal(signal.SIGTERM)
+        out, _ = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    text = out.decode(errors="replace")
+    # the finalizer was not cut short, and the interrupt came right after it
+    assert os.path.exists(mark + ".del_done"), text
+    assert child.returncode == 130 and "interrupted" in text and "Exception ignored" not in text
