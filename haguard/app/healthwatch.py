@@ -75,12 +75,6 @@ class _Service:
     records: dict[tuple[str, int], ServerRecord] = field(default_factory=dict)
     levers: dict[tuple[str, int], str] = field(default_factory=dict)
 
-    @property
-    def watched(self) -> bool:
-        """Checked, or with a quorum or sorry server: health changes its table."""
-        svc = self.config
-        return svc.checked or svc.quorum is not None or svc.sorry_server is not None
-
 
 def _probe(check: Check, rs: RealServer, service: VirtualService
            ) -> Callable[[], Coroutine[Any, Any, probes.ProbeResult]]:
@@ -166,7 +160,7 @@ class HealthWatch:
         self._load(config)
         self._restart_tasks()
         for key, entry in self.services.items():
-            if entry.watched or entry.levers:
+            if entry.config.watched or entry.levers:
                 self._changed(key, reason="config reloaded")
 
     def set_levers(self, levers: list[RsLever]) -> None:
@@ -198,7 +192,7 @@ class HealthWatch:
         touch none). Every transition asks: the answer is kept until something changes."""
         if self._cached is not None and self._cached[0] is services:
             return self._cached[1]
-        touched = {k for k, e in self.services.items() if e.watched or e.levers}
+        touched = {k for k, e in self.services.items() if e.config.watched or e.levers}
         result = services if not touched else tuple(
             self.table(s.key) if s.key in touched else s for s in services)
         self._cached = (services, result)
@@ -209,7 +203,7 @@ class HealthWatch:
         """Start every check (after keepalived's bootstrap delay and a random warm-up, so
         a restart does not probe every real server at once)."""
         for key, entry in self.services.items():
-            if entry.watched or entry.levers:
+            if entry.config.watched or entry.levers:
                 self._changed(key, reason="agent start")
         self._restart_tasks()
 
@@ -318,7 +312,7 @@ class HealthWatch:
         """Every watched real server as `haguard status` shows it."""
         out: dict[str, Any] = {"at": time.time(), "services": []}
         for key, entry in self.services.items():
-            if not entry.watched and not entry.levers:
+            if not entry.config.watched and not entry.levers:
                 continue
             in_table = {rs.key: rs.weight for rs in self.table(key).real_servers}
             servers = []

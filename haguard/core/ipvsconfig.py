@@ -137,6 +137,11 @@ class VirtualService:
         return any(rs.health is not None for rs in self.real_servers)
 
     @property
+    def watched(self) -> bool:
+        """Checked, or with a quorum or a sorry server: the agent may change its table."""
+        return self.checked or self.quorum is not None or self.sorry_server is not None
+
+    @property
     def flag_bits(self) -> int:
         bits = SVC_F_PERSISTENT if self.persistence else 0
         for name in self.flags:
@@ -158,8 +163,8 @@ class IpvsSettings:
 
     @property
     def watched(self) -> bool:
-        """Whether the agent changes this table (checks, or a sorry server to swap in)."""
-        return any(s.checked or s.sorry_server is not None for s in self.services)
+        """Whether the agent may change this table (see ``VirtualService.watched``)."""
+        return any(s.watched for s in self.services)
 
     def director_sysctls(self) -> tuple[tuple[str, str], ...]:
         nat = any(rs.forwarding == "nat" for s in self.services for rs in s.real_servers)
