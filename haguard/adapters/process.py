@@ -122,7 +122,9 @@ def in_finalizer(frame: FrameType | None) -> bool:
 
 def signal_again_soon(signum: int, delay_s: float = 0.05) -> None:
     """Send ``signum`` to this process again in a moment (from a helper thread)."""
-    threading.Timer(delay_s, os.kill, (os.getpid(), signum)).start()
+    timer = threading.Timer(delay_s, os.kill, (os.getpid(), signum))
+    timer.daemon = True     # a process that is exiting anyway does not wait for it
+    timer.start()
 
 
 class _Termination:

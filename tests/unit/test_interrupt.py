@@ -16,30 +16,36 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_lost_keyboard_interrupt_still_stops_the_session(sig: int, tmp_path: Path) -> None:
-    mark = str(tmp_path / "mark")
-    child = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-         "tests/unit/interrupt_target.py"], cwd=REPO, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        env={**os.environ, "HAGUARD_INTERRUPT_MARK": mark,
-             "HAGUARD_TEST_LEDGER_DIR": str(tmp_path / "ledger")})
+def _signal_when(argv: list[str], marker: str, sig: int, timeout: float,
+                 env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Start ``argv``, send it ``sig`` once ``marker`` exists; its exit code and output."""
+    child = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, start_new_session=True, env=env)
     try:
-        deadline = time.monotonic() + 60
-        while not os.path.exists(mark + ".started") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert os.path.exists(mark + ".started"), "the child never started its first test"
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(marker) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert os.path.exists(marker), f"{marker} never appeared"
         child.send_signal(sig)
-        out, _ = child.communicate(timeout=60)
+        out, _ = child.communicate(timeout=timeout)
     finally:
         if child.poll() is None:
             child.kill()
             child.wait()
-    text = out.decode(errors="replace")
+    return child.returncode, out.decode(errors="replace")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_lost_keyboard_interrupt_still_stops_the_session(sig: int, tmp_path: Path) -> None:
+    mark = str(tmp_path / "mark")
+    code, text = _signal_when(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+         "tests/unit/interrupt_target.py"], mark + ".started", sig, 60,
+        env={**os.environ, "HAGUARD_INTERRUPT_MARK": mark,
+             "HAGUARD_TEST_LEDGER_DIR": str(tmp_path / "ledger")})
     assert os.path.exists(mark + ".swallowed"), text       # the interrupt was lost
     assert not os.path.exists(mark + ".second"), text      # and still nothing more ran
-    assert child.returncode == pytest.ExitCode.INTERRUPTED, text
+    assert code == pytest.ExitCode.INTERRUPTED, text
 
 
 CHILD = """
@@ -68,20 +74,8 @@ except KeyboardInterrupt:
 
 def test_a_signal_that_lands_in_a_finalizer_still_interrupts_after_it(tmp_path: Path) -> None:
     mark = str(tmp_path / "mark")
-    child = subprocess.Popen([sys.executable, "-c", CHILD, mark], cwd=REPO,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 30
-        while not os.path.exists(mark + ".in_del") and time.monotonic() < deadline:
-            time.sleep(0.01)
-        child.send_signal(signal.SIGTERM)
-        out, _ = child.communicate(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    text = out.decode(errors="replace")
+    code, text = _signal_when([sys.executable, "-c", CHILD, mark], mark + ".in_del",
+                              signal.SIGTERM, 30)
     # the finalizer was not cut short, and the interrupt came right after it
     assert os.path.exists(mark + ".del_done"), text
-    assert child.returncode == 130 and "interrupted" in text and "Exception ignored" not in text
+    assert code == 130 and "interrupted" in text and "Exception ignored" not in text
