@@ -379,16 +379,38 @@ class LabRunner:
             winners.add(top[0])
         return winners.pop() if len(winners) == 1 else None
 
-    def wait_for_master(self, timeout: float = 20.0) -> str:
+    def wait_steady(self, predicate: Callable[[], Any], hold: float, timeout: float,
+                    what: str) -> Any:
+        """Poll ``predicate`` until it has returned the same truthy value for ``hold``
+        seconds on end; both times are scaled by the lab's time scale."""
+        if hold <= 0:
+            return self.wait_for(predicate, timeout, what)
+        scaled_hold = hold * self.time_scale
+        since: float | None = None
+        held: Any = None
+
+        def steady() -> Any:
+            nonlocal since, held
+            value, now = predicate(), time.monotonic()
+            if not value or value != held:
+                since, held = (now if value else None), value
+                return None
+            return value if since is not None and now - since >= scaled_hold else None
+
+        return self.wait_for(steady, timeout + hold, f"{what} (unchanged for {scaled_hold:g} s)")
+
+    def wait_for_master(self, timeout: float = 20.0, steady_s: float = 0.0) -> str:
         """The one MASTER holding every VIP; where the configs decide who that is, that
         director: a peer that won the first election only until the elected one came up
-        and preempted it is no MASTER to rely on."""
+        and preempted it is no MASTER to rely on. ``steady_s``: it must stay so that long
+        (keepalived may still be acting on a lever that was pulled and released)."""
         elected = self.elected()
         if elected is None:
-            master: str = self.wait_for(self.master, timeout, "one MASTER holding every VIP")
+            master: str = self.wait_steady(self.master, steady_s, timeout,
+                                           "one MASTER holding every VIP")
             return master
-        self.wait_for(lambda: self.master() == elected, timeout,
-                      f"{elected} (elected by priority) MASTER holding every VIP")
+        self.wait_steady(lambda: self.master() == elected, steady_s, timeout,
+                         f"{elected} (elected by priority) MASTER holding every VIP")
         return elected
 
     # ------------------------------------------------------------------ drive
