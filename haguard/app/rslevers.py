@@ -34,6 +34,7 @@ from haguard.errors import BadInput, HaguardError, OperationFailed
 
 Say = Callable[[str], None]
 DRAIN_POLL_S = 1.0
+DRAIN_QUIET_S = 10.0
 
 
 def find(config: Config, service: str, realserver: str) -> tuple[VirtualService, RealServer]:
@@ -125,12 +126,20 @@ def drain(config: Config, service: str, realserver: str, *, reason: str, ttl_s: 
     lines = pull(config, service, realserver, kind=DRAINING, reason=reason, ttl_s=ttl_s)
     if not wait:
         return lines
+    for line in lines:          # before the countdown, not after it
+        say(line)
+    lines = []
     svc, rs = find(config, service, realserver)
     deadline = time.monotonic() + timeout_s
+    said: tuple[tuple[int, int], float] | None = None
     while True:
         with Ipvs() as ipvs:
             active, inactive = ipvs.connections(svc.key).get(str(rs), (0, 0))
-        say(f"{rs}: {active} active, {inactive} inactive connections")
+        # A line when the figures move, and every DRAIN_QUIET_S while they stand still.
+        now = time.monotonic()
+        if said is None or said[0] != (active, inactive) or now - said[1] >= DRAIN_QUIET_S:
+            say(f"{rs}: {active} active, {inactive} inactive connections")
+            said = ((active, inactive), now)
         if active == 0 and inactive == 0:
             break
         if time.monotonic() >= deadline:

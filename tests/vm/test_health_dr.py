@@ -4,7 +4,9 @@ where the client's requests land, as the real servers go down and come back."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import time
 from collections.abc import Iterator
 
@@ -24,21 +26,32 @@ POLL_SLACK_S = 6
 
 @pytest.fixture(scope="module")
 def lab(vm: VM) -> Iterator[GuestLab]:
-    yield from guest_lab(vm, "vhc", "conf/lab-dr-health.yaml")
+    for made in guest_lab(vm, "vhc", "conf/lab-dr-health.yaml"):
+        # IPVS keeps a closed connection as FIN_WAIT for `tcpfin`, 2 minutes by default,
+        # and a drain waits for those too: 3 s here, in the directors' namespaces only.
+        for node in ("lb1", "lb2"):
+            made.vm.run(["ip", "netns", "exec", made.director_ns(node), "ipvsadm", "--set",
+                         "0", "3", "0"], check=True)
+        yield made
 
 
 def _table(lab: GuestLab, node: str) -> str:
     return lab.ipvsadm(node, "-Ln")
 
 
-def _wait_table(lab: GuestLab, node: str, predicate, what: str, timeout: float = 120) -> float:
-    """Poll ``node``'s table until ``predicate`` holds; seconds it took."""
+def _wait_table(lab: GuestLab, node: str, predicate, what: str, timeout: float = 120,
+                also: str | None = None) -> float:
+    """Poll ``node``'s table until ``predicate`` holds; seconds it took. ``also``: a file
+    whose text the failure message carries."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if predicate(_table(lab, node)):
             return time.monotonic() - started
         time.sleep(0.2)
-    raise AssertionError(f"{node}: {what} within {timeout} s; the table:\n{_table(lab, node)}")
+    more = f"\n{also}:\n{open(also, encoding='utf-8').read()}" \
+        if also and os.path.exists(also) else ""
+    raise AssertionError(f"{node}: {what} within {timeout} s; the table:\n{_table(lab, node)}"
+                         f"{more}")
 
 
 def _stop_http(lab: GuestLab, node: str) -> None:
@@ -91,4 +104,81 @@ def test_every_real_server_down_swaps_in_the_sorry_server_and_back(lab: GuestLab
     _start_http(lab, "rs2")
     _wait_table(lab, "lb1", lambda t: RS1 in t and RS2 in t and SORRY not in t,
                 "both back, the sorry server out")
+    assert sorted(lab.fetch(4)["counts"]) == ["rs1", "rs2"]
+
+
+def _wait_file(path: str, done: str, timeout: float, what: str) -> str:
+    """The text of a file the guest writes in the shared work directory, once ``done``
+    is in it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = open(path, encoding="utf-8").read() if os.path.exists(path) else ""
+        if done in text:
+            return text
+        time.sleep(0.2)
+    raise AssertionError(f"{what} within {timeout} s")
+
+
+def _rs_line(table: str, server: str) -> tuple[int, int, int] | None:
+    """Weight, active and inactive connections of ``server`` in `ipvsadm -Ln` output."""
+    found = re.search(rf"-> {re.escape(server)}\s+\w+\s+(\d+)\s+(\d+)\s+(\d+)", table)
+    return tuple(int(g) for g in found.groups()) if found else None  # type: ignore[return-value]
+
+
+def test_drain_lets_open_connections_finish_then_takes_the_real_server_out(
+        lab: GuestLab) -> None:
+    lab.wait_master("lb1")
+    _wait_table(lab, "lb1", lambda t: RS1 in t and RS2 in t and SORRY not in t,
+                "both real servers in the table")
+    ns, work = lab.director_ns("lb1"), lab.vm.work
+    ready, go = os.path.join(work, "drain-ready"), os.path.join(work, "drain-go")
+    held = os.path.join(work, "drain-hold.out")
+    lab.vm.spawn(["ip", "netns", "exec", lab.ns("cl"), lab.python, "-m",
+                  "haguard.adapters.httpprobe", "hold", "192.0.2.100", "--count", "4",
+                  "--go-file", go, "--ready-file", ready, "--wait-s", "600"], held)
+    before = json.loads(_wait_file(ready, "]", 120, "the client's four connections answered"))
+    assert before.count("rs1") >= 1 and None not in before, before
+    out = os.path.join(work, "drain.out")
+    lab.vm.spawn(["ip", "netns", "exec", ns, lab.python, "-m", "haguard", "ipvs", "drain",
+                  "-c", lab.director_config_path("lb1"), "tcp 192.0.2.100:80", RS1,
+                  "--reason", "vm test: drain", "--wait", "--timeout", "600", "--remove"], out)
+    # Weight 0, its connections still there: new requests all go to rs2.
+    _wait_table(lab, "lb1", lambda t: (_rs_line(t, RS1) or (1, 0, 0))[:2]
+                == (0, before.count("rs1")), "rs1 at weight 0 with its open connections", also=out)
+    result = lab.fetch(4)
+    assert result["failed"] == 0 and result["counts"] == {"rs2": 4}, result
+    assert "no connections left" not in open(out, encoding="utf-8").read()
+    # The held connections ask again: each is answered by the server that answered it first.
+    open(go, "w").close()
+    after = json.loads(_wait_file(held, "}", 120, "the held connections' second answers"))
+    assert after["after"] == before and after["survived"] == 4, after
+    took = _wait_table(lab, "lb1", lambda t: RS1 not in t, "rs1 out once its connections ended",
+                       also=out)
+    text = _wait_file(out, "disabled", 60, "the drain's last words")
+    counts = [tuple(map(int, m)) for m in re.findall(
+        rf"{re.escape(RS1)}: (\d+) active, (\d+) inactive connections", text)]
+    print(f"drain: rs1 out {took:.1f} s after the client closed its connections; "
+          f"countdown {counts}")
+    assert counts[0][0] == before.count("rs1") and counts[-1] == (0, 0), text
+    assert text.index("draining, at weight 0") < text.index(" active, "), text
+    assert "no connections left" in text and "disabled" in text, text
+    assert RS1 not in _table(lab, "lb1") and RS2 in _table(lab, "lb1")
+    lab.haguard("ipvs", "enable", "-c", lab.director_config_path("lb1"), "tcp 192.0.2.100:80",
+                RS1, "--reason", "vm test: drained", ns=ns)
+    assert (_rs_line(_table(lab, "lb1"), RS1) or (None,))[0] == 1   # back at its weight
+
+
+def test_disable_takes_a_healthy_real_server_out_until_enable(lab: GuestLab) -> None:
+    ns, config = lab.director_ns("lb1"), lab.director_config_path("lb1")
+    lab.haguard("ipvs", "disable", "-c", config, "tcp 192.0.2.100:80", RS2, "--reason",
+                "vm test: disable", ns=ns)
+    assert RS2 not in _table(lab, "lb1")       # out when the command returns
+    result = lab.fetch(4)
+    assert result["failed"] == 0 and result["counts"] == {"rs1": 4}, result
+    # Its checks still pass; the agent keeps it out all the same.
+    time.sleep(DETECT_S)
+    assert RS2 not in _table(lab, "lb1")
+    lab.haguard("ipvs", "enable", "-c", config, "tcp 192.0.2.100:80", RS2, "--reason",
+                "vm test: disabled", ns=ns)
+    assert RS2 in _table(lab, "lb1")
     assert sorted(lab.fetch(4)["counts"]) == ["rs1", "rs2"]
