@@ -15,12 +15,24 @@ import pytest
 
 from haguard.app.hooks import install
 from haguard.lab import netns
-from haguard.lab.runner import LabRunner, load_lab
+from haguard.lab.runner import LabRunner, load_lab, read_jsonl
 from tests import ledger
 from tests.conftest import lab_prerequisites, require
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_YAML = REPO / "conf" / "lab.yaml"
+# A hook's fork time comes from its start in clock ticks (10 ms): it may read that much
+# earlier than the moment itself.
+TICK_S = 0.01
+
+
+def master_hook_forked(lab, node: str, since: float) -> float | None:
+    """When keepalived forked ``node``'s first MASTER hook after ``since`` (from its log):
+    keepalived's decision, without the hook's own start-up."""
+    log = read_jsonl(lab.runner.record["directors"][node]["log_file"])
+    return next((e["forked_at"] for e in log if e.get("event") == "notify_received"
+                 and e.get("state") == "MASTER" and e.get("forked_at", 0) >= since - TICK_S),
+                None)
 
 
 @pytest.fixture(autouse=True)

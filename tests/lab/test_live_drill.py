@@ -12,6 +12,7 @@ import sys
 import time
 
 from haguard.lab import netns
+from tests.lab.conftest import TICK_S, master_hook_forked
 
 VIP = "192.0.2.100"
 PORT = "8080"
@@ -57,7 +58,12 @@ def test_a_live_drill_on_the_master_times_the_peer_from_the_wire_and_the_probe_p
     report = json.loads(proc.stdout)
     assert (report["new_master"], report["new_master_mac"]) == (lb2_address, lb2_mac)
     assert report["left_master_ms"] is not None    # lb1's priority-0 advert
-    assert 0 < report["new_master_ms"] <= report["first_announcement_ms"] < 2000
+    assert 0 < report["new_master_ms"] <= report["first_announcement_ms"]
+    # The first announcement on the wire is lb2's takeover: it follows keepalived's fork of
+    # lb2's MASTER hook (how long after depends on the machine's load, not on haguard).
+    forked = master_hook_forked(lab, "lb2", since=report["trigger_at"])
+    assert forked is not None
+    assert forked - TICK_S <= report["trigger_at"] + report["first_announcement_ms"] / 1000
     assert any(m["what"].startswith("removed 192.0.2.100") for m in report["milestones"])
     replies = [float(m.group(1)) for m in re.finditer(r"^\[(\d+\.\d+)\] \d+ bytes from", out,
                                                       re.M)]
