@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from haguard.adapters import process
 from haguard.core.events import OrderKey
 from haguard.errors import OperationFailed
 
@@ -53,7 +54,7 @@ class StateDir:
     def register(self, instance: str, key: OrderKey) -> OrderKey:
         """Record that an event with ``key`` arrived; return the newest key seen."""
         with self._locked(self._file(instance, "order")) as fd:
-            newest = _read_key(fd)
+            newest = _pending(_read_key(fd))
             if newest is None or key > newest:
                 data = json.dumps(key.as_list()).encode()
                 os.lseek(fd, 0, os.SEEK_SET)
@@ -63,12 +64,13 @@ class StateDir:
             return newest
 
     def newest(self, instance: str) -> OrderKey | None:
+        """The newest event registered whose process may still apply it."""
         try:
             fd = os.open(self._file(instance, "order"), os.O_RDONLY)
         except FileNotFoundError:
             return None
         try:
-            return _read_key(fd)
+            return _pending(_read_key(fd))
         finally:
             os.close(fd)
 
@@ -140,6 +142,22 @@ class StateDir:
             fh.write(render(node, records, drill,
                             health if health is not None else self.read_health()))
         os.replace(tmp, final)
+
+
+def _pending(key: OrderKey | None) -> OrderKey | None:
+    """``key`` while the process that registered it lives, else None.
+
+    A registered event holds back older ones only while it may still be applied. An agent
+    killed between reading an event and applying it leaves its key behind; the same event
+    then comes back as the hook's journal entry or fallback, forked earlier in clock ticks
+    than the dead agent read it, and must not be taken for an older one. A pid reused
+    since has a later start than the key.
+    """
+    if key is None:
+        return None
+    started = process.start_ticks(key.pid)
+    return key if started is not None and started <= key.start_ticks \
+        and process.alive(key.pid) else None
 
 
 def _read_key(fd: int) -> OrderKey | None:

@@ -191,7 +191,15 @@ def _died_at(lab: AgentLab, proc: subprocess.Popen, point: str) -> None:
 
 
 def _converged(lab: AgentLab, node: str, state: str) -> None:
-    wait_until(lambda: _settled(lab, node, state), 20, f"{node} converged to {state}")
+    try:
+        wait_until(lambda: _settled(lab, node, state), 20, f"{node} converged to {state}")
+    except AssertionError as exc:
+        # The lab is gone before anyone can look: what the node recorded, held and logged.
+        events = [f"{e.get('ts')} {e.get('component', '')} {e.get('event')} "
+                  f"{e.get('state', '')} {e.get('order', '')} {e.get('reason', '')}"
+                  for e in lab.agent_log(node)[-30:]]
+        raise AssertionError(f"{exc}; record {lab.record(node)}, VIPs {lab.vips_on(node)}; "
+                             "last events:\n" + "\n".join(events)) from None
     vips = lab.vips_on(node)
     assert len(vips) == len(set(vips))
     # A re-announcer of an overtaken MASTER exits at its next wake-up without sending.

@@ -5,10 +5,13 @@ machine, in which order, and what it records, in both modes' one code path
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from haguard.adapters import process
 from haguard.adapters.statefile import StateDir
 from haguard.app.transition import handle_event
 from haguard.core.config import Config, loads
@@ -117,9 +120,35 @@ def test_an_event_overtaken_while_it_waited_changes_nothing(config: Config) -> N
     host = MemoryHost()
     state_dir = StateDir(config.node.state_dir)
     state_dir.ensure()
-    state_dir.register("VI_1", OrderKey(20, 120))   # a newer event is already in line
+    state_dir.register("VI_1", process.now_key())   # a newer event is already in line
     assert handle_event(config, *event("MASTER", 10), host=host) == "superseded"
     assert host.calls == [] and state_dir.read_state("VI_1") is None
+
+
+def test_a_newer_event_whose_process_died_unapplied_holds_nothing_back(config: Config) -> None:
+    # An agent killed after reading BACKUP from the FIFO, before applying it: the hook's
+    # twin of that event (forked a tick earlier than the agent read it) must still apply.
+    host = MemoryHost()
+    state_dir = StateDir(config.node.state_dir)
+    state_dir.ensure()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    ticks = process.now_key().start_ticks
+    state_dir.register("VI_1", OrderKey(ticks, dead.pid))
+    assert state_dir.newest("VI_1") is None
+    assert handle_event(config, *event("BACKUP", ticks - 1), host=host) == "applied"
+    assert state_dir.read_state("VI_1")["state"] == "BACKUP"
+
+
+def test_a_registered_key_of_a_pid_reused_since_holds_nothing_back(config: Config) -> None:
+    state_dir = StateDir(config.node.state_dir)
+    state_dir.ensure()
+    # This process is alive, but it started after tick 1: the key names another one.
+    state_dir.register("VI_1", OrderKey(1, os.getpid()))
+    assert state_dir.newest("VI_1") is None
+    live = process.now_key()
+    state_dir.register("VI_1", live)
+    assert state_dir.newest("VI_1") == live
 
 
 def test_a_group_event_is_logged_and_changes_nothing(config: Config) -> None:
