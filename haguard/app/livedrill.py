@@ -28,6 +28,7 @@ from haguard.adapters.wire import Capture
 from haguard.app import levers
 from haguard.core.config import Config
 from haguard.core.drillreport import (
+    INTERRUPTED_NOTE,
     WireView,
     failure_run,
     ipvs_before_vip,
@@ -243,6 +244,10 @@ def _run(machine: Host, config: Config, *, method: str, probe_from: str | None,
             point.close()
         if triggered and not restored:
             restore()
+            if not leave:
+                # keepalived may still act on the trigger it saw: the pair can hand over
+                # and back in the seconds after this exit.
+                say(INTERRUPTED_NOTE)
     StateDir(config.node.state_dir).record_drill(config.node.name,
                                                  [i.name for i in config.instances], report)
     return report

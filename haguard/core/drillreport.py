@@ -11,6 +11,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+# What a drill stopped after its trigger says: keepalived may still act on the trigger it
+# saw (a lever pulled and released within milliseconds), after the drill has exited.
+INTERRUPTED_NOTE = ("trigger undone before the drill finished: the pair may still hand over "
+                    "and back for a few seconds; `haguard status` shows where it settles")
+
 
 @dataclass(frozen=True)
 class Outage:

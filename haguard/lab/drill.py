@@ -23,7 +23,7 @@ from typing import Any
 from haguard.adapters import process
 from haguard.adapters.files import read_jsonl
 from haguard.adapters.probepoint import HOLD_CONNECTIONS
-from haguard.core.drillreport import failure_run, ipvs_before_vip
+from haguard.core.drillreport import INTERRUPTED_NOTE, failure_run, ipvs_before_vip
 from haguard.errors import HaguardError, OperationFailed
 from haguard.lab import netns
 from haguard.lab.runner import LabRunner
@@ -60,7 +60,10 @@ def _service(runner: LabRunner, port: int | None) -> tuple[str, int, bool]:
 def run(name: str, *, method: str, port: int | None, interval_ms: int, failback: bool,
         leave: bool) -> dict[str, Any]:
     """The drill; every figure measured, the pair restored unless ``leave``."""
-    runner = LabRunner.attach(name, lambda s: print(s, file=sys.stderr, flush=True))
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    runner = LabRunner.attach(name, say)
     master, backup = _healthy(runner)
     vip, service_port, by_ipvs = _service(runner, port)
     client = runner.lab.client.namespace
@@ -144,6 +147,8 @@ def run(name: str, *, method: str, port: int | None, interval_ms: int, failback:
             process.stop_child(proc)
         if not restored:
             restore()
+            if not leave:
+                say(INTERRUPTED_NOTE)
     _record_outage(runner, report)
     return report
 
