@@ -10,8 +10,9 @@ Three things at once, all timed on the client's monotonic clock:
 
 It runs until --stop-file appears or --duration passes, then writes JSON to --out.
 --ready-file is written once a request has been answered, so a test knows traffic
-flows before it triggers anything; the moment --mark-file appears is recorded, so a test
-can put its trigger on the client's clock. Standard library only: the client has no haguard.
+flows before it triggers anything; the moment each --mark-file appears is recorded, so a
+test can put its trigger (and what it saw after) on the client's clock. Standard library
+only: the client has no haguard.
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=120.0)
     parser.add_argument("--stop-file", required=True)
     parser.add_argument("--ready-file")
-    parser.add_argument("--mark-file")
+    parser.add_argument("--mark-file", action="append", default=[],
+                        help="record when this file appears (repeatable)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     probe = Probe(args.vip, args.port, args.iface)
@@ -128,21 +130,24 @@ def main(argv: list[str] | None = None) -> int:
         t.start()
     deadline = time.monotonic() + args.duration
     ready_at: float | None = None
-    marked_at: float | None = None
+    marks: dict[str, float | None] = {path: None for path in args.mark_file}
     while time.monotonic() < deadline and not os.path.exists(args.stop_file):
         if args.ready_file and ready_at is None and probe.answered.is_set():
             ready_at = probe.now_ms()
             with open(args.ready_file, "w", encoding="ascii") as fh:
                 fh.write(f"{ready_at}\n")
-        if args.mark_file and marked_at is None and os.path.exists(args.mark_file):
-            marked_at = probe.now_ms()
+        for path, at in marks.items():
+            if at is None and os.path.exists(path):
+                marks[path] = probe.now_ms()
         time.sleep(0.02)
     probe.stop.set()
     for t in threads:
         t.join(timeout=5)
     result = {"vip": args.vip, "port": args.port, "iface": args.iface,
               "stopped_by": "file" if os.path.exists(args.stop_file) else "duration",
-              "ready_at": ready_at, "marked_at": marked_at,
+              "ready_at": ready_at,
+              "marked_at": marks[args.mark_file[0]] if args.mark_file else None,
+              "marks": marks,
               "requests": probe.requests, "arp": probe.arp, "neighbour": probe.neighbour}
     tmp = args.out + ".tmp"
     with open(tmp, "w", encoding="ascii") as fh:

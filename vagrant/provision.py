@@ -14,7 +14,8 @@ here: the entry says the VM's role, its private addresses and its haguard config
   on; it also gives keepalived.service KillMode=process so the STOP hook outlives
   keepalived), `haguard render -o /etc/keepalived/keepalived.conf`, `haguard ipvs
   apply`, keepalived enabled and restarted under systemd, ip_vs loaded at boot (see
-  IPVS_MODULES);
+  IPVS_MODULES); with an `agent` section in the config, haguard-agent.service as
+  `haguard agent --unit` writes it, enabled and started before keepalived;
 - real servers: `haguard realserver up` (which writes and enables its systemd unit) and
   an HTTP service naming the server (haguard.adapters.httpprobe, the lab's own).
 
@@ -35,6 +36,7 @@ WHEELS = "/vagrant/vagrant/.wheels"
 VENV = "/opt/haguard"
 HAGUARD = f"{VENV}/bin/haguard"
 HTTP_UNIT = "haguard-http.service"
+AGENT_UNIT = "haguard-agent.service"
 # What a public Debian box lacks and haguard's own box has.
 PACKAGES = ("keepalived", "ipvsadm", "python3-venv", "iproute2", "kmod", "rsync")
 
@@ -171,7 +173,7 @@ def enable(unit: str) -> None:
 IPVS_MODULES = "# Written by the haguard provisioning: IPVS before keepalived's first event.\nip_vs\n"
 
 
-def director(config: str) -> None:
+def director(config: str, agent: bool) -> None:
     write("/etc/modules-load.d/haguard-ipvs.conf", IPVS_MODULES)
     # Every command here is a Python start of seconds under emulation: `render` and
     # `ipvs apply` validate the config completely, and the tests run `haguard check`.
@@ -179,6 +181,15 @@ def director(config: str) -> None:
     run([HAGUARD, "hooks", "install", "-c", config])
     run([HAGUARD, "render", "-c", config, "-o", "/etc/keepalived/keepalived.conf"])
     run([HAGUARD, "ipvs", "apply", "-c", config])
+    if agent:
+        # As the README installs it: the agent's own unit, started before keepalived so
+        # the notify FIFO is there when keepalived opens it.
+        unit = run([HAGUARD, "agent", "-c", config, "--unit"]).stdout
+        if write(f"/etc/systemd/system/{AGENT_UNIT}", unit):
+            run(["systemctl", "daemon-reload"])
+        enable(AGENT_UNIT)
+        run(["systemctl", "restart", AGENT_UNIT])
+        say("haguard-agent " + run(["systemctl", "is-active", AGENT_UNIT]).stdout.strip())
     enable("keepalived.service")
     run(["systemctl", "restart", "keepalived.service"])
     say("keepalived " + run(["systemctl", "is-active", "keepalived.service"]).stdout.strip())
@@ -217,7 +228,7 @@ def main(argv: list[str]) -> int:
         config = host["node_config"]
         write(config, host["config_yaml"])
         if host["role"] == "director":
-            director(config)
+            director(config, "agent" in (host["config"] or {}))
         else:
             realserver(host, config)
     say(f"{host['name']} done")

@@ -1,7 +1,8 @@
 """The multi-VM topology, derived from the same config file(s) as `haguard lab`.
 
 `haguard lab` lays out directors, real servers and a client in network namespaces from
-one director config (conf/lab-dr.yaml by default; its peer is derived) or two. This
+one director config (conf/lab-dr-checked.yaml by default: LVS-DR with `haguard agent`
+checking the real servers; its peer is derived) or two. This
 module asks the lab for that very layout (haguard.lab.topology) and turns it into
 virtual machines: the same node names and addresses, each lab segment a private network
 (eth1, eth2, ... inside the VMs, since eth0 is Vagrant's management network), each
@@ -12,7 +13,7 @@ interface names of the VMs, unicast peers pointing at the peer VM).
     python vagrant/topology.py show            # the same, for people
 
 HAGUARD_VAGRANT_CONFIG names the director config(s), relative to the checkout,
-separated by ':' (default conf/lab-dr.yaml). Runs on the host with haguard importable.
+separated by ':' (default conf/lab-dr-checked.yaml). Runs on the host with haguard importable.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import yaml  # noqa: E402
 from haguard.lab.runner import load_lab  # noqa: E402
 from haguard.lab.topology import derive_peer  # noqa: E402
 
-DEFAULT_CONFIG = "conf/lab-dr.yaml"
+DEFAULT_CONFIG = "conf/lab-dr-checked.yaml"
 LAB_NAME = "vagrant"
 # Vagrant's own network (DHCP, SSH). A documentation range the lab never uses for a
 # lab segment unless a config has three interfaces, which is refused below.

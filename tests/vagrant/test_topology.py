@@ -17,6 +17,7 @@ from tests.vagrant.conftest import Cluster, figure, wait_for
 
 PROBE = "/vagrant/vagrant/client_probe.py"
 PROBE_DIR = "/run/haguard-probe"
+HTTP_UNIT = "haguard-http.service"
 
 
 def _service(cluster: Cluster) -> tuple[str, int]:
@@ -70,12 +71,17 @@ def test_every_vm_is_up_and_provisioned_by_haguard(cluster: Cluster) -> None:
         for iface in host.interfaces:
             assert f"{iface.ifname} {iface.address}" in present, (host.name, present)
     for node in _names(cluster, "director"):
-        enabled, active, owners, conf = _sections(cluster.ssh(
+        enabled, active, owners, conf, agent = _sections(cluster.ssh(
             node, "systemctl is-enabled keepalived; echo @@; systemctl is-active keepalived; "
                   "echo @@; stat -c '%U %a' /usr/local/libexec/haguard "
                   "/usr/local/libexec/haguard/notify; echo @@; "
-                  "cat /etc/keepalived/keepalived.conf").out)
+                  "cat /etc/keepalived/keepalived.conf; echo @@; "
+                  "systemctl is-enabled haguard-agent; systemctl is-active haguard-agent",
+            check=False).out)
         assert (enabled, active) == ("enabled", "active"), node
+        if "agent" in (cluster.layout.host(node).config or {}):
+            assert agent.split() == ["enabled", "active"], (node, agent)
+            assert "vrrp_notify_fifo" in conf
         assert [line.split()[0] for line in owners.splitlines()] == ["root", "root"], owners
         assert "enable_script_security" in conf
         assert f"/usr/local/libexec/haguard/notify -c {config}" in conf
@@ -138,12 +144,67 @@ def test_client_reaches_both_real_servers_through_the_master_dr(cluster: Cluster
     assert cluster.neighbour(vip) == cluster.mac(master)
 
 
-def _start_probe(cluster: Cluster, vip: str, port: int) -> None:
+def test_a_real_server_stopped_under_load_fails_no_request_once_it_is_out(
+        cluster: Cluster) -> None:
+    """rs1's HTTP service stopped while the client asks every 100 ms: the agents' checks
+    take rs1 out of both directors' tables; requests fail only until then (counted), every
+    later one is answered by rs2. Started again, rs1 rejoins."""
+    vip, port = _service(cluster)
+    master = _expected_master(cluster)
+    backup = next(n for n in _names(cluster, "director") if n != master)
+    if "agent" not in (cluster.layout.host(master).config or {}):
+        pytest.fail("the topology's config has no `agent` section: nothing checks the "
+                    "real servers (HAGUARD_VAGRANT_CONFIG names a config without one)")
+    rs1, rs2 = _names(cluster, "realserver")
+    rs1_at = f"{cluster.layout.host(rs1).address}:{port}"
+
+    def in_table(node: str) -> bool:
+        return rs1_at in cluster.ssh(node, ["ipvsadm", "-L", "-n"]).out
+
+    wait_for(f"{master} MASTER holding {vip}", lambda: _master_with_vip(cluster, master), 180)
+    wait_for(f"{rs1} in {master}'s table", lambda: in_table(master), 60)
+    # A timeout long enough that only a refused or unanswered request fails, not a slow
+    # answer from a VM under emulation.
+    _start_probe(cluster, vip, port, timeout=3.0)
+    time.sleep(2)
+    cluster.ssh("client", ["touch", f"{PROBE_DIR}/mark"])
+    cluster.ssh(rs1, ["systemctl", "stop", HTTP_UNIT])
+    stopped = time.monotonic()
+    wait_for(f"{rs1} out of {master}'s table", lambda: not in_table(master), 60, every=0.5)
+    out_s = time.monotonic() - stopped
+    # On the client's clock, a moment after the removal: the host saw it, then told it.
+    cluster.ssh("client", ["touch", f"{PROBE_DIR}/seen"])
+    time.sleep(5)
+    report = _stop_probe(cluster)
+    wait_for(f"{rs1} out of {backup}'s table too (checks run on the BACKUP)",
+             lambda: not in_table(backup), 60)
+    marks, requests = report["marks"], report["requests"]
+    stop_t, seen_t = marks[f"{PROBE_DIR}/mark"], marks[f"{PROBE_DIR}/seen"]
+    before = [r for r in requests if r["t"] < stop_t]
+    between = [r for r in requests if stop_t <= r["t"] < seen_t]
+    after = [r for r in requests if r["t"] >= seen_t]
+    assert before and all("server" in r for r in before), before
+    assert {r["server"] for r in before} == {rs1, rs2}, before
+    assert len(after) >= 10, after
+    assert all(r.get("server") == rs2 for r in after), [r for r in after if r.get("server") != rs2]
+    failed = [r for r in between if "error" in r]
+    figure(f"{rs1}'s HTTP stopped under the client's load (a request every 100 ms):")
+    figure(f"  {rs1} out of {master}'s table {out_s:.1f} s after the stop (the host polling "
+           f"over SSH); {len(failed)} of {len(between)} requests failed until the client "
+           f"heard of it, 0 of {len(after)} after")
+    cluster.ssh(rs1, ["systemctl", "start", HTTP_UNIT])
+    wait_for(f"{rs1} back in {master}'s table", lambda: in_table(master), 60)
+    result = cluster.fetch(vip, port, count=10)
+    assert result["failed"] == 0 and set(result["counts"]) == {rs1, rs2}, result
+
+
+def _start_probe(cluster: Cluster, vip: str, port: int, timeout: float = 0.5) -> None:
+    """Requests every 100 ms from the client; `mark` and `seen` record when they appear."""
     cluster.ssh("client", f"rm -rf {PROBE_DIR} && mkdir -p {PROBE_DIR}")
     cluster.ssh("client", f"setsid python3 {PROBE} --vip {vip} --port {port} --interval 0.1 "
-                          f"--timeout 0.5 --duration 300 --stop-file {PROBE_DIR}/stop "
+                          f"--timeout {timeout} --duration 300 --stop-file {PROBE_DIR}/stop "
                           f"--ready-file {PROBE_DIR}/ready --mark-file {PROBE_DIR}/mark "
-                          f"--out {PROBE_DIR}/out.json "
+                          f"--mark-file {PROBE_DIR}/seen --out {PROBE_DIR}/out.json "
                           f"</dev/null >{PROBE_DIR}/log 2>&1 &")
     wait_for("the client's first answered request",
              lambda: cluster.ssh("client", ["cat", f"{PROBE_DIR}/ready"],
