@@ -403,7 +403,7 @@ class Guest:
             time.sleep(step)
             history.append(self.farm_counts())
             rates = [{n: (b[n] - a[n]) / step for n in CHECKERS}
-                     for a, b in zip(history[-4:], history[-3:])]
+                     for a, b in list(zip(history, history[1:]))[-3:]]
             latest = rates[-1]
             self.say(f"  checks/s so far (of {configured_per_s:.0f}): " + ", ".join(
                 f"{n} {latest[n]:.0f}" for n in CHECKERS))
