@@ -476,9 +476,12 @@ def summarize(guest: dict[str, Any]) -> dict[str, Any]:
         row["met_keepalived"] = row["haguard"]["p99"] <= row["keepalived"]["p99"]
         summary["detection"][kind] = row
     for label, d in guest["scale"].items():
+        # No checks seen from either: nothing to compare (not a pass).
         ratio = d["haguard"]["cpu_s_per_1000"] / d["keepalived"]["cpu_s_per_1000"] \
-            if d["keepalived"]["cpu_s_per_1000"] else float("inf")
-        summary["scale"][label] = {**d, "ratio": ratio, "met": ratio <= TARGET_CPU_RATIO}
+            if d["haguard"]["checks"] and d["keepalived"]["checks"] \
+            and d["keepalived"]["cpu_s_per_1000"] > 0 else None
+        summary["scale"][label] = {**d, "ratio": ratio,
+                                   "met": ratio is not None and ratio <= TARGET_CPU_RATIO}
     return summary
 
 
@@ -505,8 +508,9 @@ def format_report(summary: dict[str, Any], meta: dict[str, Any]) -> str:
                      f"{row['keepalived']['checks_per_s']:.0f} of "
                      f"{row['keepalived']['configured_per_s']:.0f} | "
                      f"{row['haguard']['cpu_s_per_1000']:.3f} | "
-                     f"{row['keepalived']['cpu_s_per_1000']:.3f} | {row['ratio']:.2f} | "
-                     f"{verdict(row['met'])} |")
+                     f"{row['keepalived']['cpu_s_per_1000']:.3f} | "
+                     f"{'-' if row['ratio'] is None else format(row['ratio'], '.2f')} | "
+                     f"{verdict(row['met']) if row['ratio'] is not None else 'NOT MEASURED'} |")
     return "\n".join(lines)
 
 
