@@ -497,6 +497,8 @@ def format_report(summary: dict[str, Any], meta: dict[str, Any]) -> str:
                      f"{row['haguard']['p50']:.0f} | {row['haguard']['p99']:.0f} | "
                      f"{row['keepalived']['p50']:.0f} | {row['keepalived']['p99']:.0f} | "
                      f"{verdict(row['met_bound'])} | {verdict(row['met_keepalived'])} |")
+    if any(row["trials"] < 50 for row in summary["detection"].values()):
+        lines.append("(fewer than 50 trials: a p99 of so few samples is not reportable)")
     lines += ["", "Scale: CPU seconds per 1,000 checks at interval 1 s", "",
               "| checks | real servers | haguard checks/s | keepalived checks/s | haguard CPU s "
               "/ 1,000 | keepalived CPU s / 1,000 | ratio | <= 1.5 x |",
