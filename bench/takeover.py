@@ -58,6 +58,10 @@ AGENT_TARGET_OVER_NATIVE_MS = 15.0
 # The goal set for haguard: a cold hook reaches its first announcement within this
 # many ms of keepalived forking the MASTER notify, at the 99th percentile.
 TARGET_P99_MS = 250.0
+# --farm: the real servers a config's health checks reach (bench/health.py's addresses),
+# and each director's link to them (director i: .4i+1, the farm .4i+2).
+FARM_SERVERS = "198.18.0.0/16"
+FARM_LINKS = "198.19.255.{host}"
 POLL_S = 0.1          # how often the driver looks; it only decides when to move on,
                       # every figure comes from kernel or haguard timestamps
 
@@ -289,6 +293,72 @@ def outage(events: list[dict[str, Any]], start: float, end: float, last_pong: fl
 
 # --------------------------------------------------------------------------- one lab
 @dataclass
+class Farm:
+    """bench/farm.c in a namespace of its own, routed from each director."""
+
+    namespace: str
+    stats: str
+    peers: dict[str, str]                        # director node -> its address on the link
+    proc: subprocess.Popen[bytes] | None = None
+    counted: tuple[float, dict[str, int]] | None = None   # (when, checks per peer) at start
+
+    def counts(self) -> dict[str, int]:
+        """Connections each director has made to the farm: its checks."""
+        try:
+            text = Path(self.stats).read_text(encoding="ascii")
+        except FileNotFoundError:
+            return {}
+        seen = dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+        return {node: int(seen.get(address, 0)) for node, address in self.peers.items()}
+
+    def rates(self) -> dict[str, float] | None:
+        """Checks per second per director since ``counted``."""
+        if self.counted is None:
+            return None
+        t0, c0 = self.counted
+        elapsed, now = time.monotonic() - t0, self.counts()
+        return {node: round((now.get(node, 0) - c0.get(node, 0)) / elapsed, 1)
+                for node in self.peers} if elapsed > 0 else None
+
+
+def start_farm(bench: Bench, binary: str) -> Farm:
+    """The farm answering for FARM_SERVERS on port 80, a veth to each director, a route."""
+    ns = f"{bench.runner.lab.name}-farm"
+    netns.run(["ip", "netns", "add", ns])
+    farm = Farm(namespace=ns, stats=f"{bench.runner.lab.workdir}/farm.stats", peers={})
+    bench.farm = farm   # from here on tear_down removes it
+    netns.run(["ip", "-n", ns, "link", "set", "lo", "up"])
+    netns.run(["ip", "-n", ns, "route", "add", "local", FARM_SERVERS, "dev", "lo"])
+    for i, node in enumerate((bench.primary, bench.backup)):
+        director = bench.namespace(node)
+        mine, theirs = FARM_LINKS.format(host=4 * i + 1), FARM_LINKS.format(host=4 * i + 2)
+        netns.run(["ip", "link", "add", f"fm{i}", "netns", director, "type", "veth",
+                   "peer", "name", f"fm{i}f", "netns", ns])
+        netns.run(["ip", "-n", director, "addr", "add", f"{mine}/30", "dev", f"fm{i}"])
+        netns.run(["ip", "-n", director, "link", "set", f"fm{i}", "up"])
+        netns.run(["ip", "-n", ns, "addr", "add", f"{theirs}/30", "dev", f"fm{i}f"])
+        netns.run(["ip", "-n", ns, "link", "set", f"fm{i}f", "up"])
+        netns.run(["ip", "-n", director, "route", "add", FARM_SERVERS, "via", theirs])
+        farm.peers[node] = mine
+    farm.proc = subprocess.Popen(netns.ns_exec(ns, binary, "80", farm.stats),
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 start_new_session=True)
+    return farm
+
+
+def stop_farm(farm: Farm) -> None:
+    """By pid (its process group), then its namespace; the directors' ends go with theirs."""
+    if farm.proc is not None and farm.proc.poll() is None:
+        os.killpg(farm.proc.pid, signal.SIGTERM)
+        try:
+            farm.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(farm.proc.pid, signal.SIGKILL)
+            farm.proc.wait(10)
+    netns.run(["ip", "netns", "del", farm.namespace], check=False)
+
+
+@dataclass
 class Bench:
     """One mode's lab and what the benchmark needs to drive and read it."""
 
@@ -305,6 +375,8 @@ class Bench:
     aborted: str | None = None
     ready_at: float = 0.0
     probe_proc: subprocess.Popen[bytes] | None = None
+    farm: Farm | None = None
+    farm_rates: dict[str, float] | None = None   # checks/s per director over the failovers
 
     def namespace(self, node: str) -> str:
         return str(self.runner.record["directors"][node]["namespace"])
@@ -355,6 +427,10 @@ def make_bench(mode: str, config_path: str, args: argparse.Namespace, say: Calla
 def bring_up(bench: Bench, args: argparse.Namespace) -> None:
     runner = bench.runner
     runner.up()
+    if args.farm:
+        # Right after the agents start: their first checks may fail, and the settle
+        # time below lets the real servers come up before anything is measured.
+        start_farm(bench, args.farm)
     info = runner.record["directors"][bench.backup]
     iface = runner.lab.interfaces[0]
     primary_mac = runner.record["directors"][bench.primary]["mac"][iface]
@@ -367,6 +443,8 @@ def bring_up(bench: Bench, args: argparse.Namespace) -> None:
     # Once per mode: the probe runs through every failover of this lab.
     bench.probe_proc = runner.start_probe(bench.probe_file, ping, args.ping_ms or 10)
     bench.ready_at = time.monotonic() + args.settle
+    if bench.farm is not None:
+        bench.farm.counted = (time.monotonic(), bench.farm.counts())
 
 
 def last_pong_before(events: list[dict[str, Any]]) -> float | None:
@@ -558,6 +636,10 @@ def print_report(benches: dict[str, Bench], figs: dict[str, Any], meta: dict[str
               f"p99 {fmt(t['wire_p99_ms'])} ms, {within} {TARGET_P99_MS:.0f} ms")
         p("  'cold' here: a fresh Python process per notify, with the page cache warm "
           "(caches are not dropped; that would touch the whole host)")
+    for mode, bench in benches.items():
+        if bench.farm_rates is not None:
+            p(f"{mode}: health checks reaching the farm during the failovers, per second: "
+              + ", ".join(f"{node} {rate:g}" for node, rate in bench.farm_rates.items()))
     if meta["fatal"]:
         p(f"FAILED: {meta['fatal']}")
     if meta["interrupted"]:
@@ -607,7 +689,12 @@ def tear_down(bench: Bench, keep_raw: str | None, say: Callable[[str], None]) ->
     except (OSError, HaguardError) as exc:
         say(f"{bench.mode}: before teardown: {exc}")
     finally:
-        bench.runner.down()
+        try:
+            if bench.farm is not None:
+                bench.farm_rates = bench.farm.rates()
+                stop_farm(bench.farm)
+        finally:
+            bench.runner.down()
 
 
 def interleaved(benches: dict[str, Bench], n: int) -> Iterator[tuple[int, Bench]]:
@@ -638,6 +725,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "(default 1: past the rest of a haguard burst, 4 x 200 ms)")
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds per wait")
     parser.add_argument("--json", metavar="PATH", help="write every figure as JSON ('-': stdout)")
+    parser.add_argument("--farm", metavar="BINARY",
+                        help="run bench/farm.c (compiled) in a namespace routed from both "
+                             f"directors: real servers at every address of {FARM_SERVERS}, "
+                             "port 80, for a config's health checks; the checks each "
+                             "director made per second are reported")
     parser.add_argument("--keep-raw", metavar="DIR",
                         help="copy the client recordings and logs here before teardown")
     args = parser.parse_args(argv)
@@ -714,6 +806,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         doc = {"meta": meta, "figures": figs,
                "modes": {m: {"lab": b.runner.lab.name, "aborted": b.aborted,
+                             "farm_checks_per_s": b.farm_rates,
                              "failovers": [f.as_dict() for f in b.results]}
                          for m, b in benches.items()}}
         if args.json == "-":
