@@ -75,6 +75,7 @@ VIPS_FIRST = "198.19.0.1"
 DETECT_VIP = "203.0.113.1"
 VICTIM, BUDDY = ("198.18.255.254", 81), ("198.18.255.253", 80)
 CHECKERS = ("haguard", "keepalived")
+GUEST_LOCAL = "/run/haguard-bench"   # the guest's own tmpfs: FIFOs work there
 # Targets from the issue.
 TARGET_DETECT_SLACK_MS = 50.0
 TARGET_CPU_RATIO = 1.5
@@ -134,14 +135,15 @@ def health_doc(spec: CheckSpec) -> dict[str, Any]:
 
 
 def haguard_config(work: str, services: list[tuple[str, list[tuple[str, int]]]],
-                   spec: CheckSpec) -> dict[str, Any]:
-    """The agent's YAML as a document."""
+                   spec: CheckSpec, local: str) -> dict[str, Any]:
+    """The agent's YAML as a document; ``local``: the guest's own directory for its state
+    and FIFO (the shared work directory is 9p, which has no FIFOs)."""
     health = health_doc(spec)
     return {
-        "node": {"name": "hb1", "state_dir": f"{work}/state", "lever_dir": f"{work}/levers"},
+        "node": {"name": "hb1", "state_dir": f"{local}/state", "lever_dir": f"{local}/levers"},
         "keepalived": {"config": f"{work}/keepalived.conf", "pid_file": f"{work}/k.pid",
                        "vrrp_pid_file": f"{work}/k-vrrp.pid"},
-        "agent": {"fifo": f"{work}/state/notify.fifo"},
+        "agent": {"fifo": f"{local}/state/notify.fifo"},
         # The agent needs an instance; each service's VIP is one of its VIPs. No VRRP
         # runs here, so they are never added: with `on_backup: keep` the agent writes
         # the table all the same.
@@ -338,9 +340,11 @@ class Guest:
 
         work = f"{self.work}/{tag}"
         os.makedirs(f"{work}/state", exist_ok=True)
+        os.makedirs(f"{GUEST_LOCAL}/{tag}/state", exist_ok=True)
         config = f"{work}/haguard.yaml"
         with open(config, "w", encoding="utf-8") as fh:
-            yaml.safe_dump(haguard_config(work, services, spec), fh, sort_keys=False)
+            yaml.safe_dump(haguard_config(work, services, spec, f"{GUEST_LOCAL}/{tag}"), fh,
+                           sort_keys=False)
         kconf = f"{work}/keepalived-checker.conf"
         Path(kconf).write_text(keepalived_config(services, spec), encoding="utf-8")
         sh("ip", "netns", "exec", AGENT, "ipvsadm", "-C")
