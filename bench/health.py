@@ -388,6 +388,11 @@ class Guest:
                 tables[name] = Ipvs()
         samples: dict[str, list[float]] = {name: [] for name in CHECKERS}
         try:
+            # Steady state, not start-up: both tables hold the victim, then three intervals
+            # of checks (a first run without this timed the agent's start in trial 1).
+            self._wait(lambda: all(has(t, key, victim) for t in tables.values()), 120,
+                       f"{victim} in both tables")
+            time.sleep(3 * spec.interval_s)
             for trial in range(trials):
                 if "victim" not in self.procs:
                     self.start("victim", ["ip", "netns", "exec", FARM, self.farm_binary,
