@@ -347,14 +347,10 @@ def start_farm(bench: Bench, binary: str) -> Farm:
 
 
 def stop_farm(farm: Farm) -> None:
-    """By pid (its process group), then its namespace; the directors' ends go with theirs."""
-    if farm.proc is not None and farm.proc.poll() is None:
-        os.killpg(farm.proc.pid, signal.SIGTERM)
-        try:
-            farm.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(farm.proc.pid, signal.SIGKILL)
-            farm.proc.wait(10)
+    """By pid (`ip netns exec` became the farm), then its namespace; the directors' ends
+    of its links go with theirs."""
+    if farm.proc is not None:
+        process.stop_child(farm.proc, grace_s=20)
     netns.run(["ip", "netns", "del", farm.namespace], check=False)
 
 
