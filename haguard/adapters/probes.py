@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import random
+import select
 import signal
+import socket
 import ssl
 import struct
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from haguard.adapters.keepalived import insecure_path_components
@@ -49,19 +53,95 @@ def _os_words(exc: OSError) -> str:
     return f"connect failed: {exc.strerror or exc}"
 
 
+async def _connect(address: str, port: int) -> socket.socket:
+    """A connected non-blocking socket to ``address``:``port``; OSError as connect(2) says.
+
+    A bare socket and the loop's writer callback, not asyncio's streams: a probe is one
+    connect, and the streams' transport and protocol objects cost more than the connect
+    itself when thousands of checks run a second."""
+    sock, writable = _start_connect(address, port)
+    try:
+        if writable is not None:
+            try:
+                await writable
+            finally:
+                asyncio.get_running_loop().remove_writer(sock.fileno())
+        _raise_connect_error(sock)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _start_connect(address: str, port: int
+                   ) -> tuple[socket.socket, asyncio.Future[None] | None]:
+    """A socket with its connect under way, and the future its writability settles (None
+    when the connect ended at once)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+    try:
+        err = sock.connect_ex((address, port))
+        if err != errno.EINPROGRESS:
+            if err:
+                raise OSError(err, os.strerror(err))
+            return sock, None
+        loop = asyncio.get_running_loop()
+        writable: asyncio.Future[None] = loop.create_future()
+        loop.add_writer(sock.fileno(), _settle, writable)
+    except BaseException:
+        sock.close()
+        raise
+    return sock, writable
+
+
+def _raise_connect_error(sock: socket.socket) -> None:
+    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        raise OSError(err, os.strerror(err))
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _connected(sock: socket.socket) -> bool:
+    """Whether the connect has ended (either way), looked at now, not waited for."""
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLOUT)
+    return bool(poller.poll(0))
+
+
 async def tcp(address: str, port: int, timeout_s: float) -> ProbeResult:
-    """A TCP connect, closed at once."""
+    """A TCP connect, closed at once.
+
+    The verdict is the socket's state when the probe wakes, at the connect's end or at
+    the deadline, whichever the loop runs first: a loop running late under load must not
+    call a connect that completed in time a timeout."""
     start = time.monotonic()
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), timeout_s)
-    except TimeoutError:
-        return ProbeResult(False, f"connect timeout after {timeout_s:g} s",
-                           time.monotonic() - start)
+        sock, writable = _start_connect(address, port)
     except OSError as exc:
         return ProbeResult(False, _os_words(exc), time.monotonic() - start)
-    took = time.monotonic() - start
-    writer.transport.abort()
-    return ProbeResult(True, f"connected to {_host(address)}:{port}", took)
+    loop = asyncio.get_running_loop()
+    try:
+        if writable is not None:
+            deadline = loop.call_later(timeout_s, _settle, writable)
+            try:
+                await writable
+            finally:
+                deadline.cancel()
+                loop.remove_writer(sock.fileno())
+            if not _connected(sock):
+                return ProbeResult(False, f"connect timeout after {timeout_s:g} s",
+                                   time.monotonic() - start)
+        _raise_connect_error(sock)
+    except OSError as exc:
+        return ProbeResult(False, _os_words(exc), time.monotonic() - start)
+    finally:
+        sock.close()
+    return ProbeResult(True, f"connected to {_host(address)}:{port}",
+                       time.monotonic() - start)
 
 
 def _tls_context(tls: TlsSpec) -> ssl.SSLContext:
@@ -81,68 +161,107 @@ async def http(address: str, port: int, spec: HttpSpec, timeout_s: float,
     start = time.monotonic()
     scheme = "HTTPS" if tls is not None else "HTTP"
     try:
-        return await asyncio.wait_for(_http(address, port, spec, tls, start), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            if tls is None:
+                return await _http_plain(address, port, spec, start)
+            return await _https(address, port, spec, tls, start)
     except TimeoutError:
         return ProbeResult(False, f"{scheme} timeout after {timeout_s:g} s on {spec.path}",
                            time.monotonic() - start)
 
 
-async def _http(address: str, port: int, spec: HttpSpec, tls: TlsSpec | None,
-                start: float) -> ProbeResult:
-    scheme = "HTTPS" if tls is not None else "HTTP"
-    context = _tls_context(tls) if tls is not None else None
-    server_name = (tls.sni or spec.host) if tls is not None else None
+def _request(address: str, port: int, spec: HttpSpec) -> bytes:
+    host = spec.host or (f"{_host(address)}:{port}")
+    return (f"GET {spec.path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: haguard-check"
+            "\r\nAccept: */*\r\nConnection: close\r\n\r\n").encode("ascii", "replace")
+
+
+async def _http_plain(address: str, port: int, spec: HttpSpec, start: float) -> ProbeResult:
+    loop = asyncio.get_running_loop()
+    try:
+        sock = await _connect(address, port)
+    except OSError as exc:
+        return ProbeResult(False, _os_words(exc), time.monotonic() - start)
+    try:
+        await loop.sock_sendall(sock, _request(address, port, spec))
+        return await _answer(lambda: loop.sock_recv(sock, BODY_LIMIT), spec, "HTTP", start)
+    except OSError as exc:
+        return ProbeResult(False, f"HTTP exchange failed: {exc}", time.monotonic() - start)
+    finally:
+        sock.close()
+
+
+async def _https(address: str, port: int, spec: HttpSpec, tls: TlsSpec,
+                 start: float) -> ProbeResult:
+    context = _tls_context(tls)
+    server_name = tls.sni or spec.host
     try:
         reader, writer = await asyncio.open_connection(
             address, port, ssl=context,
             server_hostname=(server_name.split(":")[0] if server_name else
-                             (address if context is not None and tls and tls.verify else None)))
+                             (address if tls.verify else None)))
     except ssl.SSLError as exc:
         return ProbeResult(False, f"TLS handshake failed: {exc.reason or exc}",
                            time.monotonic() - start)
     except OSError as exc:
         return ProbeResult(False, _os_words(exc), time.monotonic() - start)
     try:
-        host = spec.host or (f"{_host(address)}:{port}")
-        writer.write(f"GET {spec.path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: haguard-check"
-                     "\r\nAccept: */*\r\nConnection: close\r\n\r\n".encode("ascii", "replace"))
+        writer.write(_request(address, port, spec))
         await writer.drain()
-        status_line = await reader.readline()
-        parts = status_line.decode("latin-1").split()
-        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-            words = status_line[:60].decode("latin-1").strip() or "nothing"
-            return ProbeResult(False, f"not an HTTP answer from {spec.path}: {words!r}",
-                               time.monotonic() - start)
-        status = int(parts[1])
-        if status not in spec.status:
-            return ProbeResult(False, f"{scheme} {status} from {spec.path}",
-                               time.monotonic() - start)
-        if spec.body is not None:
-            body = await _body(reader)
-            if spec.body.encode() not in body:
-                return ProbeResult(False, f"{scheme} {status} from {spec.path} without "
-                                          f"{spec.body!r} in the body", time.monotonic() - start)
-        return ProbeResult(True, f"{scheme} {status} from {spec.path}", time.monotonic() - start)
-    except (OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
-        return ProbeResult(False, f"{scheme} exchange failed: {exc}", time.monotonic() - start)
+        return await _answer(lambda: reader.read(BODY_LIMIT), spec, "HTTPS", start)
+    except (OSError, ssl.SSLError) as exc:
+        return ProbeResult(False, f"HTTPS exchange failed: {exc}", time.monotonic() - start)
     finally:
         writer.transport.abort()
 
 
-async def _body(reader: asyncio.StreamReader) -> bytes:
-    """The body after the headers, up to BODY_LIMIT (chunked framing left in: a text
-    match does not need it undone)."""
-    while True:
-        line = await reader.readline()
-        if line in (b"\r\n", b"\n", b""):
-            break
+async def _answer(recv: Callable[[], Awaitable[bytes]], spec: HttpSpec, scheme: str,
+                  start: float) -> ProbeResult:
+    """Read the answer through ``recv`` (b"" at its end) and judge it."""
     data = b""
-    while len(data) < BODY_LIMIT:
-        chunk = await reader.read(BODY_LIMIT - len(data))
+    while b"\n" not in data and len(data) < BODY_LIMIT:
+        chunk = await recv()
         if not chunk:
             break
         data += chunk
-    return data
+    status_line, _, rest = data.partition(b"\n")
+    parts = status_line.decode("latin-1").split()
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        words = status_line[:60].decode("latin-1").strip() or "nothing"
+        return ProbeResult(False, f"not an HTTP answer from {spec.path}: {words!r}",
+                           time.monotonic() - start)
+    status = int(parts[1])
+    if status not in spec.status:
+        return ProbeResult(False, f"{scheme} {status} from {spec.path}",
+                           time.monotonic() - start)
+    if spec.body is not None:
+        body = await _body(recv, rest)
+        if spec.body.encode() not in body:
+            return ProbeResult(False, f"{scheme} {status} from {spec.path} without "
+                                      f"{spec.body!r} in the body", time.monotonic() - start)
+    return ProbeResult(True, f"{scheme} {status} from {spec.path}", time.monotonic() - start)
+
+
+async def _body(recv: Callable[[], Awaitable[bytes]], data: bytes) -> bytes:
+    """The body after the headers, up to BODY_LIMIT (chunked framing left in: a text
+    match does not need it undone); ``data``: what was read past the status line."""
+    while True:
+        line, newline, after = data.partition(b"\n")
+        if not newline:
+            chunk = await recv()
+            if not chunk:
+                return b""          # the answer ended inside its headers
+            data += chunk
+            continue
+        data = after
+        if line in (b"", b"\r"):
+            break
+    while len(data) < BODY_LIMIT:
+        chunk = await recv()
+        if not chunk:
+            break
+        data += chunk
+    return data[:BODY_LIMIT]
 
 
 class _DnsReply(asyncio.DatagramProtocol):

@@ -8,6 +8,7 @@ planner, the netlink adapter and the ipvsadm save-file codec agree on them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 from dataclasses import dataclass
 from typing import Any
@@ -105,8 +106,9 @@ class RealServer:
     # How the agent watches it; not part of what the kernel holds.
     health: RealServerHealth | None = dataclasses.field(default=None, compare=False)
 
-    @property
+    @functools.cached_property
     def key(self) -> tuple[str, int]:
+        # Cached: the agent looks its real servers up by key on every check.
         return (str(self.address), self.port)
 
     def __str__(self) -> str:

@@ -1,0 +1,223 @@
+"""The probes against real sockets on the loopback: what each outcome reads as in
+`haguard status`, and that every probe ends within its timeout (haguard.adapters.probes).
+The namespace lab runs them against real servers; these pin the edge cases of the bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+
+from haguard.adapters import probes
+from haguard.core.healthconfig import HttpSpec
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@asynccontextmanager
+async def server(handler: Handler) -> AsyncIterator[int]:
+    """A loopback HTTP server answering with ``handler``; yields its port."""
+    srv = await asyncio.start_server(handler, "127.0.0.1", 0)
+    try:
+        yield srv.sockets[0].getsockname()[1]
+    finally:
+        srv.close()
+        await srv.wait_closed()
+
+
+def answering(*chunks: bytes, pause_s: float = 0.0) -> Handler:
+    """A handler that reads the request, then writes ``chunks`` with ``pause_s`` between."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        for chunk in chunks:
+            writer.write(chunk)
+            await writer.drain()
+            await asyncio.sleep(pause_s)
+        writer.close()
+    return handle
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run(coro: Awaitable[probes.ProbeResult]) -> probes.ProbeResult:
+    async def main() -> probes.ProbeResult:
+        return await coro
+    return asyncio.run(main())
+
+
+def test_a_tcp_probe_that_connects_is_up_and_says_where() -> None:
+    async def main() -> probes.ProbeResult:
+        async with server(answering()) as port:
+            return await probes.tcp("127.0.0.1", port, 1.0)
+    result = asyncio.run(main())
+    assert result.ok and result.detail.startswith("connected to 127.0.0.1:")
+
+
+def test_a_closed_port_is_a_refusal_at_once() -> None:
+    result = run(probes.tcp("127.0.0.1", closed_port(), 5.0))
+    assert (result.ok, result.detail) == (False, "connect refused")
+    assert result.duration_s < 1.0
+
+
+def test_a_listener_that_drops_syns_is_a_connect_timeout_within_the_timeout() -> None:
+    # A full accept queue: the kernel drops further SYNs, as a firewall would.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            fillers.append(s)
+        result = run(probes.tcp("127.0.0.1", port, 0.3))
+    finally:
+        for s in fillers:
+            s.close()
+        listener.close()
+    assert (result.ok, result.detail) == (False, "connect timeout after 0.3 s")
+    assert 0.3 <= result.duration_s < 1.0
+
+
+def test_a_connect_that_completed_in_time_is_up_even_when_the_loop_runs_late() -> None:
+    # The loop stalls past the deadline (thousands of checks under load): the connect
+    # ended in the kernel long before, and its end and the deadline are seen together.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    async def main() -> probes.ProbeResult:
+        probe = asyncio.ensure_future(probes.tcp("127.0.0.1", listener.getsockname()[1], 0.1))
+        await asyncio.sleep(0)          # the probe's connect is under way
+        time.sleep(0.3)                 # the loop does not run for three timeouts
+        return await probe
+    try:
+        result = asyncio.run(main())
+    finally:
+        listener.close()
+    assert result.ok, result.detail
+
+
+def test_a_tcp_probe_reads_ipv6_addresses() -> None:
+    with socket.socket(socket.AF_INET6) as s:
+        try:
+            s.bind(("::1", 0))
+        except OSError:
+            pytest.skip("this host has no ::1")
+        s.listen(1)
+        result = run(probes.tcp("::1", s.getsockname()[1], 1.0))
+    assert result.ok and result.detail.startswith("connected to [::1]:")
+
+
+def http_probe(handler: Handler, spec: HttpSpec, timeout_s: float = 1.0
+               ) -> probes.ProbeResult:
+    async def main() -> probes.ProbeResult:
+        async with server(handler) as port:
+            return await probes.http("127.0.0.1", port, spec, timeout_s)
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize(("chunks", "spec", "ok", "detail"), [
+    ((b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",), HttpSpec("/healthz"), True,
+     "HTTP 200 from /healthz"),
+    ((b"HTTP/1.1 503 Service Unavailable\r\n\r\n",), HttpSpec("/healthz"), False,
+     "HTTP 503 from /healthz"),
+    ((b"HTTP/1.0 204 No Content\r\n\r\n",), HttpSpec("/", status=(200, 204)), True,
+     "HTTP 204 from /"),
+    ((b"SSH-2.0-OpenSSH_9.2\r\n",), HttpSpec("/"), False,
+     "not an HTTP answer from /: 'SSH-2.0-OpenSSH_9.2'"),
+    ((), HttpSpec("/"), False, "not an HTTP answer from /: 'nothing'"),
+    # The status line, headers and body in pieces: the probe reads on until it has them.
+    ((b"HTTP/1.1 2", b"00 OK\r\nX-A: 1\r", b"\n\r\n", b"all ", b"ready"),
+     HttpSpec("/", body="ready"), True, "HTTP 200 from /"),
+    ((b"HTTP/1.1 200 OK\r\n\r\nstarting",), HttpSpec("/", body="ready"), False,
+     "HTTP 200 from / without 'ready' in the body"),
+    # Bare newlines end headers too, as the old line reader took them.
+    ((b"HTTP/1.1 200 OK\nX-A: 1\n\nready",), HttpSpec("/", body="ready"), True,
+     "HTTP 200 from /"),
+    ((b"HTTP/1.1 200 OK\r\nX-A: 1\r\n",), HttpSpec("/", body="ready"), False,
+     "HTTP 200 from / without 'ready' in the body"),
+])
+def test_an_http_probe_judges_the_status_and_the_body(
+        chunks: tuple[bytes, ...], spec: HttpSpec, ok: bool, detail: str) -> None:
+    result = http_probe(answering(*chunks, pause_s=0.01), spec)
+    assert (result.ok, result.detail) == (ok, detail)
+
+
+def test_an_http_probe_sends_the_configured_host_and_path() -> None:
+    seen: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        writer.close()
+    result = http_probe(handle, HttpSpec("/check?x=1", host="www.example.org"))
+    assert result.ok
+    lines = seen[0].decode().split("\r\n")
+    assert lines[0] == "GET /check?x=1 HTTP/1.1"
+    assert "Host: www.example.org" in lines and "Connection: close" in lines
+
+
+def test_an_answer_slower_than_the_timeout_is_a_timeout_that_names_the_path() -> None:
+    result = http_probe(_slow(2.0), HttpSpec("/slow"), timeout_s=0.3)
+    assert (result.ok, result.detail) == (False, "HTTP timeout after 0.3 s on /slow")
+    assert 0.3 <= result.duration_s < 1.5
+
+
+def _slow(delay_s: float) -> Handler:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await asyncio.sleep(delay_s)
+        writer.close()
+    return handle
+
+
+def test_an_http_probe_to_a_closed_port_is_a_refusal() -> None:
+    result = run(probes.http("127.0.0.1", closed_port(), HttpSpec("/"), 1.0))
+    assert (result.ok, result.detail) == (False, "connect refused")
+
+
+def test_probes_leave_no_socket_open_whatever_their_outcome() -> None:
+    import gc
+    import os
+    import warnings
+
+    # A listener nobody accepts from: the kernel completes connects, nothing answers.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    port = listener.getsockname()[1]
+
+    async def main() -> list[str]:
+        details = []
+        for _ in range(20):
+            details.append((await probes.tcp("127.0.0.1", port, 1.0)).detail)
+            details.append((await probes.http("127.0.0.1", port, HttpSpec("/"), 0.02)).detail)
+            details.append((await probes.tcp("127.0.0.1", closed_port(), 1.0)).detail)
+        return details
+    try:
+        gc.collect()       # earlier tests' garbage must not close its files mid-count
+        before = len(os.listdir("/proc/self/fd"))
+        # A socket dropped without close() says so when it is freed.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            details = asyncio.run(main())
+            gc.collect()
+        after = len(os.listdir("/proc/self/fd"))
+    finally:
+        listener.close()
+    assert set(details) == {f"connected to 127.0.0.1:{port}", "connect refused",
+                            "HTTP timeout after 0.02 s on /"}
+    assert after == before
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
