@@ -241,7 +241,8 @@ def as_published(service: VirtualService, published: Mapping[str, object] | None
                  ) -> VirtualService:
     """``service`` as the agent last published it (its ``health.json`` entry): real servers
     it took out stay out, at the weight it gave the rest; one it did not know (added to
-    the config since) is as configured, unless it starts down."""
+    the config since) is as configured, unless it starts down; one its checks have up but
+    a lever held is as configured, for the caller to apply the levers of now."""
     if published is None:
         return service
     listed = published.get("realservers")
@@ -255,6 +256,10 @@ def as_published(service: VirtualService, published: Mapping[str, object] | None
         if entry is None:
             if rs.health is None or all(c.start == "up" for c in rs.health.checks):
                 servers.append(rs)
+        elif entry.get("lever") and entry.get("state") == "up":
+            # Up by its checks, out or at weight 0 only by a lever: the levers as they are
+            # now decide (an `enable` puts it back when the command returns).
+            servers.append(rs)
         elif entry.get("in_kernel") and isinstance(entry.get("weight"), int):
             servers.append(replace(rs, weight=entry["weight"]))
     return replace(service, real_servers=tuple(servers))

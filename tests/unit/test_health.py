@@ -28,9 +28,11 @@ from haguard.core.health import (
     step,
     views,
     weight,
+    with_levers,
 )
 from haguard.core.healthconfig import Check, Quorum, RealServerHealth
 from haguard.core.ipvsconfig import RealServer, ServiceKey, VirtualService
+from haguard.core.leverrules import RsLever
 
 TCP = Check(kind="tcp", port=80, interval_s=2.0, timeout_s=1.0, retries=2,
             retry_interval_s=0.5)
@@ -230,6 +232,28 @@ def test_a_published_table_keeps_out_what_the_agent_took_out_at_its_weights() ->
     assert as_published(service, None) == service
     assert [str(rs) for rs in as_published(
         service, {**published, "sorry_server_active": True}).real_servers] == ["192.0.2.30:80"]
+
+
+def test_a_server_only_a_lever_held_comes_back_as_configured_once_the_lever_is_gone() -> None:
+    # `haguard ipvs enable` computes the table from what the agent published, in which
+    # the disabled (or draining) real server is out (or at 0) though its checks pass.
+    disabled, draining, dead = (_rs(21, health=REMOVE, weight=2), _rs(22, health=REMOVE,
+                                weight=3), _rs(23, health=REMOVE))
+    service = _service(disabled, draining, dead)
+    published = {"realservers": [
+        {"realserver": "192.0.2.21:80", "state": "up", "lever": DISABLED,
+         "in_kernel": False, "weight": None},
+        {"realserver": "192.0.2.22:80", "state": "up", "lever": DRAINING,
+         "in_kernel": True, "weight": 0},
+        {"realserver": "192.0.2.23:80", "state": "down", "lever": DISABLED,
+         "in_kernel": False, "weight": None}]}
+    assert [(str(rs), rs.weight) for rs in as_published(service, published).real_servers] == [
+        ("192.0.2.21:80", 2), ("192.0.2.22:80", 3)]
+    # With the levers still pulled, the caller's with_levers keeps them out / at 0.
+    levers = [RsLever("tcp 192.0.2.100:80", "192.0.2.21:80", DISABLED, 0.0, "op", "x", None),
+              RsLever("tcp 192.0.2.100:80", "192.0.2.22:80", DRAINING, 0.0, "op", "x", None)]
+    assert [(str(rs), rs.weight) for rs in with_levers(
+        as_published(service, published), levers).real_servers] == [("192.0.2.22:80", 0)]
 
 
 def test_every_program_the_agent_runs_is_listed_once_with_where_it_is_configured() -> None:
