@@ -117,7 +117,9 @@ async def tcp(address: str, port: int, timeout_s: float) -> ProbeResult:
 
     The verdict is the socket's state when the probe wakes, at the connect's end or at
     the deadline, whichever the loop runs first: a loop running late under load must not
-    call a connect that completed in time a timeout."""
+    call a connect that completed in time a timeout. So the timeout is a floor: a loop
+    late by L lets a connect take up to the timeout plus L (keepalived's timer thread
+    is as late as its own loop)."""
     start = time.monotonic()
     try:
         sock, writable = _start_connect(address, port)
@@ -245,17 +247,21 @@ async def _answer(recv: Callable[[], Awaitable[bytes]], spec: HttpSpec, scheme: 
 async def _body(recv: Callable[[], Awaitable[bytes]], data: bytes) -> bytes:
     """The body after the headers, up to BODY_LIMIT (chunked framing left in: a text
     match does not need it undone); ``data``: what was read past the status line."""
+    at = 0                          # where the next header line starts
     while True:
-        line, newline, after = data.partition(b"\n")
-        if not newline:
+        end = data.find(b"\n", at)
+        if end < 0:
+            if len(data) > BODY_LIMIT:
+                return b""          # headers past the limit: no body read to match
             chunk = await recv()
             if not chunk:
                 return b""          # the answer ended inside its headers
             data += chunk
             continue
-        data = after
+        line, at = data[at:end], end + 1
         if line in (b"", b"\r"):
             break
+    data = data[at:]
     while len(data) < BODY_LIMIT:
         chunk = await recv()
         if not chunk:

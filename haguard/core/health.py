@@ -258,7 +258,8 @@ def as_published(service: VirtualService, published: Mapping[str, object] | None
                 servers.append(rs)
         elif entry.get("lever") and entry.get("state") == "up":
             # Up by its checks, out or at weight 0 only by a lever: the levers as they are
-            # now decide (an `enable` puts it back when the command returns).
+            # now decide (an `enable` puts it back when the command returns), at its
+            # configured weight; a dynamic weight is the agent's again at its next write.
             servers.append(rs)
         elif entry.get("in_kernel") and isinstance(entry.get("weight"), int):
             servers.append(replace(rs, weight=entry["weight"]))

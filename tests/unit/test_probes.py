@@ -221,3 +221,15 @@ def test_probes_leave_no_socket_open_whatever_their_outcome() -> None:
                             "HTTP timeout after 0.02 s on /"}
     assert after == before
     assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
+
+
+def test_headers_that_never_end_are_read_no_further_than_the_body_limit() -> None:
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\n" + (b"X-Pad: " + b"a" * 1000 + b"\r\n") * 80)
+        await writer.drain()
+        await asyncio.sleep(5)          # and never the blank line
+        writer.close()
+    result = http_probe(endless, HttpSpec("/", body="ready"), timeout_s=2.0)
+    assert (result.ok, result.detail) == (False, "HTTP 200 from / without 'ready' in the body")
+    assert result.duration_s < 1.5
