@@ -118,8 +118,7 @@ async def tcp(address: str, port: int, timeout_s: float) -> ProbeResult:
     The verdict is the socket's state when the probe wakes, at the connect's end or at
     the deadline, whichever the loop runs first: a loop running late under load must not
     call a connect that completed in time a timeout. So the timeout is a floor: a loop
-    late by L lets a connect take up to the timeout plus L (keepalived's timer thread
-    is as late as its own loop)."""
+    late by L lets a connect take up to the timeout plus L."""
     start = time.monotonic()
     try:
         sock, writable = _start_connect(address, port)
