@@ -135,7 +135,7 @@ class Agent:
         config = self.config
         if config.ipvs is None:
             return None
-        watch = HealthWatch(config, self.log, apply=self._apply_service, held=self._holds,
+        watch = HealthWatch(config, self.log, apply=self._apply_services, held=self._holds,
                             publish=self._publish_health,
                             remembered=self.state_dir.read_health())
         self._levers_seen = leverfiles.rs_levers_changed_at(config.node.lever_dir)
@@ -160,9 +160,9 @@ class Agent:
         """Whether this node holds ``service`` in its kernel now."""
         return held_here(self.config, service, self.states)
 
-    def _apply_service(self, service: VirtualService) -> None:
+    def _apply_services(self, services: list[VirtualService]) -> None:
         assert self.host is not None
-        ipvsops.apply_service(self.config, service, connect=self.host.ipvs)
+        ipvsops.apply_services(self.config, services, connect=self.host.ipvs)
 
     def _effective(self) -> Config:
         """The config with the table as health leaves it: what a transition applies."""

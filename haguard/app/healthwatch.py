@@ -100,7 +100,7 @@ class HealthWatch:
     """Every checked service of a config, watched until ``stop``."""
 
     def __init__(self, config: Config, log: Log,
-                 apply: Callable[[VirtualService], None],
+                 apply: Callable[[list[VirtualService]], None],
                  held: Callable[[VirtualService], bool],
                  publish: Callable[[dict[str, Any]], None],
                  remembered: dict[str, Any] | None = None) -> None:
@@ -120,11 +120,19 @@ class HealthWatch:
         self._checked = False
         # When a kernel write last failed: a table reconciled before then is not current.
         self.last_failure = 0.0
+        # Services whose table changed, written together once the loop has run every
+        # check that finished with them: one write of the table's records for a batch,
+        # not one per real server, when a switch takes thousands down at once.
+        self._pending: dict[ServiceKey, tuple[VirtualService, str]] = {}
+        self._flush_scheduled = False
         self._load(config)
 
     # ------------------------------------------------------------------ config
     def _load(self, config: Config) -> None:
         self._cached = None
+        # Tables computed from the config being replaced: what still applies is computed
+        # again by the caller (reload, start).
+        self._pending = {}
         old = self.services
         self.services = {}
         states = {}
@@ -223,6 +231,7 @@ class HealthWatch:
         for task in self._tasks.values():
             task.cancel()
         self._tasks = {}
+        self.flush()        # what the last checks changed is written before the agent ends
 
     async def _run(self, key: ServiceKey, rs: RealServer, index: int, check: Check) -> None:
         entry = self.services[key]
@@ -283,21 +292,45 @@ class HealthWatch:
         entry.quorum_held = held
         table = self.table(key)
         if entry.applied is not None and table == entry.applied:
+            self._pending.pop(key, None)     # back to what the kernel has: nothing to write
             return
         if not self._held(entry.config):
+            self._pending.pop(key, None)
             entry.applied = None     # the next takeover writes it whole
             return
-        servers = [f"{rs}:{rs.weight}" for rs in table.real_servers]
+        self._pending[key] = (table, reason)
+        if self._flush_scheduled:
+            return
         try:
-            self._apply(table)
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._flush_scheduled = True
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write every service whose table changed since the last write, in one batch."""
+        self._flush_scheduled = False
+        batch, self._pending = self._pending, {}
+        if not batch:
+            return
+        try:
+            self._apply([table for table, _ in batch.values()])
         except Exception as exc:  # noqa: BLE001 - a failed write is retried at the next change
-            self.log.error("health_apply_failed", service=str(key), reason=reason,
-                           realservers=servers, error=str(exc))
-            entry.applied = None
+            for key, (table, reason) in batch.items():
+                if key in self.services:
+                    self.services[key].applied = None
+                self.log.error("health_apply_failed", service=str(key), reason=reason,
+                               realservers=[f"{rs}:{rs.weight}" for rs in table.real_servers],
+                               error=str(exc))
             self.last_failure = time.monotonic()
             return
-        entry.applied = table
-        self.log.info("health_applied", service=str(key), reason=reason, realservers=servers)
+        for key, (table, reason) in batch.items():
+            if key in self.services:
+                self.services[key].applied = table
+            self.log.info("health_applied", service=str(key), reason=reason,
+                          realservers=[f"{rs}:{rs.weight}" for rs in table.real_servers])
 
     def _spawn_command(self, argv: tuple[str, ...], what: str, **fields: str) -> None:
         async def run() -> None:

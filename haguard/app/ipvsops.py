@@ -77,11 +77,13 @@ def owner(config: Config, key: ServiceKey) -> str | None:
     return None
 
 
-def apply_service(config: Config, service: VirtualService,
-                  connect: Callable[[], Ipvs] = Ipvs) -> list[str]:
-    """Make one service in the kernel what ``service`` says (the checker's change)."""
+def apply_services(config: Config, services: Sequence[VirtualService],
+                   connect: Callable[[], Ipvs] = Ipvs) -> list[str]:
+    """Make these services in the kernel what they say (the checker's changes), with one
+    read and write of the table's records for all of them."""
     with _table_lock(config), connect() as ipvs:
-        plan = reconcile_named(ipvs, (service,), [service.key], config.node.state_dir)
+        plan = reconcile_named(ipvs, tuple(services), [s.key for s in services],
+                               config.node.state_dir)
     return [describe(a) for a in plan]
 
 

@@ -1,0 +1,99 @@
+"""The agent's real-server watch (haguard.app.healthwatch) writing the kernel: changes
+that finish together are written together, and a change undone before the write is not
+written at all. The probes are not run here (no check is started)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from haguard.adapters.log import get_logger
+from haguard.app.healthwatch import HealthWatch
+from haguard.core.config import Config, loads
+from haguard.core.health import DISABLED
+from haguard.core.ipvsconfig import VirtualService
+from haguard.core.leverrules import RsLever
+
+DOC = """\
+node: {name: lb1}
+agent: {}
+instances: [{name: VI_1, interface: eth0, virtual_router_id: 51, priority: 150,
+             vips: [192.0.2.100/32]}]
+ipvs:
+  services:
+""" + "".join(f"""\
+    - vip: 192.0.2.100
+      port: {port}
+      health: {{check: tcp}}
+      real_servers: [{{address: 192.0.2.21}}, {{address: 192.0.2.22}}]
+""" for port in (80, 81, 82))
+
+
+def watch(tmp_path: Path) -> tuple[HealthWatch, list[list[str]]]:
+    config: Config = loads(DOC, filename="lb1.yaml")
+    writes: list[list[str]] = []
+
+    def apply(services: list[VirtualService]) -> None:
+        writes.append(sorted(f"{s.key}: {' '.join(str(r) for r in s.real_servers)}"
+                             for s in services))
+    log = get_logger(str(tmp_path / "log.jsonl"), quiet=True)
+    return HealthWatch(config, log, apply=apply, held=lambda s: True,
+                       publish=lambda snapshot: None), writes
+
+
+def disabled(*ports: int) -> list[RsLever]:
+    return [RsLever(f"tcp 192.0.2.100:{p}", f"192.0.2.21:{p}", DISABLED, 0.0, "op", "x")
+            for p in ports]
+
+
+def test_changes_made_in_one_turn_of_the_loop_are_written_in_one_batch(
+        tmp_path: Path) -> None:
+    hw, writes = watch(tmp_path)
+
+    async def main() -> None:
+        hw.set_levers(disabled(80, 82))
+        assert writes == []                       # not yet: the loop has not turned
+        await asyncio.sleep(0)
+    asyncio.run(main())
+    assert writes == [["tcp 192.0.2.100:80: 192.0.2.22:80",
+                       "tcp 192.0.2.100:82: 192.0.2.22:82"]]
+
+
+def test_a_change_undone_before_the_write_is_not_written(tmp_path: Path) -> None:
+    hw, writes = watch(tmp_path)
+
+    async def main() -> None:
+        hw.set_levers(disabled(80))
+        await asyncio.sleep(0)
+        hw.set_levers([])                         # enable ...
+        hw.set_levers(disabled(80))               # ... and disable again, same turn
+        await asyncio.sleep(0)
+    asyncio.run(main())
+    assert writes == [["tcp 192.0.2.100:80: 192.0.2.22:80"]]
+
+
+def test_outside_a_loop_a_change_is_written_at_once_and_stop_writes_what_is_pending(
+        tmp_path: Path) -> None:
+    hw, writes = watch(tmp_path)
+    hw.set_levers(disabled(81))
+    assert writes == [["tcp 192.0.2.100:81: 192.0.2.22:81"]]
+
+    async def main() -> None:
+        hw.set_levers([])
+        hw.stop()                                 # before the loop turns
+    asyncio.run(main())
+    assert writes[-1] == ["tcp 192.0.2.100:81: 192.0.2.21:81 192.0.2.22:81"]
+
+
+def test_a_failed_write_is_logged_for_each_service_and_marks_them_unwritten(
+        tmp_path: Path) -> None:
+    hw, _ = watch(tmp_path)
+
+    def broken(services: list[VirtualService]) -> None:
+        raise OSError("netlink: EPERM")
+    hw._apply = broken                            # the kernel refuses
+    hw.set_levers(disabled(80, 81))
+    assert hw.last_failure > 0
+    assert all(hw.services[k].applied is None for k in hw.services)
+    log = (tmp_path / "log.jsonl").read_text()
+    assert log.count('"health_apply_failed"') == 2 and "EPERM" in log
