@@ -49,3 +49,20 @@ class PidLock:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def held_by_another(path: str) -> bool:
+    """Whether a process holds the lock at ``path`` now (the agent's, for a command that
+    must leave the table to it), asked without waiting and without creating the file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+

@@ -207,7 +207,8 @@ class Agent:
             self._next_expiry_check = time.monotonic() + 1.0
             try:
                 for line in expire_due(self.config) + (
-                        rslevers.expire_due(self.config) if self.config.ipvs else []):
+                        rslevers.expire_due(self.config, by_agent=True)
+                        if self.config.ipvs else []):
                     self.log.info("lever_expired", detail=line)
             except (OSError, HaguardError) as exc:
                 self.log.warning("lever_expiry_failed", error=str(exc))

@@ -347,7 +347,8 @@ class HealthWatch:
         for key, entry in self.services.items():
             if not entry.config.watched and not entry.levers:
                 continue
-            in_table = {rs.key: rs.weight for rs in self.table(key).real_servers}
+            table = self.table(key)
+            in_table = {rs.key: rs.weight for rs in table.real_servers}
             servers = []
             for view in self.view(key):
                 rs = view.server
@@ -363,6 +364,8 @@ class HealthWatch:
             sorry = entry.config.sorry_server
             out["services"].append({
                 "service": str(key), "quorum": entry.quorum_held,
+                # Whether the kernel has this table (None: not held on this node now).
+                "written": entry.applied == table if self._held(entry.config) else None,
                 "sorry_server": str(sorry) if sorry else None,
                 "sorry_server_active": sorry is not None and sorry.key in in_table,
                 "realservers": servers})
@@ -376,6 +379,7 @@ class HealthWatch:
             if self._dirty or (self._checked and time.monotonic() - written >= REFRESH_S):
                 self._dirty = self._checked = False
                 written = time.monotonic()
+                self.flush()       # what is published as the table is in the kernel first
                 try:
                     self._publish(self.snapshot())
                 except Exception as exc:  # noqa: BLE001 - status is stale, checks go on

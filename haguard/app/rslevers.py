@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
-from haguard.adapters import leverfiles
+from haguard.adapters import leverfiles, locks
 from haguard.adapters.host import Host
 from haguard.adapters.ipvs import Ipvs
 from haguard.adapters.process import invoking_user
@@ -35,6 +35,8 @@ from haguard.errors import BadInput, HaguardError, OperationFailed
 Say = Callable[[str], None]
 DRAIN_POLL_S = 1.0
 DRAIN_QUIET_S = 10.0
+AGENT_WAIT_S = 30.0        # for a running agent to apply a lever (it follows within a second)
+AGENT_POLL_S = 0.1
 
 
 def find(config: Config, service: str, realserver: str) -> tuple[VirtualService, RealServer]:
@@ -67,11 +69,25 @@ def held_here(config: Config, service: VirtualService,
     return states.get(owner) in ACTIVE_STATES
 
 
-def _write(config: Config, service: VirtualService, change: Callable[[list[RsLever]],
-                                                                     list[RsLever]]) -> list[str]:
-    """Change the levers and make the kernel agree; on failure the levers are put back."""
+def _write(config: Config, service: VirtualService, rs: RealServer,
+           change: Callable[[list[RsLever]], list[RsLever]], *, by_agent: bool = False
+           ) -> list[str]:
+    """Change the levers and make the kernel agree; on failure the levers are put back.
+
+    While an agent runs, the table is its alone: the levers file is written and the agent
+    applies it (it follows the file), and this waits until it says it has. Writing the
+    kernel here as well, from its published view, could undo a change it made since it
+    last published (a real server it has just found dead, put back). ``by_agent``: the
+    agent itself (a lever's TTL) writes the file and goes on."""
     before = leverfiles.read_rs_levers(config.node.lever_dir)
-    leverfiles.write_rs_levers(config.node.lever_dir, change(before))
+    after = change(before)
+    leverfiles.write_rs_levers(config.node.lever_dir, after)
+    if by_agent:
+        return []
+    if config.agent is not None and locks.held_by_another(config.agent_lock):
+        kind = next((lv.kind for lv in after if (lv.service, lv.realserver) ==
+                     (str(service.key), str(rs))), None)
+        return _wait_for_agent(config, service, rs, kind)
     if not held_here(config, service):
         return [f"{service.key}: not held on this node now; the lever applies when it is"]
     try:
@@ -80,6 +96,34 @@ def _write(config: Config, service: VirtualService, change: Callable[[list[RsLev
         leverfiles.write_rs_levers(config.node.lever_dir, before)
         raise OperationFailed(f"{service.key}: the kernel was not changed ({exc}); the lever "
                               "was not recorded") from exc
+
+
+def _wait_for_agent(config: Config, service: VirtualService, rs: RealServer,
+                    kind: str | None) -> list[str]:
+    """Until the agent publishes ``rs`` with lever ``kind`` and its table in the kernel
+    (where the service is held); OperationFailed after AGENT_WAIT_S."""
+    state_dir = StateDir(config.node.state_dir)
+    deadline = time.monotonic() + AGENT_WAIT_S
+    while True:
+        published = {e.get("service"): e for e in (state_dir.read_health() or {}).get(
+            "services", []) if isinstance(e, dict)}
+        entry = published.get(str(service.key))
+        if entry is None and kind is None:
+            return [f"{service.key}: the agent holds no lever on it"]
+        if entry is not None:
+            mine = next((r for r in entry.get("realservers", [])
+                         if r.get("realserver") == str(rs)), None)
+            if mine is not None and mine.get("lever") == kind and \
+                    entry.get("written") is not False:
+                where = "in the kernel" if entry.get("written") else \
+                    "recorded (not held on this node now)"
+                return [f"{service.key}: applied by the agent, {where}"]
+        if time.monotonic() >= deadline:
+            raise OperationFailed(
+                f"{service.key}: the lever is recorded, but the running agent has not "
+                f"applied it within {AGENT_WAIT_S:g} s (its log says why: "
+                "health_apply_failed); it applies it as soon as it can")
+        time.sleep(AGENT_POLL_S)
 
 
 def pull(config: Config, service: str, realserver: str, *, kind: str, reason: str,
@@ -91,7 +135,7 @@ def pull(config: Config, service: str, realserver: str, *, kind: str, reason: st
     now = time.time()
     lever = RsLever(str(svc.key), str(rs), kind, now, invoking_user(), reason,
                     now + ttl_s if ttl_s else None)
-    changes = _write(config, svc, lambda levers: [
+    changes = _write(config, svc, rs, lambda levers: [
         lv for lv in levers if (lv.service, lv.realserver) != (lever.service, lever.realserver)
     ] + [lever])
     audit(config, f"rs_{kind}", service=lever.service, realserver=lever.realserver,
@@ -106,14 +150,14 @@ def pull(config: Config, service: str, realserver: str, *, kind: str, reason: st
 
 
 def enable(config: Config, service: str, realserver: str, *, reason: str,
-           why: str = "enable") -> list[str]:
+           why: str = "enable", by_agent: bool = False) -> list[str]:
     """Take the lever off one real server: its health alone decides again."""
     svc, rs = find(config, service, realserver)
     name = (str(svc.key), str(rs))
     was = [lv.kind for lv in leverfiles.read_rs_levers(config.node.lever_dir)
            if (lv.service, lv.realserver) == name]
-    changes = _write(config, svc, lambda levers: [
-        lv for lv in levers if (lv.service, lv.realserver) != name])
+    changes = _write(config, svc, rs, lambda levers: [
+        lv for lv in levers if (lv.service, lv.realserver) != name], by_agent=by_agent)
     audit(config, f"rs_{why}", service=name[0], realserver=name[1], reason=reason,
           cleared=was[0] if was else None)
     return [f"{rs} of {svc.key}: " + (f"{was[0]} lifted" if was else "had no lever"),
@@ -153,13 +197,15 @@ def drain(config: Config, service: str, realserver: str, *, reason: str, ttl_s: 
     return lines
 
 
-def expire_due(config: Config) -> list[str]:
-    """Lift every real-server lever whose time-to-live has run out."""
+def expire_due(config: Config, by_agent: bool = False) -> list[str]:
+    """Lift every real-server lever whose time-to-live has run out (``by_agent``: the
+    agent, which then follows the levers file itself)."""
     lines = []
     for lever in rs_due(leverfiles.read_rs_levers(config.node.lever_dir), time.time()):
         try:
             lines += enable(config, lever.service, lever.realserver, why="expired",
-                            reason=f"ttl expired (set by {lever.by}: {lever.reason})")
+                            reason=f"ttl expired (set by {lever.by}: {lever.reason})",
+                            by_agent=by_agent)
         except BadInput:
             # The config no longer has it: the lever holds nothing back; forget it.
             leverfiles.write_rs_levers(config.node.lever_dir, [

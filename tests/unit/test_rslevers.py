@@ -115,3 +115,82 @@ def test_levers_match_real_servers_by_their_printed_names(config: Config) -> Non
     assert lever_kinds(service, levers) == {("192.0.2.22", 80): DRAINING}
     assert [(str(rs), rs.weight) for rs in with_levers(service, levers).real_servers] == [
         ("192.0.2.21:80", 2), ("192.0.2.22:80", 0)]
+
+
+AGENT_DOC = DOC.replace("  on_backup: remove\n", "  on_backup: keep\n").replace(
+    "keepalived: {{", "agent: {{}}\nkeepalived: {{")
+
+
+def published(config: Config, lever: str | None, written: bool | None) -> None:
+    from haguard.adapters.statefile import StateDir
+
+    StateDir(config.node.state_dir).write_health({"at": 0, "services": [{
+        "service": SERVICE, "written": written, "realservers": [
+            {"realserver": "192.0.2.21:80", "lever": lever},
+            {"realserver": "192.0.2.22:80", "lever": None}]}]})
+
+
+def test_with_an_agent_running_the_lever_is_left_to_it_and_waited_for(
+        tmp_path: Path) -> None:
+    import threading
+
+    from haguard.adapters.locks import PidLock
+    from haguard.adapters.statefile import StateDir
+
+    config = loads(AGENT_DOC.format(tmp=tmp_path), filename="lb1.yaml")
+    StateDir(config.node.state_dir).ensure()
+    agent = PidLock(config.agent_lock)
+    assert agent.acquire() is None          # the agent's lock, held
+    published(config, None, True)
+    # The agent publishes the lever, written, a moment after the file changes. Nothing
+    # here may touch the kernel (there is none in the unit tier): it is the agent's.
+    timer = threading.Timer(0.3, published, (config, DISABLED, True))
+    timer.start()
+    try:
+        lines = rslevers.pull(config, SERVICE, "192.0.2.21:80", kind=DISABLED,
+                              reason="disk", ttl_s=None)
+    finally:
+        timer.join()
+        agent.release()
+    assert lines[-1] == f"{SERVICE}: applied by the agent, in the kernel"
+    assert [lv.kind for lv in leverfiles.read_rs_levers(config.node.lever_dir)] == [DISABLED]
+
+
+def test_an_agent_that_does_not_apply_the_lever_in_time_is_an_error_with_the_lever_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from haguard.adapters.locks import PidLock
+    from haguard.adapters.statefile import StateDir
+    from haguard.errors import OperationFailed
+
+    monkeypatch.setattr(rslevers, "AGENT_WAIT_S", 0.3)
+    config = loads(AGENT_DOC.format(tmp=tmp_path), filename="lb1.yaml")
+    StateDir(config.node.state_dir).ensure()
+    agent = PidLock(config.agent_lock)
+    assert agent.acquire() is None
+    published(config, DISABLED, False)       # it took the lever, its kernel write failed
+    try:
+        with pytest.raises(OperationFailed, match="has not applied it within 0.3 s"):
+            rslevers.pull(config, SERVICE, "192.0.2.21:80", kind=DISABLED, reason="disk",
+                          ttl_s=None)
+    finally:
+        agent.release()
+    assert [lv.kind for lv in leverfiles.read_rs_levers(config.node.lever_dir)] == [DISABLED]
+
+
+def test_the_agent_lifting_an_expired_lever_itself_does_not_wait_for_itself(
+        tmp_path: Path) -> None:
+    from haguard.adapters.locks import PidLock
+    from haguard.adapters.statefile import StateDir
+
+    config = loads(AGENT_DOC.format(tmp=tmp_path), filename="lb1.yaml")
+    StateDir(config.node.state_dir).ensure()
+    leverfiles.write_rs_levers(config.node.lever_dir, [
+        RsLever(SERVICE, "192.0.2.21:80", DISABLED, 1.0, "op", "disk", expires_at=2.0)])
+    agent = PidLock(config.agent_lock)
+    assert agent.acquire() is None           # this process is the agent
+    try:
+        lines = rslevers.expire_due(config, by_agent=True)
+    finally:
+        agent.release()
+    assert lines == ["192.0.2.21:80 of tcp 192.0.2.100:80: disabled lifted"]
+    assert leverfiles.read_rs_levers(config.node.lever_dir) == []
