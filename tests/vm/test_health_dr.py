@@ -180,9 +180,9 @@ def test_disable_takes_a_healthy_real_server_out_until_enable(lab: GuestLab) -> 
     assert RS2 not in _table(lab, "lb1")
     lab.haguard("ipvs", "enable", "-c", config, "tcp 192.0.2.100:80", RS2, "--reason",
                 "vm test: disabled", ns=ns)
-    # Its checks pass, so it is back when the command returns: `enable` writes it itself,
-    # not waiting for the agent to notice the lever (once found late beside a second
-    # emulated VM, when only the agent put it back).
+    # Its checks pass, so it is back when the command returns: `enable` waits until the
+    # running agent has written it (once found late beside a second emulated VM, when the
+    # command returned before the agent had looked at the lever).
     if RS2 not in _table(lab, "lb1"):
         log = lab.record()["directors"]["lb1"]["log_file"]
         tail = lab.vm.run(["tail", "-n", "40", log]).stdout
