@@ -11,7 +11,7 @@ class ExitStatus(IntEnum):
     OK = 0
     FAILED = 1          # an operation failed, a check found a problem, a lever was refused
     BAD_INPUT = 2       # invalid config or arguments; nothing was changed
-    WARNINGS = 3        # doctor only: warnings, but no error
+    WARNINGS = 3        # doctor: warnings, but no error; migrate: lines need a decision
     INTERRUPTED = 130   # SIGINT / SIGTERM (128 + SIGINT, as shells report it)
 
 

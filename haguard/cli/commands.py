@@ -83,6 +83,27 @@ def cmd_render(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from haguard.app.migrate import migrate_file
+
+    result = migrate_file(args.file, args.node)
+    if args.output:
+        from haguard.adapters.files import write_atomic
+
+        write_atomic(args.output, result.text)
+    else:
+        sys.stdout.write(result.text)
+    for finding in result.findings:
+        print(finding, file=sys.stderr)
+    for problem in result.problems:
+        print(f"the YAML as written: {problem}", file=sys.stderr)
+    decisions = sum(1 for f in result.findings if f.decision) + len(result.problems)
+    where = f"wrote {args.output}" if args.output else "the YAML is on standard output"
+    print(f"{where}; " + (f"{decisions} line(s) need a decision"
+                          if decisions else "everything expressed"), file=sys.stderr)
+    return ExitStatus.WARNINGS if decisions else ExitStatus.OK
+
+
 def cmd_notify(args: argparse.Namespace) -> int:
     from haguard.adapters.process import own_order_key
     from haguard.core.events import parse_event

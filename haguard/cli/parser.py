@@ -27,6 +27,7 @@ from haguard.cli.commands import (
     cmd_ipvs_show,
     cmd_lever,
     cmd_levers_expire,
+    cmd_migrate,
     cmd_notify,
     cmd_realserver,
     cmd_render,
@@ -53,7 +54,7 @@ Typical use:
   haguard lab run                                  watch a failover in network namespaces
 
 Exit codes: 0 ok, 1 an operation failed or a problem was found, 2 bad input (nothing
-was changed), 3 doctor found warnings only.
+was changed), 3 doctor found warnings only / migrate wrote lines that need a decision.
 """
 
 
@@ -116,6 +117,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="PATH",
                    help="write here (atomically) instead of standard output")
     p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser(
+        "migrate", help="translate a keepalived.conf into haguard's YAML",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Read a keepalived.conf the way keepalived does (include globs relative to the including
+file, ! and # comments, quoted strings, blocks on one line or many, the deprecated
+synonyms nb_get_retry, lb_kind, lb_algo, state SLAVE) and write haguard's YAML for this
+director: vrrp_instance -> instances, virtual_ipaddress -> vips, virtual_server with its
+real servers and checkers -> ipvs services with health, sorry_server, quorum.
+
+Nothing is dropped silently. Every line haguard's YAML cannot say as keepalived meant it
+is listed on standard error, and at the head of the YAML, as
+  FILE:LINE: keyword: what haguard does instead / what to decide
+Lines marked 'note:' keep keepalived's behaviour and need no decision.
+
+Exit codes: 0 everything expressed and the YAML valid; 3 the YAML is written and the
+listed lines need a decision; 2 not a readable keepalived.conf (nothing written).""")
+    p.add_argument("file", metavar="FILE", help="the keepalived.conf to read")
+    p.add_argument("--node", metavar="NAME",
+                   help="this director's name in the YAML (default: global_defs router_id)")
+    p.add_argument("-o", "--output", metavar="OUT",
+                   help="write the YAML here (atomically) instead of standard output")
+    p.set_defaults(func=cmd_migrate)
 
     from haguard.cli.lab import add_lab_parser
 

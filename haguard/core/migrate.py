@@ -1,0 +1,759 @@
+"""keepalived.conf (as a statement tree) -> haguard's YAML document, and what it cannot say.
+
+Pure. Every keyword is either expressed in the document with keepalived's meaning (its
+defaults written out where haguard's differ) or reported as a ``Finding``: the file and
+line, the keyword, and what haguard does instead or what the operator must decide.
+Nothing is dropped silently; an unknown keyword is a finding too.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from haguard.core.kaconf import KeepalivedConfError, Stmt
+
+MAIL = ("haguard sends no mail: it logs every transition (journald, or node.log_file) and "
+        "exports metrics (haguard metrics); alert on those")
+# keepalived's checker defaults (keepalived.conf(5), keepalived/check/), written out in
+# the YAML because haguard's own defaults differ.
+KA_DELAY_LOOP_S = 60.0
+KA_CONNECT_TIMEOUT_S = 5.0
+KA_RETRY = {"tcp": 1, "http": 1, "https": 1, "script": 0, "dns": 3}
+KA_DELAY_BEFORE_RETRY_S = {"tcp": 1.0, "http": 3.0, "https": 3.0, "script": 1.0, "dns": 1.0}
+KA_PERSISTENCE_S = 360
+KA_AUTH_PASS_MAX = 8
+LB_KINDS = {"NAT": "nat", "DR": "dr", "TUN": "tun"}
+CHECKERS = {"TCP_CHECK": "tcp", "HTTP_GET": "http", "SSL_GET": "https", "MISC_CHECK": "script",
+            "DNS_CHECK": "dns"}
+UNSUPPORTED_CHECKERS = ("SMTP_CHECK", "BFD_CHECK", "PING_CHECK", "UDP_CHECK", "FILE_CHECK")
+_INT_RE = re.compile(r"^-?[0-9]+$")
+_NUM_RE = re.compile(r"^[0-9]+(\.[0-9]+)?$")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line haguard's YAML does not express as keepalived meant it."""
+
+    where: str
+    keyword: str
+    advice: str
+    decision: bool = True    # False: keepalived's behaviour is kept; said so it is not silent
+
+    def __str__(self) -> str:
+        note = "" if self.decision else "note: "
+        return f"{self.where}: {self.keyword}: {note}{self.advice}"
+
+
+@dataclass(frozen=True)
+class Migration:
+    """The YAML document and the lines that need the operator's decision."""
+
+    doc: dict[str, Any]
+    findings: tuple[Finding, ...]
+
+    @property
+    def decisions(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.decision)
+
+
+def migrate(stmts: tuple[Stmt, ...], node: str | None = None) -> Migration:
+    """Translate a parsed keepalived.conf; ``node`` names the director (else router_id)."""
+    conv = _Converter()
+    return conv.run(stmts, node)
+
+
+@dataclass
+class _Converter:
+    findings: list[Finding] = field(default_factory=list)
+    router_id: str | None = None
+    script_user: str | None = None
+    global_garp: dict[str, Stmt] = field(default_factory=dict)
+    groups: dict[str, Stmt] = field(default_factory=dict)
+    sync: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ plumbing
+    def note(self, stmt: Stmt, advice: str, keyword: str | None = None,
+             decision: bool = True) -> None:
+        self.findings.append(Finding(stmt.where, keyword or stmt.keyword, advice, decision))
+
+    def unknown(self, stmt: Stmt, within: str) -> None:
+        if stmt.keyword == "include":   # left by the reader: nothing matched its pattern
+            self.note(stmt, f"{' '.join(stmt.args)}: no file matches here, so nothing "
+                            "of it is in the YAML; run migrate where the included files "
+                            "are, or decide they are not needed")
+            return
+        self.note(stmt, f"not a keyword haguard migrate knows in {within}; nothing in the "
+                        "YAML carries it: decide whether it matters")
+
+    def arg(self, stmt: Stmt, index: int = 0, what: str = "a value") -> str:
+        if len(stmt.args) <= index:
+            raise KeepalivedConfError(f"{stmt.where}: {stmt.keyword} needs {what}")
+        return stmt.args[index]
+
+    def integer(self, stmt: Stmt, index: int = 0) -> int:
+        value = self.arg(stmt, index, "a number")
+        if not _INT_RE.match(value):
+            raise KeepalivedConfError(f"{stmt.where}: {stmt.keyword}: {value!r} is not a "
+                                      "whole number")
+        return int(value)
+
+    def number(self, stmt: Stmt, index: int = 0) -> float:
+        value = self.arg(stmt, index, "a number")
+        if not _NUM_RE.match(value):
+            raise KeepalivedConfError(f"{stmt.where}: {stmt.keyword}: {value!r} is not a "
+                                      "number")
+        return float(value)
+
+    def block(self, stmt: Stmt) -> tuple[Stmt, ...]:
+        if stmt.block is None:
+            raise KeepalivedConfError(f"{stmt.where}: {stmt.keyword} needs a {{ ... }} block")
+        return stmt.block
+
+    # ------------------------------------------------------------------ the file
+    def run(self, stmts: tuple[Stmt, ...], node: str | None) -> Migration:
+        for stmt in stmts:   # definitions the rest refers to, wherever they are written
+            if stmt.keyword == "global_defs":
+                self.global_defs(stmt)
+            elif stmt.keyword == "virtual_server_group":
+                self.groups[self.arg(stmt, 0, "a name")] = stmt
+        instances: list[dict[str, Any]] = []
+        services: list[dict[str, Any]] = []
+        for stmt in stmts:
+            kw = stmt.keyword
+            if kw in ("global_defs", "virtual_server_group"):
+                continue
+            if kw == "vrrp_instance":
+                instances.append(self.instance(stmt))
+            elif kw == "virtual_server":
+                services.extend(self.virtual_server(stmt))
+            elif kw == "vrrp_sync_group":
+                self.note(stmt, "haguard does not render vrrp_sync_group yet: its instances "
+                                "fail over one by one. Keep them on one director by giving "
+                                "them the same priorities and tracking, or wait for sync_groups")
+            elif kw == "vrrp_script":
+                self.note(stmt, "haguard does not render vrrp_script yet: nothing runs it and "
+                                "no priority changes with it")
+            elif kw in ("static_ipaddress", "static_routes", "static_rules",
+                        "virtual_routes", "local_address_group"):
+                self.note(stmt, "haguard has no equivalent; configure it outside haguard "
+                                "(ifupdown, systemd-networkd) or decide it is not needed")
+            else:
+                self.unknown(stmt, "the top level")
+        if services and not instances:
+            first = next(s for s in stmts if s.keyword == "virtual_server")
+            self.note(first, "no vrrp_instance in the file: haguard runs LVS beside "
+                             "keepalived's VRRP; add the instance this director holds the "
+                             "VIPs with", "virtual_server")
+        name = node or self.router_id
+        if name is None:
+            raise KeepalivedConfError("the file has no global_defs { router_id ... }: name "
+                                      "this director with --node NAME")
+        doc: dict[str, Any] = {"node": {"name": name}}
+        if instances:
+            doc["instances"] = instances
+        if services or self.sync is not None:
+            ipvs: dict[str, Any] = {"on_backup": "keep"}   # keepalived's checker: both nodes
+            if self.sync is not None:
+                ipvs["sync"] = self.sync
+            ipvs["services"] = services
+            doc["ipvs"] = ipvs
+            if any(_checked(s) for s in services):
+                doc["agent"] = {}
+        order = sorted(self.findings, key=lambda f: _place(f.where))
+        return Migration(doc=doc, findings=tuple(order))
+
+    def global_defs(self, stmt: Stmt) -> None:
+        for s in self.block(stmt):
+            kw = s.keyword
+            if kw == "router_id":
+                self.router_id = self.arg(s, 0, "a name")
+            elif kw in ("notification_email", "notification_email_from", "smtp_server",
+                        "smtp_connect_timeout", "smtp_helo_name", "smtp_alert",
+                        "smtp_alert_vrrp", "smtp_alert_checker", "email_faults"):
+                self.note(s, MAIL)
+            elif kw == "script_user":
+                self.script_user = self.arg(s, 0, "a user")
+            elif kw == "enable_script_security":
+                pass   # haguard renders it, and checks its own scripts the same way
+            elif kw in ("vrrp_garp_master_delay", "vrrp_garp_master_repeat",
+                        "vrrp_garp_master_refresh", "vrrp_garp_master_refresh_repeat",
+                        "vrrp_garp_interval", "vrrp_gna_interval",
+                        "vrrp_garp_lower_prio_delay", "vrrp_garp_lower_prio_repeat"):
+                self.global_garp[kw.removeprefix("vrrp_")] = s
+            elif kw == "vrrp_version" and s.args == ("2",):
+                pass
+            elif kw == "lvs_id":
+                self.note(s, "a name for the director in keepalived's mail; nothing acts "
+                             "on it", decision=False)
+            else:
+                self.unknown(s, "global_defs")
+
+    # ------------------------------------------------------------------ VRRP
+    def instance(self, stmt: Stmt) -> dict[str, Any]:
+        name = self.arg(stmt, 0, "a name")
+        out: dict[str, Any] = {"name": name}
+        vips: list[Any] = []
+        garp = dict(self.global_garp)
+        deferred_vips: list[Stmt] = []
+        for s in self.block(stmt):
+            kw = s.keyword
+            if kw == "state":
+                state = self.arg(s, 0, "MASTER or BACKUP").upper()
+                if state not in ("MASTER", "BACKUP", "SLAVE"):
+                    raise KeepalivedConfError(f"{s.where}: state: {s.args[0]!r} is not MASTER "
+                                              "or BACKUP")
+                out["state"] = "BACKUP" if state == "SLAVE" else state
+            elif kw == "interface":
+                out["interface"] = self.arg(s, 0, "a device")
+            elif kw == "virtual_router_id":
+                out["virtual_router_id"] = self.integer(s)
+            elif kw == "priority":
+                out["priority"] = self.integer(s)
+            elif kw == "advert_int":
+                value = self.number(s)
+                out["advert_int"] = int(value) if value.is_integer() else value
+            elif kw == "nopreempt":
+                out["nopreempt"] = True
+            elif kw == "preempt":
+                out["nopreempt"] = False
+            elif kw == "authentication":
+                self.authentication(s, out)
+            elif kw in ("virtual_ipaddress", "virtual_ipaddress_excluded"):
+                deferred_vips.append(s)
+            elif kw == "unicast_peer":
+                out["unicast_peers"] = [self.peer(p) for p in self.block(s)]
+            elif kw.startswith("garp_") or kw == "gna_interval":
+                garp[kw] = s
+            elif kw in ("notify_master", "notify_backup", "notify_fault", "notify_stop",
+                        "notify", "notify_master_rx_lower_pri"):
+                self.note(s, "haguard runs its own notify hook for this instance; your "
+                             "command is not run by the YAML yet: run it from a systemd "
+                             "unit or wait for instances[].notify")
+            elif kw == "smtp_alert":
+                self.note(s, MAIL)
+            elif kw in ("track_interface", "track_script", "track_process", "track_file",
+                        "track_bfd"):
+                self.note(s, "haguard does not render trackers yet: this instance's "
+                             "priority and FAULT state do not follow it")
+            elif kw == "unicast_src_ip":
+                self.note(s, "haguard does not render unicast_src_ip yet: keepalived will "
+                             "send from the interface's primary address; check the peer "
+                             "accepts that")
+            elif kw == "mcast_src_ip":
+                self.note(s, "haguard does not render mcast_src_ip: adverts leave from the "
+                             "interface's primary address")
+            elif kw == "preempt_delay":
+                self.note(s, "haguard does not render preempt_delay yet: a recovered "
+                             "higher-priority director takes over at once")
+            elif kw == "dont_track_primary":
+                self.note(s, "haguard does not render dont_track_primary yet: the "
+                             "instance's own interface is tracked (keepalived's default)")
+            elif kw == "lvs_sync_daemon_interface":
+                self.sync_daemon(s)
+            elif kw in ("use_vmac", "vmac_xmit_base"):
+                self.note(s, "haguard adds VIPs to the interface itself and announces its "
+                             "MAC; it has no VMAC mode")
+            elif kw == "native_ipv6":
+                pass   # an IPv6-only instance: haguard's VIPs say which family they are
+            else:
+                self.unknown(s, f"vrrp_instance {name}")
+        if out.get("nopreempt") and out.get("state") == "MASTER":
+            where = next(s for s in self.block(stmt) if s.keyword == "nopreempt")
+            self.note(where, "keepalived ignores nopreempt on an instance starting as "
+                             "MASTER; the YAML leaves it out (for nopreempt, start both "
+                             "directors as BACKUP)", decision=False)
+            del out["nopreempt"]
+        for s in deferred_vips:
+            vips.extend(self.vips(s, out.get("interface")))
+        if vips:
+            out["vips"] = vips
+        announce = self.announce(garp)
+        if announce:
+            out["announce"] = announce
+        return out
+
+    def authentication(self, stmt: Stmt, out: dict[str, Any]) -> None:
+        kind = "PASS"
+        password: Stmt | None = None
+        for s in self.block(stmt):
+            if s.keyword == "auth_type":
+                kind = self.arg(s, 0, "PASS or AH").upper()
+            elif s.keyword == "auth_pass":
+                password = s
+            else:
+                self.unknown(s, "authentication")
+        if kind != "PASS":
+            self.note(stmt, f"auth_type {kind}: haguard renders PASS authentication only "
+                            "(RFC 3768 removed AH); both directors must change together",
+                      "auth_type")
+        if password is None:
+            return
+        text = self.arg(password, 0, "a password")
+        if len(text) > KA_AUTH_PASS_MAX:
+            out["auth_pass"] = text[:KA_AUTH_PASS_MAX]
+            self.note(password, f"{len(text)} characters: keepalived used only the first "
+                                f"{KA_AUTH_PASS_MAX} ({text[:KA_AUTH_PASS_MAX]!r}); the YAML "
+                                "has those, which keeps the pair talking", decision=False)
+        else:
+            out["auth_pass"] = text
+
+    def peer(self, stmt: Stmt) -> str:
+        if stmt.args:
+            self.note(stmt, f"{' '.join(stmt.args)}: haguard renders the peer's address "
+                            "only", "unicast_peer")
+        address, slash, _ = stmt.keyword.partition("/")
+        if slash:
+            self.note(stmt, f"{stmt.keyword}: keepalived rejects a peer with a prefix "
+                            "(\"malformed unicast peer address\") and leaves it out; the "
+                            f"YAML has {address} as a peer: the pair will talk unicast "
+                            "where it did not before", "unicast_peer")
+        return address
+
+    def vips(self, stmt: Stmt, interface: str | None) -> list[Any]:
+        out: list[Any] = []
+        for item in self.block(stmt):
+            address = item.keyword
+            try:
+                network = ipaddress.ip_interface(address)
+            except ValueError:
+                raise KeepalivedConfError(f"{item.where}: {stmt.keyword}: {address!r} is not "
+                                          "an IP address") from None
+            if "/" not in address:   # keepalived's default prefix: the host's own
+                address = f"{address}/{network.max_prefixlen}"
+            options = dict(zip(item.args[::2], item.args[1::2]))
+            label = options.pop("label", None)
+            dev = options.pop("dev", None)
+            if dev is not None and dev != interface:
+                self.note(item, f"dev {dev}: a VIP on another device than the instance's "
+                                f"interface ({interface}); haguard adds it to {interface} "
+                                "until vips[].interface exists", "virtual_ipaddress")
+            for key in options:
+                if key not in ("brd", "scope", "broadcast"):
+                    self.note(item, f"{key} {options[key]}: not carried; haguard adds the "
+                                    "VIP with the kernel's defaults", "virtual_ipaddress")
+            if len(item.args) % 2:
+                self.note(item, f"{item.args[-1]}: not carried", "virtual_ipaddress")
+            out.append({"address": address, "label": label} if label else address)
+        return out
+
+    def announce(self, garp: dict[str, Stmt]) -> dict[str, Any]:
+        """keepalived's garp_* settings as haguard's announce section (only what differs)."""
+        out: dict[str, Any] = {}
+        for key, stmt in garp.items():
+            if key == "garp_master_repeat":
+                out["count"] = self.integer(stmt)
+            elif key == "garp_master_delay":
+                out["repeat_after_s"] = self.number(stmt)
+            elif key == "garp_master_refresh":
+                out["refresh_s"] = self.number(stmt)
+            elif key in ("garp_interval", "gna_interval"):
+                ms = round(self.number(stmt) * 1000)
+                if key == "garp_interval" or "interval_ms" not in out:
+                    out["interval_ms"] = ms
+            elif key == "garp_master_refresh_repeat":
+                self.note(stmt, "haguard repeats the whole announcement (announce.count "
+                                "frames) at each refresh", key)
+            else:
+                self.note(stmt, "haguard announces only on becoming MASTER and at refresh",
+                          key)
+        return out
+
+    def sync_daemon(self, stmt: Stmt) -> None:
+        interface = self.arg(stmt, 0, "an interface")
+        syncid = 0
+        if len(stmt.args) >= 3 and stmt.args[1] == "id":
+            syncid = self.integer(stmt, 2)
+        self.sync = {"interface": interface, "syncid": syncid}
+
+    # ------------------------------------------------------------------ LVS
+    def virtual_server(self, stmt: Stmt) -> list[dict[str, Any]]:
+        keys = self.service_keys(stmt)
+        base: dict[str, Any] = {}
+        forwarding = "nat"
+        defaults: dict[str, Stmt] = {}
+        servers: list[Stmt] = []
+        quorum: dict[str, Any] = {}
+        sorry: Stmt | None = None
+        virtualhost: str | None = None
+        flags: dict[str, Any] = {}
+        protocol = "tcp"
+        for s in self.block(stmt):
+            kw = s.keyword
+            if kw in ("lb_algo", "lvs_sched"):
+                base["scheduler"] = self.arg(s, 0, "a scheduler")
+            elif kw in ("lb_kind", "lvs_method"):
+                method = self.arg(s, 0, "NAT, DR or TUN").upper()
+                if method not in LB_KINDS:
+                    raise KeepalivedConfError(f"{s.where}: {kw}: {s.args[0]!r} is not NAT, "
+                                              "DR or TUN")
+                forwarding = LB_KINDS[method]
+            elif kw == "protocol":
+                protocol = self.arg(s, 0, "TCP or UDP").lower()
+                if protocol not in ("tcp", "udp"):
+                    self.note(s, f"{s.args[0]}: haguard's services are TCP or UDP")
+                    protocol = "tcp"
+            elif kw in ("delay_loop", "connect_timeout", "retry", "nb_get_retry",
+                        "delay_before_retry", "warmup"):
+                defaults[kw] = s
+            elif kw == "persistence_timeout":
+                timeout = self.integer(s) if s.args else KA_PERSISTENCE_S
+                if timeout:   # 0: not persistent, as keepalived reads it
+                    flags["persistence"] = {"timeout_s": timeout}
+            elif kw == "persistence_granularity":
+                flags["granularity"] = s
+            elif kw == "real_server":
+                servers.append(s)
+            elif kw == "sorry_server":
+                sorry = s
+            elif kw in ("quorum", "hysteresis"):
+                quorum["weight" if kw == "quorum" else kw] = self.integer(s)
+            elif kw in ("quorum_up", "quorum_down"):
+                quorum[kw.removeprefix("quorum_")] = self.command(s)
+            elif kw == "virtualhost":
+                virtualhost = self.arg(s, 0, "a host name")
+            elif kw in ("alpha", "omega", "inhibit_on_failure"):
+                defaults[kw] = s
+            elif kw == "ha_suspend":
+                self.note(s, "haguard checks on MASTER and BACKUP alike (keepalived's "
+                             "default); ha_suspend's pause on the BACKUP is not carried")
+            elif kw == "nat_mask":
+                self.note(s, "keepalived 1's nat_mask; keepalived 2 ignores it",
+                          decision=False)
+            elif kw in ("ops",):
+                self.note(s, "one-packet scheduling: haguard does not carry -o yet")
+            else:
+                self.unknown(s, f"virtual_server {' '.join(stmt.args)}")
+        if "granularity" in flags:
+            g = flags.pop("granularity")
+            if "persistence" in flags:
+                flags["persistence"]["netmask"] = self.arg(g, 0, "a netmask")
+            else:
+                self.note(g, "without persistence_timeout it has no effect")
+        if quorum and "weight" not in quorum:
+            quorum["weight"] = 1
+        if not keys:
+            return []
+        rs_docs = [self.real_server(s, forwarding, defaults, virtualhost) for s in servers]
+        out = []
+        for key in keys:
+            svc: dict[str, Any] = dict(key)
+            if "vip" in svc:
+                svc["protocol"] = protocol
+            svc.update(base)
+            svc.update(flags)
+            real = [self.same_port(copy.deepcopy(r), svc, where)
+                    for r, where in zip(rs_docs, servers)]
+            health = _common_health(real)
+            if health is not None:
+                svc["health"] = health
+                for r in real:
+                    r.pop("health", None)
+            if quorum:
+                svc["quorum"] = quorum
+            if sorry is not None:
+                backup: dict[str, Any] = {"address": self.arg(sorry, 0, "an address")}
+                if len(sorry.args) > 1:
+                    backup["port"] = self.integer(sorry, 1)
+                backup["forwarding"] = forwarding
+                svc["sorry_server"] = self.same_port(backup, svc, sorry)
+            svc["real_servers"] = real
+            out.append(svc)
+        if defaults.get("omega") is not None:
+            self.note(defaults["omega"], "haguard does not run the down/quorum-down "
+                                         "commands when it stops")
+        if "warmup" in defaults:
+            self.note(defaults["warmup"], "haguard spreads first checks over the interval "
+                                          "itself")
+        return out
+
+    def same_port(self, server: dict[str, Any], svc: dict[str, Any], where: Stmt
+                  ) -> dict[str, Any]:
+        """DR and TUN deliver the packet unchanged: the port the real server gets is the
+        service's, whatever keepalived.conf wrote. Its checks keep the written port."""
+        port = server.get("port")
+        if "port" not in svc or port is None or port == svc["port"] \
+                or server["forwarding"] not in ("dr", "tun"):
+            return server
+        server["port"] = svc["port"]
+        checks = server.get("health")
+        for check in checks if isinstance(checks, list) else [checks] if checks else []:
+            check.setdefault("port", port)
+        self.note(where, f"port {port} with {server['forwarding'].upper()} forwarding: the "
+                         f"kernel delivers to port {svc['port']} (the service's) all the "
+                         f"same; the YAML says {svc['port']}"
+                  + (f", and the checks still probe {port}" if checks else ""),
+                  where.keyword, decision=False)
+        return server
+
+    def service_keys(self, stmt: Stmt) -> list[dict[str, Any]]:
+        """The services a virtual_server line stands for (a group: each of its entries)."""
+        args = stmt.args
+        if len(args) == 2 and args[0] == "group":
+            group = self.groups.get(args[1])
+            if group is None:
+                raise KeepalivedConfError(f"{stmt.where}: virtual_server group {args[1]!r}: "
+                                          "no virtual_server_group of that name")
+            keys: list[dict[str, Any]] = []
+            for item in self.block(group):
+                if item.keyword == "fwmark":
+                    keys.append({"fwmark": self.integer(item)})
+                else:
+                    for address in _expand_range(item.keyword, item.where):
+                        if not item.args:
+                            raise KeepalivedConfError(f"{item.where}: {item.keyword} needs "
+                                                      "a port")
+                        keys.append({"vip": address, "port": self.integer(item)})
+            return keys
+        if len(args) == 2 and args[0] == "fwmark":
+            return [{"fwmark": self.integer(stmt, 1)}]
+        if len(args) == 1:
+            self.note(stmt, "no port: IPVS takes every port of the address (with "
+                            "persistence); haguard's services name a port: this service is "
+                            "not in the YAML; use a fwmark service (a firewall mark on the "
+                            "address) or one service per port")
+            return []
+        if len(args) >= 4 and args[2] == "dev":
+            self.note(stmt, f"dev {args[3]}: haguard's services are not bound to a device; "
+                            "decide whether the address needs it (IPv6 link-local)")
+            args = args[:2]
+        if len(args) == 2:
+            try:
+                ipaddress.ip_address(args[0])
+            except ValueError:
+                raise KeepalivedConfError(f"{stmt.where}: virtual_server: {args[0]!r} is not "
+                                          "an IP address") from None
+            if not args[1].isdigit():
+                raise KeepalivedConfError(f"{stmt.where}: virtual_server: {args[1]!r} is not "
+                                          "a port")
+            return [{"vip": args[0], "port": int(args[1])}]
+        raise KeepalivedConfError(f"{stmt.where}: virtual_server needs ADDRESS PORT, "
+                                  "fwmark N or group NAME")
+
+    def real_server(self, stmt: Stmt, forwarding: str, defaults: dict[str, Stmt],
+                    virtualhost: str | None) -> dict[str, Any]:
+        address = self.arg(stmt, 0, "an address")
+        out: dict[str, Any] = {"address": address}
+        if len(stmt.args) > 1:
+            out["port"] = self.integer(stmt, 1)
+        out["forwarding"] = forwarding
+        out["weight"] = 1
+        own = dict(defaults)
+        checks: list[dict[str, Any]] = []
+        notify: dict[str, list[str]] = {}
+        for s in self.block(stmt) if stmt.block is not None else ():
+            kw = s.keyword
+            if kw == "weight":
+                out["weight"] = self.integer(s)
+            elif kw in ("lvs_method", "lb_kind"):
+                out["forwarding"] = LB_KINDS.get(self.arg(s).upper(), forwarding)
+            elif kw == "uthreshold":
+                out["upper_threshold"] = self.integer(s)
+            elif kw == "lthreshold":
+                out["lower_threshold"] = self.integer(s)
+            elif kw in ("inhibit_on_failure", "delay_loop", "connect_timeout", "retry",
+                        "nb_get_retry", "delay_before_retry", "alpha", "warmup"):
+                own[kw] = s
+            elif kw in ("notify_up", "notify_down"):
+                notify[kw.removeprefix("notify_")] = self.command(s)
+            elif kw in CHECKERS:
+                checks.extend(self.checker(s, own, virtualhost))
+            elif kw in UNSUPPORTED_CHECKERS:
+                self.note(s, "haguard has no such check (it has tcp, http, https, script, "
+                             "dns): use a script check, or decide the real server goes "
+                             "unchecked")
+            else:
+                self.unknown(s, f"real_server {' '.join(stmt.args)}")
+        if checks:
+            for check in checks:
+                if "inhibit_on_failure" in own:
+                    check["on_down"] = "weight0"
+                if "alpha" in own:
+                    check["start"] = "down"
+                if notify:
+                    check["notify"] = notify
+            out["health"] = checks[0] if len(checks) == 1 else checks
+        elif notify:
+            self.note(stmt, "notify_up / notify_down on a real server without checks: "
+                            "nothing would call them", "real_server")
+        return out
+
+    def checker(self, stmt: Stmt, inherited: dict[str, Stmt], virtualhost: str | None
+                ) -> list[dict[str, Any]]:
+        kind = CHECKERS[stmt.keyword]
+        settings = dict(inherited)
+        urls: list[Stmt] = []
+        extra: dict[str, Any] = {}
+        for s in self.block(stmt) if stmt.block is not None else ():
+            kw = s.keyword
+            if kw in ("connect_timeout", "retry", "nb_get_retry", "delay_before_retry",
+                      "delay_loop", "warmup"):
+                settings[kw] = s
+            elif kw == "connect_port":
+                extra["port"] = self.integer(s)
+            elif kw == "url" and kind in ("http", "https"):
+                urls.append(s)
+            elif kw == "virtualhost" and kind in ("http", "https"):
+                virtualhost = self.arg(s, 0, "a host name")
+            elif kw == "misc_path" and kind == "script":
+                extra["command"] = self.command(s)
+            elif kw == "misc_timeout" and kind == "script":
+                settings["connect_timeout"] = s
+            elif kw == "misc_dynamic" and kind == "script":
+                extra["dynamic_weight"] = True
+            elif kw == "user" and kind == "script":
+                extra["user"] = self.arg(s, 0, "a user")
+            elif kw in ("type", "name") and kind == "dns":
+                extra["dns_" + kw] = self.arg(s)
+            elif kw in ("connect_ip", "bindto", "bind_port", "bind_if", "fwmark"):
+                self.note(s, "haguard checks the real server's own address from the "
+                             "director's default source; not carried")
+            elif kw == "enable_sni" and kind == "https":
+                extra["sni"] = True
+            else:
+                self.unknown(s, stmt.keyword)
+        check: dict[str, Any] = {"check": kind}
+        interval = self.number(settings["delay_loop"]) if "delay_loop" in settings \
+            else KA_DELAY_LOOP_S
+        timeout = self.number(settings["connect_timeout"]) if "connect_timeout" in settings \
+            else (interval if kind == "script" else KA_CONNECT_TIMEOUT_S)
+        retry_stmt = settings.get("retry") or settings.get("nb_get_retry")
+        retries = self.integer(retry_stmt) if retry_stmt is not None else KA_RETRY[kind]
+        retry_interval = self.number(settings["delay_before_retry"]) \
+            if "delay_before_retry" in settings else KA_DELAY_BEFORE_RETRY_S[kind]
+        if timeout > interval:
+            where = settings.get("connect_timeout", stmt)
+            self.note(where, f"a {timeout:g} s timeout with checks every {interval:g} s: "
+                             f"haguard refuses a timeout longer than the interval; the YAML "
+                             f"has {interval:g} s", "connect_timeout")
+            timeout = interval
+        check.update(interval_s=_num(interval), timeout_s=_num(timeout), retries=retries,
+                     retry_interval_s=_num(retry_interval))
+        if "port" in extra:
+            check["port"] = extra["port"]
+        if kind == "script":
+            if "command" not in extra:
+                raise KeepalivedConfError(f"{stmt.where}: MISC_CHECK needs misc_path")
+            user = extra.get("user") or self.script_user
+            script: dict[str, Any] = {"command": extra["command"]}
+            if user is None:
+                self.note(stmt, "keepalived ran misc_path as root (no script_user); haguard "
+                                "runs checks as 'nobody' unless health.script.user says "
+                                "otherwise: the YAML says root, decide whether it must")
+                user = "root"
+            script["user"] = user
+            if extra.get("dynamic_weight"):
+                script["dynamic_weight"] = True
+            check["script"] = script
+        if kind == "dns":
+            check["dns"] = {"name": extra.get("dns_name", "."), "type": extra.get("dns_type", "SOA")}
+        if kind == "https":
+            check["tls"] = {"verify": False, **({"sni": virtualhost}
+                                               if extra.get("sni") and virtualhost else {})}
+        if kind not in ("http", "https"):
+            return [check]
+        if not urls:
+            raise KeepalivedConfError(f"{stmt.where}: {stmt.keyword} needs a url {{ path ... }}")
+        out = []
+        for url in urls:   # keepalived ANDs a checker's urls; haguard ANDs a server's checks
+            one = dict(check)
+            one["http"] = self.url(url, virtualhost)
+            out.append(one)
+        return out
+
+    def url(self, stmt: Stmt, virtualhost: str | None) -> dict[str, Any]:
+        http: dict[str, Any] = {}
+        for s in self.block(stmt):
+            if s.keyword == "path":
+                http["path"] = self.arg(s, 0, "a path")
+            elif s.keyword == "status_code":
+                http["status"] = [_status(code, s) for code in s.args]
+            elif s.keyword == "virtualhost":
+                virtualhost = self.arg(s, 0, "a host name")
+            elif s.keyword == "digest":
+                self.note(s, "haguard does not compare an MD5 digest of the body: use "
+                             "http.body (text the body must contain), or status alone")
+            elif s.keyword == "regex":
+                self.note(s, "haguard matches http.body as plain text, not a regular "
+                             "expression; the YAML has no body check")
+            else:
+                self.unknown(s, "url")
+        http.setdefault("path", "/")
+        if virtualhost:
+            http["host"] = virtualhost
+        return http
+
+    def command(self, stmt: Stmt) -> list[str]:
+        """A keepalived script string as an argument list (its words, as keepalived splits
+        a quoted command)."""
+        words = [w for arg in stmt.args for w in arg.split()]
+        if not words:
+            raise KeepalivedConfError(f"{stmt.where}: {stmt.keyword} needs a command")
+        return words
+
+
+def _place(where: str) -> tuple[str, int]:
+    file, _, line = where.rpartition(":")
+    return (file, int(line)) if line.isdigit() else (where, 0)
+
+
+def _status(code: str, stmt: Stmt) -> Any:
+    if re.match(r"^[0-9]{3}-[0-9]{3}$", code):
+        return code
+    if not re.match(r"^[0-9]{3}$", code):
+        raise KeepalivedConfError(f"{stmt.where}: status_code: {code!r} is not an HTTP status")
+    return int(code)
+
+
+def _num(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
+def _checked(service: dict[str, Any]) -> bool:
+    return "health" in service or any("health" in r for r in service["real_servers"])
+
+
+def _common_health(servers: list[dict[str, Any]]) -> Any:
+    """The health every real server has alike, said once on the service; else None."""
+    healths = [r.get("health") for r in servers]
+    if not healths or healths[0] is None or any(h != healths[0] for h in healths):
+        return None
+    return healths[0]
+
+
+def _expand_range(text: str, where: str) -> list[str]:
+    """keepalived's ``192.0.2.10-20`` (last octet / group) range, or one address."""
+    head, sep, last = text.rpartition("-")
+    if not sep:
+        try:
+            return [str(ipaddress.ip_address(text))]
+        except ValueError:
+            raise KeepalivedConfError(f"{where}: {text!r} is not an IP address") from None
+    try:
+        first = ipaddress.ip_address(head)
+        count = int(last, 16 if first.version == 6 else 10) - int(head.split(":" if
+                                                                  first.version == 6 else ".")[-1] or "0",
+                                                                  16 if first.version == 6 else 10)
+    except ValueError:
+        raise KeepalivedConfError(f"{where}: {text!r} is not an address range") from None
+    if count < 0:
+        raise KeepalivedConfError(f"{where}: {text!r}: the range ends before it starts")
+    return [str(first + i) for i in range(count + 1)]
+
+
+
+def to_yaml(migration: Migration, source: str) -> str:
+    """The document as YAML, the open decisions as comments at its head."""
+    import yaml
+
+    body = yaml.safe_dump(migration.doc, sort_keys=False, default_flow_style=None,
+                          width=100, allow_unicode=True)
+    head = [f"# Migrated from {source} by `haguard migrate`."]
+    if migration.findings:
+        head.append("# What haguard migrate said of the original (on standard error too); "
+                    "lines marked 'note:' keep keepalived's behaviour:")
+        head += [f"#   {f}" for f in migration.findings]
+    return "\n".join(head) + "\n" + body

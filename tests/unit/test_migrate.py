@@ -1,0 +1,338 @@
+"""`haguard migrate`: keepalived.conf -> haguard's YAML, nothing dropped silently."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from haguard.cli import main
+from haguard.core.config import loads
+from haguard.core.kaconf import KeepalivedConfError, lines, parse
+from haguard.core.migrate import Migration, migrate
+
+# A director of an LVS-DR pair as operators write it: two VIPs, one with a label,
+# unicast, a web service checked over HTTP on two URLs and a TCP service, a sorry
+# server, a quorum. Every keyword here has a haguard equivalent.
+DR_DIRECTOR = """\
+! lb1, the primary
+global_defs {
+   router_id lb1
+   enable_script_security
+   vrrp_garp_master_delay 2
+}
+
+vrrp_instance VI_WEB {
+    state MASTER
+    interface eth0
+    virtual_router_id 51
+    priority 150
+    advert_int 1
+    authentication {
+        auth_type PASS
+        auth_pass s3cret
+    }
+    unicast_peer {
+        192.0.2.12
+    }
+    virtual_ipaddress {
+        192.0.2.100
+        192.0.2.101/24 label eth0:1
+        2001:db8::100/64
+    }
+    garp_master_repeat 3
+    garp_master_refresh 60
+}
+
+virtual_server 192.0.2.100 80 {
+    delay_loop 2
+    lb_algo wlc
+    lb_kind DR
+    protocol TCP
+    persistence_timeout 300
+    sorry_server 192.0.2.30 80
+    quorum 2
+    hysteresis 1
+    quorum_up "/usr/local/bin/page-ops up"
+    real_server 192.0.2.21 80 {
+        weight 3
+        inhibit_on_failure
+        HTTP_GET {
+            url {
+                path /healthz
+                status_code 200
+            }
+            url {
+                path /ready
+                status_code 200-299
+            }
+            connect_timeout 1
+            nb_get_retry 2
+            delay_before_retry 1
+        }
+    }
+    real_server 192.0.2.22 80 { weight 1 }
+}
+
+virtual_server 192.0.2.101 443 {
+    lvs_sched rr
+    lvs_method DR
+    real_server 192.0.2.21 443 {
+        TCP_CHECK {
+            connect_port 8443
+        }
+    }
+}
+"""
+
+
+# The smallest VRRP side for a file whose point is its virtual_server.
+INSTANCE = """\
+vrrp_instance VI_1 { interface eth0
+  virtual_router_id 51
+  priority 100 }
+"""
+
+
+def run(text: str, node: str | None = None) -> Migration:
+    return migrate(parse(lines(text, "keepalived.conf")), node)
+
+
+def valid(migration: Migration) -> Any:
+    """The YAML as haguard will read it (raises with the problems if it would refuse)."""
+    return loads(yaml.safe_dump(migration.doc), filename="<migrated>")
+
+
+def said(migration: Migration) -> list[str]:
+    return [str(f) for f in migration.findings]
+
+
+def test_a_dr_director_migrates_completely_to_a_valid_config() -> None:
+    migration = run(DR_DIRECTOR)
+    assert said(migration) == []
+    config = valid(migration)
+    assert config.node.name == "lb1"
+    (inst,) = config.instances
+    assert (inst.name, inst.state, inst.interface, inst.virtual_router_id, inst.priority,
+            inst.auth_pass) == ("VI_WEB", "MASTER", "eth0", 51, 150, "s3cret")
+    assert [str(p) for p in inst.unicast_peers] == ["192.0.2.12"]
+    # keepalived's default prefix for a bare address is the host's own.
+    assert [(str(v.interface), v.label) for v in inst.vips] == [
+        ("192.0.2.100/32", None), ("192.0.2.101/24", "eth0:1"), ("2001:db8::100/64", None)]
+    assert (inst.announce.count, inst.announce.repeat_after_s, inst.announce.refresh_s) == (
+        3, 2.0, 60.0)
+
+
+def test_checkers_carry_keepalived_semantics_and_its_defaults_written_out() -> None:
+    doc = run(DR_DIRECTOR).doc
+    web, tls = doc["ipvs"]["services"]
+    assert web["scheduler"] == "wlc" and web["persistence"] == {"timeout_s": 300}
+    assert web["sorry_server"] == {"address": "192.0.2.30", "port": 80, "forwarding": "dr"}
+    assert web["quorum"] == {"weight": 2, "hysteresis": 1,
+                             "up": ["/usr/local/bin/page-ops", "up"]}
+    rs1, rs2 = web["real_servers"]
+    # keepalived ANDs a checker's URLs: two checks, both must pass.
+    assert rs1["health"] == [
+        {"check": "http", "interval_s": 2, "timeout_s": 1, "retries": 2,
+         "retry_interval_s": 1, "on_down": "weight0", "http": {"path": "/healthz",
+                                                                "status": [200]}},
+        {"check": "http", "interval_s": 2, "timeout_s": 1, "retries": 2,
+         "retry_interval_s": 1, "on_down": "weight0", "http": {"path": "/ready",
+                                                                "status": ["200-299"]}}]
+    assert rs1["weight"] == 3 and rs1["forwarding"] == "dr"
+    # A real server without checkers is never checked (keepalived: always up).
+    assert "health" not in rs2 and "health" not in web
+    # The defaults keepalived applies and haguard would not: delay_loop 60 s,
+    # connect_timeout 5 s, retry 1, delay_before_retry 1 s (TCP).
+    assert tls["health"] == {"check": "tcp", "interval_s": 60, "timeout_s": 5, "retries": 1,
+                             "retry_interval_s": 1, "port": 8443}
+    assert tls["scheduler"] == "rr" and tls["real_servers"][0]["forwarding"] == "dr"
+    assert doc["agent"] == {}
+
+
+def test_misc_check_alpha_and_ssl_get_map_onto_script_start_down_and_https() -> None:
+    text = """\
+global_defs { router_id lb2
+  script_user checker }
+virtual_server fwmark 7 {
+    delay_loop 10
+    lb_kind NAT
+    alpha
+    real_server 198.51.100.21 8080 {
+        MISC_CHECK {
+            misc_path "/usr/local/lib/check-app 198.51.100.21"
+            misc_timeout 4
+            misc_dynamic
+        }
+        SSL_GET {
+            url { path / }
+            virtualhost www.example.org
+        }
+    }
+}
+"""
+    migration = run(text)
+    (svc,) = migration.doc["ipvs"]["services"]
+    assert svc["fwmark"] == 7 and "vip" not in svc
+    # One real server: its checks are said once, on the service.
+    script, https = svc["health"]
+    assert script == {"check": "script", "interval_s": 10, "timeout_s": 4, "retries": 0,
+                      "retry_interval_s": 1, "start": "down",
+                      "script": {"command": ["/usr/local/lib/check-app", "198.51.100.21"],
+                                 "user": "checker", "dynamic_weight": True}}
+    assert https["check"] == "https" and https["retry_interval_s"] == 3
+    assert https["http"] == {"path": "/", "host": "www.example.org"}
+    assert https["tls"] == {"verify": False}
+
+
+def test_deprecated_synonyms_read_as_their_current_keywords() -> None:
+    text = DR_DIRECTOR.replace("state MASTER", "state SLAVE").replace(
+        "lb_algo wlc", "lvs_sched wlc").replace("lb_kind DR", "lvs_method DR")
+    doc = run(text).doc
+    assert doc["instances"][0]["state"] == "BACKUP"
+    assert doc == {**run(DR_DIRECTOR).doc, "instances": doc["instances"]}
+
+
+def test_a_virtual_server_group_becomes_one_service_per_entry_with_the_same_servers() -> None:
+    text = """\
+global_defs { router_id lb1 }
+virtual_server_group WEB {
+    192.0.2.100-102 80
+    fwmark 5
+}
+virtual_server group WEB {
+    lb_kind DR
+    real_server 192.0.2.21 80 { weight 2 }
+}
+"""
+    services = run(text).doc["ipvs"]["services"]
+    assert [(s.get("vip"), s.get("port"), s.get("fwmark")) for s in services] == [
+        ("192.0.2.100", 80, None), ("192.0.2.101", 80, None), ("192.0.2.102", 80, None),
+        (None, None, 5)]
+    assert all(s["real_servers"] == [{"address": "192.0.2.21", "port": 80, "forwarding": "dr",
+                                      "weight": 2}] for s in services)
+
+
+def test_every_keyword_haguard_cannot_say_is_listed_with_its_line() -> None:
+    text = """\
+global_defs {
+    router_id lb1
+    notification_email { ops@example.org }
+    frobnicate yes
+}
+vrrp_script chk_app {
+    script "/usr/local/bin/chk"
+}
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 51
+    priority 100
+    track_script { chk_app }
+    notify_master "/usr/local/bin/conntrack-sync master"
+    preempt_delay 30
+    virtual_ipaddress { 192.0.2.100 dev eth1 }
+}
+virtual_server 192.0.2.100 80 {
+    real_server 192.0.2.21 80 {
+        HTTP_GET {
+            url {
+                path /
+                digest 0123456789abcdef
+            }
+        }
+        SMTP_CHECK { }
+    }
+}
+"""
+    found = [(f.where, f.keyword, f.decision) for f in run(text).findings]
+    assert found == [
+        ("keepalived.conf:3", "notification_email", True),
+        ("keepalived.conf:4", "frobnicate", True),
+        ("keepalived.conf:6", "vrrp_script", True),
+        ("keepalived.conf:13", "track_script", True),
+        ("keepalived.conf:14", "notify_master", True),
+        ("keepalived.conf:15", "preempt_delay", True),
+        ("keepalived.conf:16", "virtual_ipaddress", True),
+        ("keepalived.conf:23", "digest", True),
+        ("keepalived.conf:26", "SMTP_CHECK", True)]
+
+
+def test_a_long_auth_pass_keeps_the_first_8_characters_keepalived_used() -> None:
+    migration = run(DR_DIRECTOR.replace("auth_pass s3cret", "auth_pass s3cretpassword"))
+    assert migration.doc["instances"][0]["auth_pass"] == "s3cretpa"
+    (note,) = migration.findings
+    assert not note.decision and "keepalived used only the first 8 ('s3cretpa')" in note.advice
+    valid(migration)
+
+
+def test_a_dr_real_server_port_is_the_services_and_its_checks_keep_the_written_one() -> None:
+    text = INSTANCE + """\
+global_defs { router_id lb1 }
+virtual_server 192.0.2.100 1521 {
+    lb_kind DR
+    real_server 192.0.2.21 1522 { TCP_CHECK { connect_timeout 3 } }
+}
+"""
+    migration = run(text)
+    (rs,) = migration.doc["ipvs"]["services"][0]["real_servers"]
+    assert rs["port"] == 1521
+    assert migration.doc["ipvs"]["services"][0]["health"]["port"] == 1522
+    assert [f.decision for f in migration.findings] == [False]
+
+
+def test_a_timeout_longer_than_the_interval_is_shortened_and_listed() -> None:
+    text = """\
+global_defs { router_id lb1 }
+virtual_server 192.0.2.100 80 {
+    delay_loop 6
+    real_server 192.0.2.21 80 { TCP_CHECK { connect_timeout 10 } }
+}
+"""
+    migration = run(text)
+    assert migration.doc["ipvs"]["services"][0]["health"]["timeout_s"] == 6
+    assert [(f.where, f.keyword, f.decision) for f in migration.findings] == [
+        ("keepalived.conf:2", "virtual_server", True),      # no vrrp_instance
+        ("keepalived.conf:4", "connect_timeout", True)]
+
+
+def test_without_router_id_the_node_must_be_named() -> None:
+    with pytest.raises(KeepalivedConfError, match="--node NAME"):
+        run("vrrp_instance VI_1 { interface eth0 }\n")
+    assert run("vrrp_instance VI_1 { interface eth0 }\n", node="lb9").doc["node"] == {
+        "name": "lb9"}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "keepalived.conf"
+    path.write_text(text)
+    return path
+
+
+def test_migrate_exits_0_when_everything_is_expressed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "lb1.yaml"
+    assert main(["migrate", str(write(tmp_path, DR_DIRECTOR)), "-o", str(out)]) == 0
+    assert "everything expressed" in capsys.readouterr().err
+    assert loads(out.read_text(), str(out)).instances[0].name == "VI_WEB"
+
+
+def test_migrate_exits_3_and_lists_the_lines_when_a_decision_is_needed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, DR_DIRECTOR.replace("    advert_int 1\n",
+                                               "    advert_int 1\n    preempt_delay 60\n"))
+    assert main(["migrate", str(path)]) == 3
+    out, err = capsys.readouterr()
+    assert f"{path}:14: preempt_delay: haguard does not render preempt_delay yet" in err
+    assert f"#   {path}:14: preempt_delay:" in out      # the YAML carries it too
+    assert "1 line(s) need a decision" in err
+
+
+def test_migrate_exits_2_on_a_file_keepalived_could_not_read_and_writes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "lb1.yaml"
+    path = write(tmp_path, "vrrp_instance VI_1 {\n  state MASTER\n")
+    assert main(["migrate", str(path), "--node", "lb1", "-o", str(out)]) == 2
+    assert f"{path}:1: the block of 'vrrp_instance'" in capsys.readouterr().err
+    assert not out.exists()
