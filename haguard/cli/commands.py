@@ -376,7 +376,9 @@ def cmd_ipvs_import(args: argparse.Namespace) -> int:
         text = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8").read()
     except OSError as exc:
         raise BadInput(f"{args.file}: cannot read: {exc.strerror}") from None
-    sys.stdout.write(dump_yaml(parse_save(text, name)))
+    from haguard.adapters.netdb import service_ports
+
+    sys.stdout.write(dump_yaml(parse_save(text, name, service_ports())))
     return ExitStatus.OK
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,6 +146,33 @@ class _Line:
         return self.options[name][0]
 
 
+# Every one-letter option and command ipvsadm knows: what popt lets one word bundle.
+_SHORT = frozenset("AEDCRSaedLlZtufsprgimwxyMbn6chvXo")
+_TAKES_VALUE = frozenset("tufsrwxyMb")
+
+
+def _unbundle(words: list[str]) -> list[str]:
+    """popt's bundled short options as separate words: ``-At`` is ``-A -t``, and the
+    rest of a bundle after an option that takes a value is that value (``-w3``)."""
+    out: list[str] = []
+    for word in words:
+        letters = word[1:]
+        if not word.startswith("-") or word.startswith("--") or len(letters) < 2 \
+                or word in _BY_SPELLING or _NEGATIVE_NUMBER.match(word) \
+                or letters[0] not in _SHORT:
+            out.append(word)
+            continue
+        for i, letter in enumerate(letters):
+            if letter not in _SHORT:   # not a bundle after all: let the checks name it
+                out.append("-" + letters[i:])
+                break
+            out.append("-" + letter)
+            if letter in _TAKES_VALUE and i + 1 < len(letters):
+                out.append(letters[i + 1:])
+                break
+    return out
+
+
 def _looks_like_option(token: str) -> bool:
     """An option word, as opposed to a value; ``-1`` is a (bad) value, ``-6`` an option."""
     if token in _BY_SPELLING:
@@ -158,6 +185,7 @@ def _tokenize(number: int, raw: str) -> _Line | None:
     words = raw.split("#", 1)[0].split()
     if words and (words[0] == "ipvsadm" or words[0].endswith("/ipvsadm")):
         words = words[1:]
+    words = _unbundle(words)
     if not words:
         return None
     first = words[0]
@@ -221,14 +249,21 @@ def _integer(text: str, lo: int, hi: int, what: str) -> int:
     return int(text)
 
 
-def _split_hostport(text: str, port_required: bool) -> tuple[IPAddress, int | None]:
-    """``ADDR:PORT`` / ``[V6]:PORT`` (and without the port when it is optional)."""
+def _split_hostport(text: str, port_required: bool, protocol: str = "tcp",
+                    port_names: Mapping[tuple[str, str], int] | None = None
+                    ) -> tuple[IPAddress, int | None]:
+    """``ADDR:PORT`` / ``[V6]:PORT`` (and without the port when it is optional); a port
+    may be a service name of ``port_names`` ((name, protocol) -> number, /etc/services)."""
     shape = "ADDRESS:PORT" if port_required else "ADDRESS[:PORT]"
     hint = ""
     if "$" in text:
         hint = " (a shell variable: write the value)"
+    elif _NAME_HINT.search(text.rpartition(":")[0] if ":" in text else text):
+        hint = (": a host name; haguard does not resolve names (the table would change "
+                "with DNS at each load): write the address, as ipvsadm -S -n prints it")
     elif _NAME_HINT.search(text):
-        hint = " (save with ipvsadm -S -n for numeric addresses and ports)"
+        hint = (f": the port is not a number nor a {protocol} service of /etc/services "
+                "(ipvsadm -S -n prints numbers)")
     bad = _Bad(f"'{text}' is not {shape}{hint}")
     host: str
     port: str | None
@@ -262,8 +297,13 @@ def _split_hostport(text: str, port_required: bool) -> tuple[IPAddress, int | No
                 raise bad from None
     if port is None:
         if port_required:
-            raise bad
+            if address.version == 6 and not text.startswith("["):
+                raise _Bad(f"'{text}' has no port: an IPv6 service is [ADDRESS]:PORT")
+            raise _Bad(f"'{text}' has no port: a service is ADDRESS:PORT (for every port "
+                       "of an address, mark its packets and use -f MARK)")
         return address, None
+    if not _DIGITS.match(port) and port_names and (port, protocol) in port_names:
+        return address, port_names[(port, protocol)]   # ipvsadm: getservbyname(port, proto)
     if not _DIGITS.match(port) or int(port) > 65535:
         raise bad
     return address, int(port)
@@ -273,7 +313,8 @@ def _host(address: IPAddress | str, family: int) -> str:
     return f"[{address}]" if family == 6 else str(address)
 
 
-def _service_key(line: _Line) -> ServiceKey:
+def _service_key(line: _Line, port_names: Mapping[tuple[str, str], int] | None = None
+                 ) -> ServiceKey:
     if line.has("-f"):
         mark = _integer(line.value("-f") or "", 1, MAX_MARK, "a firewall mark")
         return ServiceKey(6 if line.has("-6") else 4, "fwmark", str(mark), 0)
@@ -288,7 +329,7 @@ def _service_key(line: _Line) -> ServiceKey:
         raise _Bad(f"'{line.written('-6')}' only applies to -f (fwmark) services; a "
                    "VIP's family comes from its address")
     text = line.value(name) or ""
-    address, port = _split_hostport(text, port_required=True)
+    address, port = _split_hostport(text, True, protocol, port_names)
     if port == 0:
         raise _Bad(f"'{text}': port 0 (a persistent all-ports service) is not supported; "
                    "mark the packets and use -f MARK")
@@ -352,12 +393,14 @@ def _netmask(text: str, family: int) -> str:
     return mask
 
 
-def _add_server(line: _Line, service: _Service | None) -> RealServer:
+def _add_server(line: _Line, service: _Service | None, key: ServiceKey,
+                port_names: Mapping[tuple[str, str], int] | None = None) -> RealServer:
     """A real server; ``service`` None: its -A line was bad, check the line alone."""
     if not line.has("-r"):
         raise _Bad("-a needs -r ADDRESS[:PORT] (the real server)")
     text = line.value("-r") or ""
-    address, given_port = _split_hostport(text, port_required=False)
+    protocol = key.protocol if key.protocol in ("tcp", "udp", "sctp") else "tcp"
+    address, given_port = _split_hostport(text, False, protocol, port_names)
     forwarding = "dr"
     for name in ("-g", "-i", "-m"):
         if line.has(name):
@@ -418,8 +461,14 @@ class _SaveFileSource(Source):
         return f"{self.filename}:{self.line(path, key)}"
 
 
-def parse_save(text: str, filename: str) -> tuple[VirtualService, ...]:
-    """Services from ``ipvsadm -S -n`` output; ConfigError lists every bad line."""
+def parse_save(text: str, filename: str,
+               port_names: Mapping[tuple[str, str], int] | None = None
+               ) -> tuple[VirtualService, ...]:
+    """Services from ``ipvsadm -S`` output; ConfigError lists every bad line.
+
+    ``port_names`` resolves service names in ports (``-S`` without ``-n`` writes
+    ``192.0.2.100:http``) the way ipvsadm -R does; host names are refused.
+    """
     problems: list[str] = []
     services: dict[ServiceKey, _Service] = {}
     broken: set[ServiceKey] = set()      # keys whose -A line was bad: no cascade
@@ -430,7 +479,7 @@ def parse_save(text: str, filename: str) -> tuple[VirtualService, ...]:
             line = _tokenize(number, raw)
             if line is None:
                 continue
-            key = _service_key(line)
+            key = _service_key(line, port_names)
             if line.command == "A":
                 if key in services:
                     raise _Bad(f"{key} is already defined on line {services[key].line}")
@@ -440,7 +489,7 @@ def parse_save(text: str, filename: str) -> tuple[VirtualService, ...]:
             if service is None and key not in broken:
                 raise _Bad(f"{key} is not defined; its -A line must come before its "
                            "real servers")
-            rs = _add_server(line, service)
+            rs = _add_server(line, service, key, port_names)
             if service is None:
                 continue
             for other, other_line in service.servers:

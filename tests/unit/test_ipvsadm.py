@@ -414,17 +414,21 @@ BAD_LINES = {
     "bad_service_address": ("-A -t 192.0.2.300:80 -s rr\n",
                             "rules.txt:1: '192.0.2.300:80' is not ADDRESS:PORT"),
     "service_without_port": ("-A -t 192.0.2.100 -s rr\n",
-                             "rules.txt:1: '192.0.2.100' is not ADDRESS:PORT"),
+                             "rules.txt:1: '192.0.2.100' has no port: a service is "
+                             "ADDRESS:PORT (for every port of an address, mark its packets "
+                             "and use -f MARK)"),
     "service_port_out_of_range": ("-A -u 192.0.2.100:65536 -s rr\n",
                                   "rules.txt:1: '192.0.2.100:65536' is not ADDRESS:PORT"),
     "ipv6_service_without_brackets": ("-A -t 2001:db8::1:80 -s rr\n",
-                                      "rules.txt:1: '2001:db8::1:80' is not ADDRESS:PORT"),
+                                      "rules.txt:1: '2001:db8::1:80' has no port: an "
+                                      "IPv6 service is [ADDRESS]:PORT"),
     "bad_real_server_address": (SVC + "-a -t 192.0.2.100:80 -r 192.0.2:80 -g\n",
                                 "rules.txt:2: '192.0.2:80' is not ADDRESS[:PORT]"),
     "hostname_from_save_without_n": (
         "-A -t lb.example.com:http -s rr\n",
-        "rules.txt:1: 'lb.example.com:http' is not ADDRESS:PORT (save with ipvsadm -S -n "
-        "for numeric addresses and ports)"),
+        "rules.txt:1: 'lb.example.com:http' is not ADDRESS:PORT: a host name; haguard does "
+        "not resolve names (the table would change with DNS at each load): write the "
+        "address, as ipvsadm -S -n prints it"),
     "shell_variable_from_runbook": (
         "/sbin/ipvsadm -A -t $VIP:7003 -s rr\n",
         "rules.txt:1: '$VIP:7003' is not ADDRESS:PORT (a shell variable: write the value)"),
@@ -667,3 +671,64 @@ def test_any_valid_table_survives_save_format_and_yaml(
         services: tuple[VirtualService, ...]) -> None:
     assert parse_save(format_save(services), FILE) == services
     assert config_services(NODE + dump_yaml(services)) == services
+
+
+# ------------------------------------------------------------------ operators' own files
+
+def test_popt_bundled_options_read_as_ipvsadm_reads_them() -> None:
+    bundled = parse_save("-At 192.0.2.100:80 -s rr\n"
+                         "-at 192.0.2.100:80 -r 192.0.2.21 -g -w3\n", FILE)
+    spelled = parse_save("-A -t 192.0.2.100:80 -s rr\n"
+                         "-a -t 192.0.2.100:80 -r 192.0.2.21 -g -w 3\n", FILE)
+    assert bundled == spelled
+    assert bundled[0].real_servers[0].weight == 3
+
+
+def test_a_bundle_with_an_unknown_letter_is_refused_by_name() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_save("-Aq -t 192.0.2.100:80\n", FILE)
+    assert info.value.problems == [f"{FILE}:1: unknown option '-q'"]
+
+
+SERVICES = {("http", "tcp"): 80, ("https", "tcp"): 443, ("domain", "udp"): 53}
+
+
+def test_service_names_in_ports_resolve_per_protocol_as_ipvsadm_restore_does() -> None:
+    (web, dns) = parse_save("-A -t 192.0.2.100:http -s rr\n"
+                            "-a -t 192.0.2.100:http -r 198.51.100.21:https -m\n"
+                            "-A -u 192.0.2.100:domain\n", FILE, SERVICES)
+    assert (web.key.port, web.real_servers[0].port) == (80, 443)
+    assert dns.key.port == 53
+    with pytest.raises(ConfigError) as info:
+        parse_save("-A -u 192.0.2.100:http\n", FILE, SERVICES)    # http is tcp only
+    assert "the port is not a number nor a udp service of /etc/services" in \
+        info.value.problems[0]
+
+
+def test_a_host_name_is_refused_saying_why() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_save("-A -t www.example.org:80\n", FILE, SERVICES)
+    assert info.value.problems == [
+        f"{FILE}:1: 'www.example.org:80' is not ADDRESS:PORT: a host name; haguard does not "
+        "resolve names (the table would change with DNS at each load): write the address, "
+        "as ipvsadm -S -n prints it"]
+
+
+def test_a_service_without_a_port_is_refused_saying_what_to_write() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_save("-At 192.0.2.100 -s rr\n", FILE)
+    assert info.value.problems == [
+        f"{FILE}:1: '192.0.2.100' has no port: a service is ADDRESS:PORT (for every port of "
+        "an address, mark its packets and use -f MARK)"]
+
+
+def test_the_services_file_is_read_with_aliases_and_the_first_entry_winning(
+        tmp_path: Any) -> None:
+    from haguard.adapters.netdb import service_ports
+
+    path = tmp_path / "services"
+    path.write_text("# comment\nhttp\t\t80/tcp\t\twww  # WorldWideWeb\n"
+                    "domain 53/udp\nhttp 8080/tcp\nbroken line\n")
+    assert service_ports(str(path)) == {("http", "tcp"): 80, ("www", "tcp"): 80,
+                                        ("domain", "udp"): 53}
+    assert service_ports(str(tmp_path / "missing")) == {}
