@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import FrameType
 
 from haguard.core.events import OrderKey
@@ -182,3 +183,50 @@ def stop_child(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(grace_s)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """How a command ended: ok (exit 0), in words, its last output, how long it took."""
+
+    ok: bool
+    detail: str
+    output: str
+    duration_s: float
+
+
+def run_command(argv: tuple[str, ...], timeout_s: float, output_max: int = 2000
+                ) -> CommandResult:
+    """Run ``argv`` in a session of its own; past ``timeout_s`` its process group is
+    sent SIGTERM, then SIGKILL 2 s later. Never raises for what the command does."""
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                close_fds=True)
+    except OSError as exc:
+        return CommandResult(False, f"cannot run {argv[0]}: {exc.strerror}", "",
+                             time.monotonic() - start)
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+        words = f"exit {proc.returncode}" if proc.returncode >= 0 else \
+            f"killed by signal {-proc.returncode}"
+    except subprocess.TimeoutExpired:
+        for sig, wait_s in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(wait_s)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        try:   # a child that left its own session may still hold the pipe open
+            out = proc.communicate(timeout=1.0)[0]
+        except subprocess.TimeoutExpired:
+            out = b""
+        words = f"timed out after {timeout_s:g} s"
+    text = out.decode("utf-8", "replace")[-output_max:].strip()
+    return CommandResult(proc.returncode == 0, f"{os.path.basename(argv[0])} {words}", text,
+                         time.monotonic() - start)

@@ -8,6 +8,7 @@ failure are treated the same in both.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ from haguard.app.execute import Context, execute
 from haguard.core.config import Config, Instance
 from haguard.core.events import ACTIVE_STATES, Event, OrderKey, is_superseded
 from haguard.core.plan import Observed, plan_transition
+from haguard.core.vrrpconfig import fill_placeholders
 from haguard.errors import HaguardError, UnknownInstance
 
 Background = Callable[[Callable[[], None]], None]
@@ -98,6 +100,8 @@ def apply_event(config: Config, event: Event, order: OrderKey, log: Log, *, host
     log.release()
     log.info("transition_done", priority=event.priority,
              duration_ms=round((time.time() - received) * 1000, 3))
+    if (previous or {}).get("state") != event.state:   # keepalived: on a change of state
+        _operator_commands(inst, event, log)
     run = in_background or (lambda work: work())
     if ctx.rest_of_burst is not None:
         run(lambda: _finish_burst(ctx, inst, state_dir, order, log))
@@ -105,6 +109,26 @@ def apply_event(config: Config, event: Event, order: OrderKey, log: Log, *, host
         mac = link.mac
         run(lambda: _prepare_frames(ctx, inst, mac, log))
     return "applied"
+
+
+def _operator_commands(inst: Instance, event: Event, log: Log) -> None:
+    """The operator's own commands for the new state (``instances[].notify``), in order,
+    in a thread of their own: after haguard's work and never in its way. A hook process
+    waits for the thread before it exits."""
+    commands = [fill_placeholders(argv, inst, event)
+                for argv in inst.notify.for_state(event.state)]
+    if not commands:
+        return
+    timeout = inst.notify.timeout_s
+
+    def work() -> None:
+        for argv in commands:
+            result = process.run_command(argv, timeout)
+            (log.info if result.ok else log.warning)(
+                "notify_command", command=list(argv), ok=result.ok, detail=result.detail,
+                output=result.output, duration_ms=round(result.duration_s * 1000, 3))
+
+    threading.Thread(target=work, name=f"notify-{inst.name}", daemon=False).start()
 
 
 def _still_master(state_dir: StateDir, instance: str, order: OrderKey) -> bool:

@@ -27,13 +27,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     result = keepalived.check_text(render(config))
     data: dict[str, Any] = {"config": config.path, "yaml": "ok",
                             "instances": [i.name for i in config.instances]}
-    unsafe: list[str] = []
+    from haguard.core.vrrpconfig import vrrp_commands
+
+    programs = vrrp_commands(config.scripts, config.instances)
     if config.ipvs is not None:
         from haguard.core.health import commands
 
-        # What the agent will refuse to run, said before it starts.
-        unsafe = [f"{where}: {problem}" for where, program in commands(config.ipvs)
-                  for problem in keepalived.insecure_path_components(program)]
+        programs += commands(config.ipvs)
+    # What keepalived and the agent will refuse to run, said before they start.
+    unsafe = [f"{where}: {problem}" for where, program in programs
+              for problem in keepalived.insecure_path_components(program)]
+    if programs:
         data["script_security"] = unsafe
     if result is None:
         data["keepalived"] = "not installed: keepalived -t skipped"
@@ -58,8 +62,9 @@ def cmd_check(args: argparse.Namespace) -> int:
             lines += [f"  {c}" for c in result.complaints] or [f"  {result.output.strip()}"]
             lines += [f"hint: {h}" for h in result.hints]
         if unsafe:
-            lines.append("script security: the agent will refuse to run these (they must be "
-                         "root's and writable by nobody else, with every directory above):")
+            lines.append("script security: keepalived and the agent will refuse to run these "
+                         "(they must be root's and writable by nobody else, with every "
+                         "directory above):")
             lines += [f"  {u}" for u in unsafe]
         return "\n".join(lines)
 

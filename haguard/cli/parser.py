@@ -153,7 +153,8 @@ listed lines need a decision; 2 not a readable keepalived.conf (nothing written)
     _add_config(p)
     p.add_argument("type", metavar="TYPE", help="INSTANCE (GROUP events are logged, ignored)")
     p.add_argument("name", metavar="NAME", help="vrrp_instance name")
-    p.add_argument("state", metavar="STATE", help="MASTER, BACKUP, FAULT, STOP or DELETED")
+    p.add_argument("state", metavar="STATE", help="MASTER, BACKUP, FAULT, STOP or DELETED "
+                   "(MASTER_RX_LOWER_PRI: still MASTER, announce again)")
     p.add_argument("priority", metavar="PRIORITY", nargs="?", help="priority keepalived reports")
     p.set_defaults(func=cmd_notify)
 

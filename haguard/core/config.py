@@ -14,6 +14,18 @@ from typing import TYPE_CHECKING, Any
 
 from haguard.core.checker import IFNAME_MAX, Checker, field, kind, show
 from haguard.core.gcpause import collector_paused
+from haguard.core.vrrpconfig import (
+    NotifyCommands,
+    SyncGroup,
+    Track,
+    VrrpScript,
+    parse_notify,
+    parse_preempt_delay,
+    parse_scripts,
+    parse_sync_groups,
+    parse_track,
+    parse_unicast_src,
+)
 from haguard.core.yamlsrc import Path, Source, parse
 from haguard.errors import ConfigError
 
@@ -77,6 +89,11 @@ class Instance:
     unicast_peers: tuple[IPAddress, ...] = ()
     vips: tuple[Vip, ...] = ()
     announce: Announce = dataclasses.field(default_factory=Announce)
+    unicast_src_ip: IPAddress | None = None
+    preempt_delay_s: float = 0.0
+    track: Track = dataclasses.field(default_factory=Track)
+    dont_track_primary: bool = False
+    notify: NotifyCommands = dataclasses.field(default_factory=NotifyCommands)
 
 
 @dataclass(frozen=True)
@@ -117,6 +134,11 @@ class Config:
     ipvs: IpvsSettings | None = None
     realserver: RealServerRole | None = None
     agent: AgentSettings | None = None
+    scripts: tuple[VrrpScript, ...] = ()
+    sync_groups: tuple[SyncGroup, ...] = ()
+
+    def sync_group_of(self, instance: str) -> SyncGroup | None:
+        return next((g for g in self.sync_groups if instance in g.instances), None)
 
     @property
     def agent_lock(self) -> str:
@@ -322,10 +344,12 @@ def _announce(c: Checker, raw: Any, path: Path) -> Announce:
 
 
 _INSTANCE_KEYS = ("name", "interface", "virtual_router_id", "priority", "state", "advert_int",
-                  "nopreempt", "auth_pass", "unicast_peers", "vips", "announce")
+                  "nopreempt", "auth_pass", "unicast_peers", "vips", "announce",
+                  "unicast_src_ip", "preempt_delay_s", "track", "dont_track_primary", "notify")
 
 
-def _instance(c: Checker, raw: Any, path: Path, version: int) -> Instance | None:
+def _instance(c: Checker, raw: Any, path: Path, version: int,
+              scripts: tuple[VrrpScript, ...] = ()) -> Instance | None:
     data = c.mapping(raw, path, _INSTANCE_KEYS,
                      required=("name", "interface", "virtual_router_id", "priority", "vips"))
     if not data:
@@ -348,9 +372,13 @@ def _instance(c: Checker, raw: Any, path: Path, version: int) -> Instance | None
             c.fail(apath, f"{value} must be quoted (\"{value}\") so YAML keeps it as text")
         else:
             auth = c.string(value, apath)
-            if auth is not None and (len(auth) > 8 or not auth.isprintable() or " " in auth):
-                c.fail(apath, "must be 1-8 printable characters without spaces "
-                              "(keepalived uses only 8)")
+            if auth is not None and len(auth) > 8:
+                c.fail(apath, f"{len(auth)} characters: keepalived uses only the first 8 "
+                              f"({auth[:8]!r}); write those 8 and the pair keeps talking "
+                              "(a peer still running the old file sends them too)")
+                auth = None
+            elif auth is not None and (not auth.isprintable() or " " in auth):
+                c.fail(apath, "must be 1-8 printable characters without spaces")
                 auth = None
     peers: list[IPAddress] = []
     if "unicast_peers" in data:
@@ -384,14 +412,37 @@ def _instance(c: Checker, raw: Any, path: Path, version: int) -> Instance | None
                 vips.append(vip)
                 c.vip_positions.setdefault(path, []).append(i)
     announce = _announce(c, data.get("announce"), path + ("announce",))
+    src = parse_unicast_src(c, data["unicast_src_ip"], path + ("unicast_src_ip",)) \
+        if "unicast_src_ip" in data else None
+    if src is not None and not peers:
+        c.fail(path + ("unicast_src_ip",), "applies to unicast adverts: list unicast_peers "
+                                           "(multicast adverts leave from the interface's "
+                                           "primary address)")
+    elif src is not None and src.version != peers[0].version:
+        c.fail(path + ("unicast_src_ip",), f"{src} is IPv{src.version} but the unicast peers "
+                                           f"are IPv{peers[0].version}")
+    delay = parse_preempt_delay(c, data["preempt_delay_s"], path + ("preempt_delay_s",)) \
+        if "preempt_delay_s" in data else 0.0
+    if delay and nopreempt:
+        c.fail(path + ("preempt_delay_s",), "has no effect with nopreempt (nothing preempts)")
+    elif delay and state == "MASTER":
+        c.fail(path + ("preempt_delay_s",), "needs state: BACKUP (keepalived delays "
+                                            "preemption only from an initial BACKUP)")
+    track = parse_track(c, data["track"], path + ("track",), scripts) if "track" in data \
+        else Track()
+    dont_track = field(c, data, "dont_track_primary", path, c.boolean, False)
+    notify = parse_notify(c, data["notify"], path + ("notify",)) if "notify" in data \
+        else NotifyCommands()
     if nopreempt and state == "MASTER":
         c.fail(path + ("nopreempt",), "nopreempt needs state: BACKUP (keepalived ignores "
                                       "nopreempt on an initial MASTER)")
-    if None in (name, interface, vrid, priority, state, advert, nopreempt):
+    if None in (name, interface, vrid, priority, state, advert, nopreempt, delay, dont_track):
         return None
     return Instance(name=name, interface=interface, virtual_router_id=vrid, priority=priority,
                     state=state, advert_int=advert, nopreempt=nopreempt, auth_pass=auth,
-                    unicast_peers=tuple(peers), vips=tuple(vips), announce=announce)
+                    unicast_peers=tuple(peers), vips=tuple(vips), announce=announce,
+                    unicast_src_ip=src, preempt_delay_s=delay or 0.0, track=track,
+                    dont_track_primary=bool(dont_track), notify=notify)
 
 
 def _cross_checks(c: Checker, instances: list[tuple[int, Instance]]) -> None:
@@ -419,7 +470,8 @@ def _cross_checks(c: Checker, instances: list[tuple[int, Instance]]) -> None:
                 seen_vips[vip.address] = (index, j)
 
 
-TOP_LEVEL_KEYS = ("node", "keepalived", "sysctl", "instances", "ipvs", "realserver", "agent")
+TOP_LEVEL_KEYS = ("node", "keepalived", "sysctl", "instances", "ipvs", "realserver", "agent",
+                  "scripts", "sync_groups")
 
 
 def from_source(source: Source, path: str) -> Config:
@@ -438,6 +490,7 @@ def from_source(source: Source, path: str) -> Config:
     node = _node(c, top["node"]) if "node" in top else None
     keepalived = _keepalived(c, top.get("keepalived"))
     sysctl = _sysctl(c, top.get("sysctl"))
+    scripts = parse_scripts(c, top["scripts"]) if "scripts" in top else ()
     instances: list[tuple[int, Instance]] = []
     raw_instances: list[Any] = []
     if "instances" in top:
@@ -445,10 +498,13 @@ def from_source(source: Source, path: str) -> Config:
         if isinstance(top["instances"], list) and not raw_instances:
             c.fail(("instances",), "must list at least one VRRP instance")
         for i, raw in enumerate(raw_instances):
-            inst = _instance(c, raw, ("instances", i), keepalived.version)
+            inst = _instance(c, raw, ("instances", i), keepalived.version, scripts)
             if inst is not None:
                 instances.append((i, inst))
     _cross_checks(c, instances)
+    sync_groups = parse_sync_groups(c, top["sync_groups"], [
+        str(r.get("name")) for r in raw_instances if isinstance(r, dict)]) \
+        if "sync_groups" in top else ()
     ipvs = realserver = None
     if "ipvs" in top or "realserver" in top:
         from haguard.core.ipvsconfig import parse_ipvs, parse_realserver
@@ -469,7 +525,8 @@ def from_source(source: Source, path: str) -> Config:
         raise ConfigError(c.problems or [f"{source.filename}:1: node: invalid"])
     return Config(path=path, node=node, keepalived=keepalived, sysctl=sysctl,
                   instances=tuple(inst for _, inst in instances), ipvs=ipvs,
-                  realserver=realserver, agent=agent)
+                  realserver=realserver, agent=agent, scripts=scripts,
+                  sync_groups=sync_groups)
 
 
 def _first_watched(raw: Any) -> Path | None:

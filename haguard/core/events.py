@@ -11,6 +11,9 @@ ACTIVE_STATES = ("MASTER",)
 PASSIVE_STATES = ("BACKUP", "FAULT", "STOP", "DELETED")
 STATES = ACTIVE_STATES + PASSIVE_STATES
 TYPES = ("INSTANCE", "GROUP")
+# A MASTER that hears a lower priority (a split brain healing; keepalived runs
+# notify_master_rx_lower_pri) re-asserts MASTER: its VIPs are announced again.
+REASSERTS = {"MASTER_RX_LOWER_PRI": "MASTER"}
 
 
 @dataclass(frozen=True)
@@ -50,9 +53,10 @@ def parse_event(kind: str, name: str, state: str, priority: str | None = None) -
     kind_u = kind.upper()
     if kind_u not in TYPES:
         raise BadInput(f"notify: type {kind!r} is not one of {', '.join(TYPES)}")
-    state_u = state.upper()
+    state_u = REASSERTS.get(state.upper(), state.upper())
     if state_u not in STATES:
-        raise UnknownState(f"notify: state {state!r} is not one of {', '.join(STATES)}")
+        raise UnknownState(f"notify: state {state!r} is not one of "
+                           f"{', '.join((*STATES, *REASSERTS))}")
     prio: int | None = None
     if priority is not None:
         try:

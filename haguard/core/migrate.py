@@ -73,6 +73,9 @@ class _Converter:
     script_user: str | None = None
     global_garp: dict[str, Stmt] = field(default_factory=dict)
     groups: dict[str, Stmt] = field(default_factory=dict)
+    scripts: list[dict[str, Any]] = field(default_factory=list)
+    processes: dict[str, Stmt] = field(default_factory=dict)
+    sync_groups: list[dict[str, Any]] = field(default_factory=list)
     sync: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ plumbing
@@ -120,23 +123,22 @@ class _Converter:
                 self.global_defs(stmt)
             elif stmt.keyword == "virtual_server_group":
                 self.groups[self.arg(stmt, 0, "a name")] = stmt
+            elif stmt.keyword == "vrrp_track_process":
+                self.processes[self.arg(stmt, 0, "a name")] = stmt
         instances: list[dict[str, Any]] = []
         services: list[dict[str, Any]] = []
         for stmt in stmts:
             kw = stmt.keyword
-            if kw in ("global_defs", "virtual_server_group"):
+            if kw in ("global_defs", "virtual_server_group", "vrrp_track_process"):
                 continue
             if kw == "vrrp_instance":
                 instances.append(self.instance(stmt))
             elif kw == "virtual_server":
                 services.extend(self.virtual_server(stmt))
             elif kw == "vrrp_sync_group":
-                self.note(stmt, "haguard does not render vrrp_sync_group yet: its instances "
-                                "fail over one by one. Keep them on one director by giving "
-                                "them the same priorities and tracking, or wait for sync_groups")
+                self.sync_group(stmt)
             elif kw == "vrrp_script":
-                self.note(stmt, "haguard does not render vrrp_script yet: nothing runs it and "
-                                "no priority changes with it")
+                self.script(stmt)
             elif kw in ("static_ipaddress", "static_routes", "static_rules",
                         "virtual_routes", "local_address_group"):
                 self.note(stmt, "haguard has no equivalent; configure it outside haguard "
@@ -153,6 +155,10 @@ class _Converter:
             raise KeepalivedConfError("the file has no global_defs { router_id ... }: name "
                                       "this director with --node NAME")
         doc: dict[str, Any] = {"node": {"name": name}}
+        if self.scripts:
+            doc["scripts"] = self.scripts
+        if self.sync_groups:
+            doc["sync_groups"] = self.sync_groups
         if instances:
             doc["instances"] = instances
         if services or self.sync is not None:
@@ -229,29 +235,34 @@ class _Converter:
             elif kw.startswith("garp_") or kw == "gna_interval":
                 garp[kw] = s
             elif kw in ("notify_master", "notify_backup", "notify_fault", "notify_stop",
-                        "notify", "notify_master_rx_lower_pri"):
-                self.note(s, "haguard runs its own notify hook for this instance; your "
-                             "command is not run by the YAML yet: run it from a systemd "
-                             "unit or wait for instances[].notify")
+                        "notify"):
+                self.notify(s, out)
+            elif kw == "notify_master_rx_lower_pri":
+                self.note(s, "haguard renders its own notify_master_rx_lower_pri (the MASTER "
+                             "announces its VIPs again); your command is not run: decide "
+                             "whether it is needed beyond that")
             elif kw == "smtp_alert":
                 self.note(s, MAIL)
-            elif kw in ("track_interface", "track_script", "track_process", "track_file",
-                        "track_bfd"):
-                self.note(s, "haguard does not render trackers yet: this instance's "
-                             "priority and FAULT state do not follow it")
+            elif kw in ("track_interface", "track_script", "track_process"):
+                self.track(s, out)
+            elif kw in ("track_file", "track_bfd"):
+                self.note(s, "haguard renders its own track files (the demote and promote "
+                             "levers) but not yours, nor BFD: this instance's priority and "
+                             "FAULT state do not follow it")
             elif kw == "unicast_src_ip":
-                self.note(s, "haguard does not render unicast_src_ip yet: keepalived will "
-                             "send from the interface's primary address; check the peer "
-                             "accepts that")
+                address, slash, _ = self.arg(s, 0, "an address").partition("/")
+                out["unicast_src_ip"] = address
+                if slash:
+                    self.note(s, f"{s.args[0]}: keepalived rejects a source with a prefix "
+                                 "and leaves it out; the YAML has "
+                                 f"{address}: adverts will leave from it")
             elif kw == "mcast_src_ip":
                 self.note(s, "haguard does not render mcast_src_ip: adverts leave from the "
                              "interface's primary address")
             elif kw == "preempt_delay":
-                self.note(s, "haguard does not render preempt_delay yet: a recovered "
-                             "higher-priority director takes over at once")
+                out["preempt_delay_s"] = _num(self.number(s))
             elif kw == "dont_track_primary":
-                self.note(s, "haguard does not render dont_track_primary yet: the "
-                             "instance's own interface is tracked (keepalived's default)")
+                out["dont_track_primary"] = True
             elif kw == "lvs_sync_daemon_interface":
                 self.sync_daemon(s)
             elif kw in ("use_vmac", "vmac_xmit_base"):
@@ -261,6 +272,12 @@ class _Converter:
                 pass   # an IPv6-only instance: haguard's VIPs say which family they are
             else:
                 self.unknown(s, f"vrrp_instance {name}")
+        if out.get("preempt_delay_s") and (out.get("nopreempt")
+                                           or out.get("state") == "MASTER"):
+            where = next(s for s in self.block(stmt) if s.keyword == "preempt_delay")
+            self.note(where, "keepalived ignores preempt_delay with nopreempt or an initial "
+                             "MASTER state; the YAML leaves it out", decision=False)
+            del out["preempt_delay_s"]
         if out.get("nopreempt") and out.get("state") == "MASTER":
             where = next(s for s in self.block(stmt) if s.keyword == "nopreempt")
             self.note(where, "keepalived ignores nopreempt on an instance starting as "
@@ -275,6 +292,116 @@ class _Converter:
         if announce:
             out["announce"] = announce
         return out
+
+    def script(self, stmt: Stmt) -> None:
+        """A vrrp_script as an entry of ``scripts``."""
+        out: dict[str, Any] = {"name": self.arg(stmt, 0, "a name")}
+        for s in self.block(stmt):
+            kw = s.keyword
+            if kw == "script":
+                out["command"] = self.command(s)
+            elif kw in ("interval", "timeout"):
+                out[f"{kw}_s"] = _num(self.number(s))
+            elif kw in ("rise", "fall"):
+                out[kw] = self.integer(s)
+            elif kw == "weight":
+                out["weight"] = self.integer(s)
+                if s.args[1:]:
+                    self.note(s, f"{' '.join(s.args[1:])}: haguard renders the weight alone")
+            elif kw == "user":
+                out["user"] = self.arg(s, 0, "a user")
+                if len(s.args) > 1:
+                    self.note(s, "a group after the user: haguard renders the user alone "
+                                 "(keepalived then uses the user's group)")
+            elif kw == "init_fail":
+                self.note(s, "haguard does not render init_fail: the script starts as "
+                             "keepalived's default (succeeding until it fails)")
+            else:
+                self.unknown(s, f"vrrp_script {out['name']}")
+        if "command" not in out:
+            raise KeepalivedConfError(f"{stmt.where}: vrrp_script needs a script line")
+        self.scripts.append(out)
+
+    def sync_group(self, stmt: Stmt) -> None:
+        name = self.arg(stmt, 0, "a name")
+        members: list[str] = []
+        for s in self.block(stmt):
+            if s.keyword == "group":
+                members += s.words() + list(s.args)
+            elif s.keyword in ("notify_master", "notify_backup", "notify_fault", "notify_stop",
+                               "notify", "smtp_alert", "track_interface", "track_script",
+                               "track_file", "track_process", "track_bfd"):
+                self.note(s, "on the sync group: haguard's YAML says this per instance; "
+                             "put it on the members that need it")
+            elif s.keyword in ("global_tracking", "sync_group_tracking_weight"):
+                pass   # haguard renders sync_group_tracking_weight for its own levers
+            else:
+                self.unknown(s, f"vrrp_sync_group {name}")
+        if len(members) < 2:
+            self.note(stmt, f"a sync group of {len(members)} instance syncs nothing (keepalived "
+                            "says so too); the YAML leaves it out", decision=False)
+            return
+        self.sync_groups.append({"name": name, "instances": members})
+
+    def track(self, stmt: Stmt, out: dict[str, Any]) -> None:
+        part = {"track_script": "scripts", "track_interface": "interfaces",
+                "track_process": "processes"}[stmt.keyword]
+        entries = out.setdefault("track", {}).setdefault(part, [])
+        for item in self.block(stmt):
+            entry: dict[str, Any] = {"name": item.keyword}
+            args = list(item.args)
+            if args[:1] == ["weight"] and len(args) >= 2:
+                entry["weight"] = self.integer(item, 1)
+                args = args[2:]
+            if args:
+                self.note(item, f"{' '.join(args)}: not carried (haguard renders the name "
+                                "and weight)", stmt.keyword)
+            if part == "processes":
+                entry = self.process(item, entry)
+                if not entry:
+                    continue
+            entries.append(entry)
+
+    def process(self, item: Stmt, entry: dict[str, Any]) -> dict[str, Any]:
+        """A track_process entry: haguard tracks a process by its name (its
+        vrrp_track_process of one ``process NAME`` line, weight and nothing else)."""
+        block = self.processes.get(entry["name"])
+        if block is None:
+            self.note(item, "no vrrp_track_process of that name in the file", "track_process")
+            return {}
+        tracked: dict[str, Any] = {}
+        for s in self.block(block):
+            if s.keyword == "process" and len(s.args) == 1:
+                tracked["name"] = s.args[0]
+            elif s.keyword == "weight" and len(s.args) == 1:
+                tracked.setdefault("weight", self.integer(s))
+            else:
+                self.note(s, "haguard tracks a process by its name alone; this is not "
+                             "carried", "vrrp_track_process")
+        if "name" not in tracked:
+            return {}
+        if "weight" in entry:
+            tracked["weight"] = entry["weight"]
+        return tracked
+
+    def notify(self, stmt: Stmt, out: dict[str, Any]) -> None:
+        """keepalived's notify scripts as the instance's ``notify`` commands; the generic
+        one gets the words keepalived appends."""
+        argv = self.command(stmt.__class__(stmt.keyword, stmt.args[:1], stmt.file,
+                                           stmt.line))
+        if len(stmt.args) > 1 and stmt.args[1] != "root":
+            self.note(stmt, f"runs as {' '.join(stmt.args[1:])} under keepalived; haguard "
+                            "runs notify commands as root")
+        if not argv[0].startswith("/"):
+            self.note(stmt, f"{argv[0]!r}: haguard runs commands without a shell or a PATH "
+                            "search; the YAML needs its absolute path")
+        notify = out.setdefault("notify", {})
+        if stmt.keyword == "notify":
+            for state in ("master", "backup", "fault", "stop"):
+                notify.setdefault(state, []).append(
+                    [*argv, "INSTANCE", "{instance}", "{state}", "{priority}"])
+        else:
+            notify.setdefault(stmt.keyword.removeprefix("notify_"), []).append(argv)
 
     def authentication(self, stmt: Stmt, out: dict[str, Any]) -> None:
         kind = "PASS"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import posixpath
 
 from haguard.core.config import Config, Instance
+from haguard.core.vrrpconfig import SyncGroup, Tracked, VrrpScript
 from haguard.errors import BadInput
 
 NOTIFY_HOOK = "notify"
@@ -68,6 +69,56 @@ def _track_file_blocks(config: Config, inst: Instance) -> list[str]:
     return lines
 
 
+def process_tracker(name: str) -> str:
+    """The vrrp_track_process block haguard renders for a tracked process name."""
+    return f"haguard_process_{name}"
+
+
+def _script_block(script: VrrpScript) -> list[str]:
+    lines = [f"vrrp_script {script.name} {{",
+             f'    script "{" ".join(script.command)}"',
+             f"    interval {_advert(script.interval_s)}"]
+    if script.timeout_s is not None:
+        lines.append(f"    timeout {_advert(script.timeout_s)}")
+    lines += [f"    rise {script.rise}", f"    fall {script.fall}",
+              f"    weight {script.weight}"]
+    if script.user is not None:
+        lines.append(f"    user {script.user}")
+    return [*lines, "}", ""]
+
+
+def _process_blocks(config: Config) -> list[str]:
+    names = dict.fromkeys(t.name for inst in config.instances for t in inst.track.processes)
+    lines: list[str] = []
+    for name in names:
+        lines += [f"vrrp_track_process {process_tracker(name)} {{", f"    process {name}",
+                  "}", ""]
+    return lines
+
+
+def _sync_group_block(group: SyncGroup) -> list[str]:
+    return [f"vrrp_sync_group {group.name} {{", "    group {",
+            *(f"        {name}" for name in group.instances), "    }",
+            # haguard's priority lever is a weighted track_file on each member; keepalived
+            # takes weights on sync-group members only with this (equal weights here).
+            "    sync_group_tracking_weight", "}", ""]
+
+
+def _tracked(keyword: str, items: tuple[Tracked, ...], name: str = "{}") -> list[str]:
+    if not items:
+        return []
+    return [f"    {keyword} {{",
+            *(f"        {name.format(t.name)}" + ("" if t.weight is None else
+                                                   f" weight {t.weight}") for t in items),
+            "    }"]
+
+
+def rx_lower_pri_command(config: Config, inst: Instance) -> str:
+    """The hook line keepalived runs when this MASTER hears a lower priority: the
+    split brain has healed, and the VIPs are announced again."""
+    return f"{hook_command(config)} INSTANCE {inst.name} MASTER_RX_LOWER_PRI"
+
+
 def _instance_block(config: Config, inst: Instance) -> list[str]:
     lines = [
         f"vrrp_instance {inst.name} {{",
@@ -86,10 +137,19 @@ def _instance_block(config: Config, inst: Instance) -> list[str]:
             f"        auth_pass {inst.auth_pass}",
             "    }",
         ]
+    if inst.preempt_delay_s:
+        lines.append(f"    preempt_delay {_advert(inst.preempt_delay_s)}")
+    if inst.unicast_src_ip is not None:
+        lines.append(f"    unicast_src_ip {inst.unicast_src_ip}")
     if inst.unicast_peers:
         lines.append("    unicast_peer {")
         lines += [f"        {peer}" for peer in inst.unicast_peers]
         lines.append("    }")
+    if inst.dont_track_primary:
+        lines.append("    dont_track_primary")
+    lines += _tracked("track_interface", inst.track.interfaces)
+    lines += _tracked("track_script", inst.track.scripts)
+    lines += _tracked("track_process", inst.track.processes, process_tracker("{}"))
     if needs_no_vip_keyword(config, inst):
         lines.append("    no_virtual_ipaddress")
     lines += ["    track_file {",
@@ -97,6 +157,7 @@ def _instance_block(config: Config, inst: Instance) -> list[str]:
               f"        haguard_priority_{inst.name} weight 1",
               "    }"]
     lines.append(f'    notify "{hook_command(config)}"')
+    lines.append(f'    notify_master_rx_lower_pri "{rx_lower_pri_command(config, inst)}"')
     lines.append("    # VIPs owned by haguard: " + ", ".join(str(v) for v in inst.vips))
     lines.append("}")
     return lines
@@ -121,6 +182,11 @@ def render(config: Config) -> str:
     lines += ["}", ""]
     for inst in config.instances:
         lines += _track_file_blocks(config, inst)
+    for script in config.scripts:
+        lines += _script_block(script)
+    lines += _process_blocks(config)
+    for group in config.sync_groups:
+        lines += _sync_group_block(group)
     for inst in config.instances:
         lines += _instance_block(config, inst)
         lines.append("")

@@ -58,8 +58,8 @@ def test_check_runs_keepalived_and_accepts_only_the_expected_complaint(
 
 def test_unknown_state_exits_2_before_reading_anything(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["notify", "-c", "/nonexistent.yaml", "INSTANCE", "VI_1", "LEADER"]) == 2
-    assert "state 'LEADER' is not one of MASTER, BACKUP, FAULT, STOP, DELETED" in \
-        capsys.readouterr().err
+    assert ("state 'LEADER' is not one of MASTER, BACKUP, FAULT, STOP, DELETED, "
+            "MASTER_RX_LOWER_PRI") in capsys.readouterr().err
 
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

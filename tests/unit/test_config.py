@@ -204,7 +204,8 @@ KEY_CASES = [
         base(("    priority: 150\n", "    priority: 150\n    zzzz: 1\n")),
         [at(12, "instances[0].zzzz: unknown key (known keys: name, interface, "
                 "virtual_router_id, priority, state, advert_int, nopreempt, auth_pass, "
-                "unicast_peers, vips, announce)")],
+                "unicast_peers, vips, announce, unicast_src_ip, preempt_delay_s, track, "
+                "dont_track_primary, notify)")],
         id="unknown-key-no-close-match-lists-known-keys",
     ),
     pytest.param(
@@ -439,14 +440,14 @@ VRRP_CASES = [
     ),
     pytest.param(
         base(('auth_pass: "secret"', "auth_pass: secret123")),
-        [at(14, "instances[0].auth_pass: must be 1-8 printable characters without spaces "
-                "(keepalived uses only 8)")],
+        [at(14, "instances[0].auth_pass: 9 characters: keepalived uses only the first 8 "
+                "('secret12'); write those 8 and the pair keeps talking (a peer still "
+                "running the old file sends them too)")],
         id="auth-pass-too-long",
     ),
     pytest.param(
         base(('auth_pass: "secret"', "auth_pass: 'a b'")),
-        [at(14, "instances[0].auth_pass: must be 1-8 printable characters without spaces "
-                "(keepalived uses only 8)")],
+        [at(14, "instances[0].auth_pass: must be 1-8 printable characters without spaces")],
         id="auth-pass-with-space",
     ),
     pytest.param(

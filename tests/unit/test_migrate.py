@@ -250,10 +250,6 @@ virtual_server 192.0.2.100 80 {
     assert found == [
         ("keepalived.conf:3", "notification_email", True),
         ("keepalived.conf:4", "frobnicate", True),
-        ("keepalived.conf:6", "vrrp_script", True),
-        ("keepalived.conf:13", "track_script", True),
-        ("keepalived.conf:14", "notify_master", True),
-        ("keepalived.conf:15", "preempt_delay", True),
         ("keepalived.conf:16", "virtual_ipaddress", True),
         ("keepalived.conf:23", "digest", True),
         ("keepalived.conf:26", "SMTP_CHECK", True)]
@@ -321,11 +317,11 @@ def test_migrate_exits_0_when_everything_is_expressed(
 def test_migrate_exits_3_and_lists_the_lines_when_a_decision_is_needed(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, DR_DIRECTOR.replace("    advert_int 1\n",
-                                               "    advert_int 1\n    preempt_delay 60\n"))
+                                               "    advert_int 1\n    use_vmac\n"))
     assert main(["migrate", str(path)]) == 3
     out, err = capsys.readouterr()
-    assert f"{path}:14: preempt_delay: haguard does not render preempt_delay yet" in err
-    assert f"#   {path}:14: preempt_delay:" in out      # the YAML carries it too
+    assert f"{path}:14: use_vmac: haguard adds VIPs to the interface itself" in err
+    assert f"#   {path}:14: use_vmac:" in out      # the YAML carries it too
     assert "1 line(s) need a decision" in err
 
 
@@ -336,3 +332,66 @@ def test_migrate_exits_2_on_a_file_keepalived_could_not_read_and_writes_nothing(
     assert main(["migrate", str(path), "--node", "lb1", "-o", str(out)]) == 2
     assert f"{path}:1: the block of 'vrrp_instance'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_trackers_scripts_sync_groups_and_notify_commands_carry_over() -> None:
+    text = """\
+global_defs { router_id lb1 }
+vrrp_script chk_proxy {
+    script "/usr/local/bin/chk-proxy --port 8080"
+    interval 2
+    fall 3
+    rise 2
+    weight -20
+}
+vrrp_track_process track_haproxy {
+    process haproxy
+    weight 0
+}
+vrrp_sync_group NAT {
+    group {
+        VI_CLIENT
+        VI_GW
+    }
+}
+vrrp_instance VI_CLIENT {
+    interface eth0
+    virtual_router_id 61
+    priority 150
+    preempt_delay 30
+    unicast_src_ip 192.0.2.11
+    unicast_peer { 192.0.2.12 }
+    dont_track_primary
+    track_script { chk_proxy }
+    track_interface { eth1 weight -10 }
+    track_process { track_haproxy }
+    notify_master "/usr/sbin/conntrackd -c"
+    notify /usr/local/bin/tell-ops
+    virtual_ipaddress { 192.0.2.100 }
+}
+vrrp_instance VI_GW {
+    interface eth1
+    virtual_router_id 62
+    priority 150
+    virtual_ipaddress { 198.51.100.1/24 }
+}
+"""
+    migration = run(text)
+    assert said(migration) == []
+    doc = migration.doc
+    assert doc["scripts"] == [{"name": "chk_proxy", "command": ["/usr/local/bin/chk-proxy",
+                                                                "--port", "8080"],
+                               "interval_s": 2, "fall": 3, "rise": 2, "weight": -20}]
+    assert doc["sync_groups"] == [{"name": "NAT", "instances": ["VI_CLIENT", "VI_GW"]}]
+    client = doc["instances"][0]
+    assert (client["preempt_delay_s"], client["unicast_src_ip"], client["dont_track_primary"]) \
+        == (30, "192.0.2.11", True)
+    assert client["track"] == {"scripts": [{"name": "chk_proxy"}],
+                               "interfaces": [{"name": "eth1", "weight": -10}],
+                               "processes": [{"name": "haproxy", "weight": 0}]}
+    # keepalived appends TYPE NAME STATE PRIORITY to the generic notify script.
+    generic = ["/usr/local/bin/tell-ops", "INSTANCE", "{instance}", "{state}", "{priority}"]
+    assert client["notify"] == {"master": [["/usr/sbin/conntrackd", "-c"], generic],
+                                "backup": [generic], "fault": [generic], "stop": [generic]}
+    config = valid(migration)
+    assert config.sync_group_of("VI_GW") is not None

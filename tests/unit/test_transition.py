@@ -194,3 +194,71 @@ def test_a_failed_step_says_what_was_done_and_not_and_records_it_incomplete(
     rec = record(config)
     assert rec["state"] == "MASTER" and rec["complete"] is False and "RTM_NEWADDR" in str(
         rec["error"])
+
+
+# ------------------------------------------------------------------ the operator's commands
+
+NOTIFY = """\
+    notify:
+      timeout_s: 1
+      master:
+        - [/bin/sh, -c, 'echo "first {instance} {state} {priority}" >> {out}']
+        - [/bin/sh, -c, 'test -s {out} && echo second >> {out}']
+      backup:
+        - [/bin/false]
+        - [/bin/sh, -c, 'sleep 30; echo never >> {out}']
+        - [/bin/sh, -c, 'echo after-the-failures >> {out}']
+"""
+
+
+def _with_notify(tmp_path: Path) -> tuple[Config, Path]:
+    out = tmp_path / "notified.txt"
+    doc = DOC.format(state=tmp_path / "state", log=tmp_path / "haguard.jsonl")
+    doc = doc.replace("    announce:", NOTIFY.replace("{out}", str(out)) + "    announce:")
+    return loads(doc, filename="lb1.yaml"), out
+
+
+def _commands_done() -> None:
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name.startswith("notify-"):
+            thread.join(30)
+
+
+def _logged(config: Config, what: str) -> list[dict[str, object]]:
+    assert config.node.log_file is not None
+    lines = Path(config.node.log_file).read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e.get("event") == what]
+
+
+def test_the_operators_commands_run_in_order_after_the_transition_with_its_words(
+        tmp_path: Path) -> None:
+    config, out = _with_notify(tmp_path)
+    handle_event(config, Event("INSTANCE", "VI_1", "MASTER", 140), OrderKey(10, 110),
+                 host=MemoryHost())
+    _commands_done()
+    assert out.read_text().splitlines() == ["first VI_1 MASTER 140", "second"]
+    done = _logged(config, "transition_done")[0]
+    first = _logged(config, "notify_command")[0]
+    assert float(str(first["ts"])) >= float(str(done["ts"]))
+
+
+def test_a_failing_or_hung_command_is_logged_and_the_next_still_runs(tmp_path: Path) -> None:
+    config, out = _with_notify(tmp_path)
+    assert handle_event(config, *event("BACKUP", 10), host=MemoryHost()) == "applied"
+    _commands_done()
+    assert out.read_text().splitlines() == ["after-the-failures"]
+    results = [(e["ok"], e["detail"]) for e in _logged(config, "notify_command")]
+    assert results == [(False, "false exit 1"), (False, "sh timed out after 1 s"),
+                       (True, "sh exit 0")]
+
+
+def test_the_commands_run_on_a_change_of_state_not_on_a_reassertion(tmp_path: Path) -> None:
+    config, out = _with_notify(tmp_path)
+    host = MemoryHost()
+    handle_event(config, *event("MASTER", 10), host=host)
+    _commands_done()
+    handle_event(config, *event("MASTER", 11), host=host)    # MASTER_RX_LOWER_PRI, a reload
+    _commands_done()
+    assert out.read_text().splitlines() == ["first VI_1 MASTER 150", "second"]
