@@ -8,6 +8,7 @@ is driven with ipvsadm, which speaks the same netlink family.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import socket
@@ -93,10 +94,8 @@ class Ipvs:
             key = found.service.key
             dests = [ipvsnl.decode_dest(p, key.family) for p in self._dump(
                 partial(ipvsnl.dump_dests_request, self._family, key=key))]
-            table[key] = VirtualService(key=key, scheduler=found.service.scheduler,
-                                        flags=found.service.flags,
-                                        persistence=found.service.persistence,
-                                        real_servers=tuple(d.server for d in dests))
+            table[key] = dataclasses.replace(found.service,
+                                             real_servers=tuple(d.server for d in dests))
             if with_stats:
                 stats[key] = ServiceStats(connections=found.connections,
                                           in_packets=found.in_packets,
@@ -129,12 +128,23 @@ class Ipvs:
             service = ipvsnl.decode_service(found[0]).service
             dests = [ipvsnl.decode_dest(p, key.family).server for p in self._dump(
                 partial(ipvsnl.dump_dests_request, self._family, key=key))]
-            table[key] = VirtualService(key=key, scheduler=service.scheduler,
-                                        flags=service.flags, persistence=service.persistence,
-                                        real_servers=tuple(dests))
+            table[key] = dataclasses.replace(service, real_servers=tuple(dests))
         return table
 
+    def timeouts(self) -> tuple[int, int, int]:
+        """The kernel's (tcp, tcpfin, udp) connection timeouts, in seconds."""
+        found = self._nl.request(partial(ipvsnl.get_config_request, self._family),
+                                 "IPVS: reading the timeouts")
+        if not found:
+            raise OperationFailed("IPVS: the kernel did not answer for its timeouts")
+        return ipvsnl.decode_config(found[0])
+
     # ---------------------------------------------------------------- writing
+    def set_timeouts(self, timeouts: tuple[int, int, int]) -> None:
+        """Set the (tcp, tcpfin, udp) connection timeouts (ipvsadm --set)."""
+        self._nl.request(partial(ipvsnl.set_config_request, self._family, timeouts=timeouts),
+                         "IPVS: setting the timeouts")
+
     def apply(self, actions: Iterable[IpvsAction]) -> int:
         """Apply planned changes in order (how many); raise OperationFailed naming done/not done.
 

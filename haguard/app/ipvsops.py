@@ -124,10 +124,19 @@ def apply(config: Config, instance: str | None = None, incremental: bool = False
     """
     # The whole config, or one instance's share of it (a transition).
     every = None if instance is None else [s.key for s in settings(config).services]
+    timeouts = settings(config).timeouts
+    changed: list[str] = []
     with _table_lock(config), connect() as ipvs:
         plan = reconcile(ipvs, services_for(config, instance), every, config.node.state_dir,
                          incremental)
-    return [describe(a) for a in plan]
+        if timeouts is not None:
+            current = ipvs.timeouts()
+            wanted = timeouts.over(current)
+            if wanted != current:
+                ipvs.set_timeouts(wanted)
+                changed.append("~ timeouts (tcp tcpfin udp) "
+                               f"{' '.join(map(str, current))} -> {' '.join(map(str, wanted))}")
+    return [describe(a) for a in plan] + changed
 
 
 def reconcile(ipvs: Ipvs, wanted: tuple[VirtualService, ...],

@@ -89,6 +89,7 @@ _OPTIONS = (
     _Option("-p", _OPTIONAL, "A", "", ("-p", "--persistent")),
     _Option("-M", _VALUE, "A", "", ("-M", "--netmask")),
     _Option("-b", _VALUE, "A", "", ("-b", "--sched-flags")),
+    _Option("-o", _FLAG, "A", "", ("-o", "--ops")),
     _Option("-r", _VALUE, "a", "", ("-r", "--real-server")),
     _Option("-g", _FLAG, "a", "forwarding", ("-g", "--gatewaying")),
     _Option("-i", _FLAG, "a", "forwarding", ("-i", "--ipip")),
@@ -111,7 +112,6 @@ _OTHER_COMMANDS = ("-E", "--edit-service", "-D", "--delete-service", "-C", "--cl
                    "--restore", "-S", "--save", "--start-daemon", "--stop-daemon")
 # ipvsadm options the model cannot express: refusing them beats dropping them silently.
 _UNSUPPORTED = {
-    "-o": "one-packet scheduling", "--ops": "one-packet scheduling",
     "--pe": "persistence engines", "--tun-csum": "tunnel checksums",
     "--tun-remcsum": "remote tunnel checksums",
 }
@@ -347,6 +347,7 @@ class _Service:
     flags: tuple[str, ...]
     persistence: Persistence | None
     servers: list[tuple[RealServer, int]]
+    ops: bool = False
 
 
 def _add_service(line: _Line, key: ServiceKey) -> _Service:
@@ -378,7 +379,7 @@ def _add_service(line: _Line, key: ServiceKey) -> _Service:
                 raise _Bad(f"{flag} is listed twice")
             flags.append(flag)
     return _Service(key=key, line=line.number, scheduler=scheduler, flags=tuple(flags),
-                    persistence=persistence, servers=[])
+                    persistence=persistence, servers=[], ops=line.has("-o"))
 
 
 def _netmask(text: str, family: int) -> str:
@@ -510,7 +511,7 @@ def _validate(parsed: list[_Service], filename: str) -> tuple[VirtualService, ..
     """Run the result through the ``ipvs`` section's validation, lines mapped back."""
     services = tuple(
         VirtualService(key=s.key, scheduler=s.scheduler, flags=s.flags,
-                       persistence=s.persistence,
+                       persistence=s.persistence, ops=s.ops,
                        real_servers=tuple(rs for rs, _ in s.servers))
         for s in parsed)
     section = to_yaml_section(services)
@@ -548,6 +549,8 @@ def format_save(services: Iterable[VirtualService]) -> str:
         if service.flags:
             ordered = [f for f in SCHEDULER_FLAGS if f in service.flags]
             head += " -b " + ",".join(ordered)
+        if service.ops:
+            head += " -o"
         lines.append(head)
         for rs in service.real_servers:
             line = (f"-a {selector} -r {_host(rs.address, rs.address.version)}:{rs.port} "
@@ -593,6 +596,8 @@ def _service_data(service: VirtualService) -> dict[str, Any]:
     data["scheduler"] = service.scheduler
     if service.flags:
         data["flags"] = list(service.flags)
+    if service.ops:
+        data["ops"] = True
     if service.persistence is not None:
         persistence: dict[str, Any] = {"timeout_s": service.persistence.timeout_s}
         netmask = service.persistence.netmask

@@ -32,6 +32,7 @@ SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq"
 SCHEDULER_FLAGS = {"sh-fallback": ("sh", 0x08), "sh-port": ("sh", 0x10),
                    "mh-fallback": ("mh", 0x08), "mh-port": ("mh", 0x10)}
 SVC_F_PERSISTENT = 0x01
+SVC_F_ONEPACKET = 0x04     # one-packet scheduling: the kernel applies it to UDP packets only
 PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132}
 FORWARDING = {"nat": 0, "tun": 2, "dr": 3}      # IP_VS_CONN_F_MASQ / TUNNEL / DROUTE
 TUNNEL_TYPES = {"ipip": 0, "gue": 1, "gre": 2}  # IP_VS_CONN_F_TUNNEL_TYPE_*
@@ -40,6 +41,7 @@ REALSERVER_MODES = ("dr", "tun")
 MAX_WEIGHT = 65535
 MAX_THRESHOLD = 2**31 - 1
 MAX_PERSISTENCE_S = 2678400  # 31 days: ipvsadm's limit (the kernel keeps it in jiffies)
+MAX_TIMEOUT_S = 2**31 // 1000   # the kernel keeps connection timeouts in jiffies
 
 # Director sysctls that matter for failover; declared by `ipvs`, overridable in `sysctl`.
 # expire_nodest_conn drops connections to a removed real server at once instead of
@@ -129,6 +131,7 @@ class VirtualService:
     flags: tuple[str, ...] = ()
     persistence: Persistence | None = None
     real_servers: tuple[RealServer, ...] = ()
+    ops: bool = False        # one-packet scheduling (ipvsadm -o)
     # What the agent does when too few real servers are up; not in the kernel either.
     quorum: Quorum | None = dataclasses.field(default=None, compare=False)
     sorry_server: RealServer | None = dataclasses.field(default=None, compare=False)
@@ -146,6 +149,8 @@ class VirtualService:
     @property
     def flag_bits(self) -> int:
         bits = SVC_F_PERSISTENT if self.persistence else 0
+        if self.ops:
+            bits |= SVC_F_ONEPACKET
         for name in self.flags:
             bits |= SCHEDULER_FLAGS[name][1]
         return bits
@@ -158,10 +163,26 @@ class SyncSettings:
 
 
 @dataclass(frozen=True)
+class IpvsTimeouts:
+    """The kernel's connection timeouts (ipvsadm --set; keepalived lvs_timeouts), in
+    seconds; 0 leaves that one as the kernel has it."""
+
+    tcp_s: int = 0
+    tcpfin_s: int = 0
+    udp_s: int = 0
+
+    def over(self, current: tuple[int, int, int]) -> tuple[int, int, int]:
+        """The timeouts wanted, given the kernel's ``current`` (tcp, tcpfin, udp)."""
+        return (self.tcp_s or current[0], self.tcpfin_s or current[1],
+                self.udp_s or current[2])
+
+
+@dataclass(frozen=True)
 class IpvsSettings:
     on_backup: str = "keep"
     sync: SyncSettings | None = None
     services: tuple[VirtualService, ...] = ()
+    timeouts: IpvsTimeouts | None = None
 
     @property
     def watched(self) -> bool:
@@ -188,7 +209,7 @@ class RealServerRole:
 # --------------------------------------------------------------------------- validation
 
 _SERVICE_KEYS = ("vip", "port", "protocol", "fwmark", "family", "scheduler", "flags",
-                 "persistence", "health", "quorum", "sorry_server", "real_servers")
+                 "persistence", "health", "quorum", "sorry_server", "real_servers", "ops")
 _RS_KEYS = ("address", "port", "forwarding", "weight", "upper_threshold", "lower_threshold",
             "tunnel_type", "tunnel_port", "health")
 _SORRY_KEYS = ("address", "port", "forwarding", "weight", "tunnel_type", "tunnel_port")
@@ -348,6 +369,11 @@ def _service(c: Checker, raw: Any, path: Path) -> VirtualService | None:
             else:
                 flags.append(flag)
     flags.sort(key=list(SCHEDULER_FLAGS).index)  # the kernel keeps a bit mask, not a list
+    ops = field(c, data, "ops", path, c.boolean, False)
+    if ops and key is not None and key.protocol not in ("udp", "fwmark"):
+        c.fail(path + ("ops",), f"one-packet scheduling is for UDP services (or a fwmark "
+                                f"that marks UDP); {key} is {key.protocol.upper()}")
+        ops = None
     persistence = None
     if "persistence" in data and key is not None:
         persistence = _persistence(c, data["persistence"], path + ("persistence",), key.family)
@@ -381,17 +407,17 @@ def _service(c: Checker, raw: Any, path: Path) -> VirtualService | None:
         c.fail(path + ("sorry_server",), f"{sorry} is one of the real servers; the sorry "
                                          "server stands in when they are all down")
         sorry = None
-    if key is None or scheduler is None:
+    if key is None or scheduler is None or ops is None:
         return None
     return VirtualService(key=key, scheduler=scheduler, flags=tuple(flags),
                           persistence=persistence, real_servers=tuple(servers),
-                          quorum=quorum, sorry_server=sorry)
+                          ops=ops, quorum=quorum, sorry_server=sorry)
 
 
 def parse_ipvs(c: Checker, raw: Any, vips: set[IPAddress] | None) -> IpvsSettings | None:
     """The ``ipvs`` section; ``vips`` are the instances' VIPs (None: no instances)."""
     path: Path = ("ipvs",)
-    data = c.mapping(raw, path, ("on_backup", "sync", "services"))
+    data = c.mapping(raw, path, ("on_backup", "sync", "services", "timeouts"))
     if not isinstance(raw, dict):
         return None
     on_backup = field(c, data, "on_backup", path, lambda v, p: c.choice(v, p, ON_BACKUP), "keep")
@@ -403,6 +429,8 @@ def parse_ipvs(c: Checker, raw: Any, vips: set[IPAddress] | None) -> IpvsSetting
         syncid = field(c, sdata, "syncid", spath, lambda v, p: c.integer(v, p, 0, 255), 0)
         if iface is not None and syncid is not None:
             sync = SyncSettings(interface=iface, syncid=syncid)
+    timeouts = _timeouts(c, data["timeouts"], path + ("timeouts",)) if "timeouts" in data \
+        else None
     services: list[VirtualService] = []
     seen: dict[ServiceKey, int] = {}
     if "services" in data:
@@ -424,7 +452,17 @@ def parse_ipvs(c: Checker, raw: Any, vips: set[IPAddress] | None) -> IpvsSetting
             services.append(service)
     if on_backup is None:
         return None
-    return IpvsSettings(on_backup=on_backup, sync=sync, services=tuple(services))
+    return IpvsSettings(on_backup=on_backup, sync=sync, services=tuple(services),
+                        timeouts=timeouts)
+
+
+def _timeouts(c: Checker, raw: Any, path: Path) -> IpvsTimeouts | None:
+    data = c.mapping(raw, path, ("tcp_s", "tcpfin_s", "udp_s"))
+    values = {key: field(c, data, key, path, lambda v, p: c.integer(v, p, 0, MAX_TIMEOUT_S), 0)
+              for key in ("tcp_s", "tcpfin_s", "udp_s")}
+    if any(v is None for v in values.values()):
+        return None
+    return IpvsTimeouts(**{k: int(v or 0) for k, v in values.items()})
 
 
 def parse_realserver(c: Checker, raw: Any) -> RealServerRole | None:

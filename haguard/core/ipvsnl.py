@@ -16,6 +16,7 @@ from haguard.core.ipvsconfig import (
     FORWARDING,
     PROTOCOLS,
     SCHEDULER_FLAGS,
+    SVC_F_ONEPACKET,
     SVC_F_PERSISTENT,
     TUNNEL_TYPES,
     Persistence,
@@ -58,7 +59,9 @@ IPVS_GENL_VERSION = 1
 # linux/ip_vs.h: commands
 CMD_NEW_SERVICE, CMD_SET_SERVICE, CMD_DEL_SERVICE, CMD_GET_SERVICE = 1, 2, 3, 4
 CMD_NEW_DEST, CMD_SET_DEST, CMD_DEL_DEST, CMD_GET_DEST = 5, 6, 7, 8
+CMD_SET_CONFIG, CMD_GET_CONFIG = 12, 13
 ATTR_SERVICE, ATTR_DEST = 1, 2
+ATTR_TIMEOUT_TCP, ATTR_TIMEOUT_TCP_FIN, ATTR_TIMEOUT_UDP = 4, 5, 6
 # IPVS_SVC_ATTR_*
 SVC_AF, SVC_PROTOCOL, SVC_ADDR, SVC_PORT, SVC_FWMARK = 1, 2, 3, 4, 5
 SVC_SCHED_NAME, SVC_FLAGS, SVC_TIMEOUT, SVC_NETMASK, SVC_STATS = 6, 7, 8, 9, 10
@@ -175,6 +178,25 @@ def action_request(family_id: int, seq: int, action: IpvsAction) -> bytes:
     return genl_message(family_id, _CMD[type(action)], seq, NLM_F_REQUEST | NLM_F_ACK, body)
 
 
+def get_config_request(family_id: int, seq: int) -> bytes:
+    """IPVS_CMD_GET_CONFIG: the connection timeouts."""
+    return genl_message(family_id, CMD_GET_CONFIG, seq, NLM_F_REQUEST, b"")
+
+
+def set_config_request(family_id: int, seq: int, timeouts: tuple[int, int, int]) -> bytes:
+    """IPVS_CMD_SET_CONFIG with the tcp, tcpfin and udp timeouts (s; 0 keeps one)."""
+    body = b"".join(attr(kind, struct.pack("=I", value)) for kind, value in
+                    zip((ATTR_TIMEOUT_TCP, ATTR_TIMEOUT_TCP_FIN, ATTR_TIMEOUT_UDP), timeouts))
+    return genl_message(family_id, CMD_SET_CONFIG, seq, NLM_F_REQUEST | NLM_F_ACK, body)
+
+
+def decode_config(payload: bytes) -> tuple[int, int, int]:
+    """The (tcp, tcpfin, udp) timeouts of a GET_CONFIG reply."""
+    found = genl_attrs(payload)
+    return (_u32(found, ATTR_TIMEOUT_TCP), _u32(found, ATTR_TIMEOUT_TCP_FIN),
+            _u32(found, ATTR_TIMEOUT_UDP))
+
+
 def dump_services_request(family_id: int, seq: int) -> bytes:
     return genl_message(family_id, CMD_GET_SERVICE, seq, NLM_F_REQUEST | NLM_F_DUMP, b"")
 
@@ -276,7 +298,8 @@ def decode_service(payload: bytes) -> ServiceReply:
                   if sched == scheduler and flag_bits & bit)
     stats = _counters(found.get(SVC_STATS64) or found.get(SVC_STATS))
     return ServiceReply(VirtualService(key=key, scheduler=scheduler, flags=flags,
-                                       persistence=persistence),
+                                       persistence=persistence,
+                                       ops=bool(flag_bits & SVC_F_ONEPACKET)),
                         connections=stats.get(STATS_CONNS, 0),
                         in_packets=stats.get(STATS_INPKTS, 0),
                         out_packets=stats.get(STATS_OUTPKTS, 0))

@@ -75,7 +75,7 @@ def _service_changes(want: VirtualService, have: VirtualService) -> tuple[str, .
 
 
 def _flags(service: VirtualService) -> str:
-    return ",".join(service.flags) or "none"
+    return ",".join((*service.flags, *(("ops",) if service.ops else ()))) or "none"
 
 
 _DEST_FIELDS = ("forwarding", "weight", "upper_threshold", "lower_threshold", "tunnel_type",
@@ -111,7 +111,7 @@ def plan_reconcile(desired: Iterable[VirtualService],
         # comparison of the service fields and one of the real servers as sets (the
         # kernel lists them newest first, so their order tells nothing).
         same_service = (want.scheduler == have.scheduler and want.flags == have.flags
-                        and want.persistence == have.persistence)
+                        and want.persistence == have.persistence and want.ops == have.ops)
         if same_service and (want.real_servers == have.real_servers
                              or (len(want.real_servers) == len(have.real_servers)
                                  and set(want.real_servers) == set(have.real_servers))):
@@ -150,7 +150,7 @@ def describe(action: IpvsAction) -> str:
     match action:
         case AddService(service=s):
             extra = f", persistent {s.persistence.timeout_s} s" if s.persistence else ""
-            flags = f", flags {','.join(s.flags)}" if s.flags else ""
+            flags = f", flags {_flags(s)}" if s.flags or s.ops else ""
             return f"+ service {s.key} ({s.scheduler}{flags}{extra})"
         case SetService(service=s, changes=changes):
             return f"~ service {s.key}: {'; '.join(changes)}"

@@ -77,6 +77,7 @@ class _Converter:
     processes: dict[str, Stmt] = field(default_factory=dict)
     sync_groups: list[dict[str, Any]] = field(default_factory=list)
     sync: dict[str, Any] | None = None
+    timeouts: dict[str, int] | None = None
 
     # ------------------------------------------------------------------ plumbing
     def note(self, stmt: Stmt, advice: str, keyword: str | None = None,
@@ -161,10 +162,12 @@ class _Converter:
             doc["sync_groups"] = self.sync_groups
         if instances:
             doc["instances"] = instances
-        if services or self.sync is not None:
+        if services or self.sync is not None or self.timeouts is not None:
             ipvs: dict[str, Any] = {"on_backup": "keep"}   # keepalived's checker: both nodes
             if self.sync is not None:
                 ipvs["sync"] = self.sync
+            if self.timeouts is not None:
+                ipvs["timeouts"] = self.timeouts
             ipvs["services"] = services
             doc["ipvs"] = ipvs
             if any(_checked(s) for s in services):
@@ -192,6 +195,10 @@ class _Converter:
                 self.global_garp[kw.removeprefix("vrrp_")] = s
             elif kw == "vrrp_version" and s.args == ("2",):
                 pass
+            elif kw == "lvs_timeouts":
+                self.lvs_timeouts(s)
+            elif kw == "lvs_sync_daemon":
+                self.sync_daemon(s, named_instance=True)
             elif kw == "lvs_id":
                 self.note(s, "a name for the director in keepalived's mail; nothing acts "
                              "on it", decision=False)
@@ -489,12 +496,33 @@ class _Converter:
                           key)
         return out
 
-    def sync_daemon(self, stmt: Stmt) -> None:
+    def sync_daemon(self, stmt: Stmt, named_instance: bool = False) -> None:
+        """lvs_sync_daemon_interface IF [id N], or global lvs_sync_daemon IF INSTANCE [id N]."""
         interface = self.arg(stmt, 0, "an interface")
+        rest = list(stmt.args[2 if named_instance else 1:])
         syncid = 0
-        if len(stmt.args) >= 3 and stmt.args[1] == "id":
-            syncid = self.integer(stmt, 2)
+        if rest[:1] == ["id"] and len(rest) >= 2 and rest[1].isdigit():
+            syncid = int(rest[1])
+            rest = rest[2:]
+        if rest:
+            self.note(stmt, f"{' '.join(rest)}: not carried (haguard sets the interface and "
+                            "syncid)")
         self.sync = {"interface": interface, "syncid": syncid}
+
+    def lvs_timeouts(self, stmt: Stmt) -> None:
+        names = {"tcp": "tcp_s", "tcpfin": "tcpfin_s", "udp": "udp_s"}
+        out: dict[str, int] = {}
+        args = list(stmt.args)
+        while args:
+            word = args.pop(0)
+            if word in names and args and args[0].isdigit():
+                out[names[word]] = int(args.pop(0))
+            else:
+                self.note(stmt, f"{word}: haguard sets the tcp, tcpfin and udp timeouts only")
+                if args and args[0].isdigit():
+                    args.pop(0)
+        if out:
+            self.timeouts = out
 
     # ------------------------------------------------------------------ LVS
     def virtual_server(self, stmt: Stmt) -> list[dict[str, Any]]:
@@ -550,10 +578,17 @@ class _Converter:
             elif kw == "nat_mask":
                 self.note(s, "keepalived 1's nat_mask; keepalived 2 ignores it",
                           decision=False)
-            elif kw in ("ops",):
-                self.note(s, "one-packet scheduling: haguard does not carry -o yet")
+            elif kw == "ops":
+                defaults["ops"] = s
             else:
                 self.unknown(s, f"virtual_server {' '.join(stmt.args)}")
+        if "ops" in defaults:
+            if protocol == "udp" or all("fwmark" in k for k in keys):
+                flags["ops"] = True
+            else:
+                self.note(defaults["ops"], "keepalived sets one-packet scheduling on UDP "
+                                           "services only; this one is TCP, so it is left out",
+                          decision=False)
         if "granularity" in flags:
             g = flags.pop("granularity")
             if "persistence" in flags:

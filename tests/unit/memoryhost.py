@@ -30,6 +30,7 @@ class TableIpvs:
 
     def __init__(self, fail_at: int | None = None) -> None:
         self.table: dict[ServiceKey, VirtualService] = {}
+        self.timeout_values = (900, 120, 300)      # the kernel's defaults
         self.dumps = 0
         self.reads: list[ServiceKey] = []
         self.fail_at = fail_at
@@ -48,6 +49,12 @@ class TableIpvs:
         keys = sorted(keys)
         self.reads += keys
         return {k: self.table[k] for k in keys if k in self.table}
+
+    def timeouts(self) -> tuple[int, int, int]:
+        return self.timeout_values
+
+    def set_timeouts(self, timeouts: tuple[int, int, int]) -> None:
+        self.timeout_values = timeouts
 
     def apply(self, actions: Iterable[IpvsAction]) -> int:
         done = 0

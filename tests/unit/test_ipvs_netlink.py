@@ -241,3 +241,21 @@ def test_batches_are_bounded_in_count_and_keep_order() -> None:
 def test_batches_are_bounded_in_bytes() -> None:
     actions = [AddDest(KEY, RealServer(ip("192.0.2.21"), p)) for p in range(1, 11)]
     assert _batches(actions, [20_000] * 10) == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
+
+
+def test_one_packet_scheduling_travels_as_its_flag_bit_and_decodes_back() -> None:
+    svc = VirtualService(ServiceKey(4, "udp", "192.0.2.53", 53), "rr", ops=True)
+    body = ipvsnl.service_attrs(svc)
+    assert attr(6, b"rr\0") + attr(7, struct.pack("<II", 0x04, 0xFFFF)) in body
+    decoded = ipvsnl.decode_service(reply(1, 1, body))
+    assert decoded.service == svc
+
+
+def test_timeouts_are_set_as_three_top_level_u32_and_read_back() -> None:
+    request = ipvsnl.set_config_request(FAMILY, 7, (7200, 120, 60))
+    assert request.endswith(attr(4, struct.pack("<I", 7200)) + attr(5, struct.pack("<I", 120))
+                            + attr(6, struct.pack("<I", 60)))
+    assert struct.unpack_from("<B", request, 16)[0] == 12          # IPVS_CMD_SET_CONFIG
+    payload = struct.pack("<BBH", 13, 1, 0) + attr(4, struct.pack("<I", 900)) \
+        + attr(5, struct.pack("<I", 120)) + attr(6, struct.pack("<I", 300))
+    assert ipvsnl.decode_config(payload) == (900, 120, 300)

@@ -478,3 +478,11 @@ def test_master_with_announcements_off_syncs_right_after_the_vips() -> None:
     assert plan.actions == (StopAnnouncer(), ReconcileIpvs(), AddVip(VIP4, IF),
                             AddVip(VIP6, IF), SyncDaemon("master", "eth1", 7),
                             RecordState("MASTER"))
+
+
+def test_one_packet_scheduling_on_or_off_is_a_set_service_saying_so() -> None:
+    udp = VirtualService(ServiceKey(4, "udp", "192.0.2.53", 53), "rr", real_servers=(RS11,))
+    want = replace(udp, ops=True)
+    (change,) = plan_reconcile((want,), table(udp))
+    assert change == SetService(want, ("flags none -> ops",))
+    assert describe(AddService(want)) == "+ service udp 192.0.2.53:53 (rr, flags ops)"

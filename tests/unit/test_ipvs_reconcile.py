@@ -191,3 +191,17 @@ def test_apply_only_refuses_a_service_haguard_does_not_own_and_changes_nothing(
         _named(ipvs, _services(2), tmp_path, _services(2)[0].key, foreign.key)
     assert foreign.key in ipvs.table and ipvs.reads == []
     assert sorted(p.read_text() for p in tmp_path.iterdir()) == records
+
+
+def test_configured_timeouts_are_set_once_and_the_unnamed_ones_kept(tmp_path: Path) -> None:
+    config = loads(f"""
+node: {{name: lb1, state_dir: {tmp_path}}}
+ipvs:
+  timeouts: {{tcp_s: 7200, udp_s: 60}}
+  services: []
+""")
+    ipvs = TableIpvs()
+    assert ipvsops.apply(config, connect=lambda: ipvs) == [
+        "~ timeouts (tcp tcpfin udp) 900 120 300 -> 7200 120 60"]
+    assert ipvs.timeout_values == (7200, 120, 60)
+    assert ipvsops.apply(config, connect=lambda: ipvs) == []

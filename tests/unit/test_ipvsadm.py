@@ -732,3 +732,14 @@ def test_the_services_file_is_read_with_aliases_and_the_first_entry_winning(
     assert service_ports(str(path)) == {("http", "tcp"): 80, ("www", "tcp"): 80,
                                         ("domain", "udp"): 53}
     assert service_ports(str(tmp_path / "missing")) == {}
+
+
+def test_one_packet_scheduling_imports_exports_and_loads_back() -> None:
+    save = "-A -u 192.0.2.53:53 -s rr -o\n-a -u 192.0.2.53:53 -r 192.0.2.21:53 -g -w 1\n"
+    (service,) = parse_save(save, FILE)
+    assert service.ops
+    assert format_save((service,)) == save
+    assert to_yaml_section((service,))["services"][0]["ops"] is True
+    with pytest.raises(ConfigError) as info:
+        parse_save("-A -t 192.0.2.100:80 -s rr -o\n", FILE)
+    assert "one-packet scheduling is for UDP services" in info.value.problems[0]
