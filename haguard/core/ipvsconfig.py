@@ -209,7 +209,8 @@ class RealServerRole:
 # --------------------------------------------------------------------------- validation
 
 _SERVICE_KEYS = ("vip", "port", "protocol", "fwmark", "family", "scheduler", "flags",
-                 "persistence", "health", "quorum", "sorry_server", "real_servers", "ops")
+                 "persistence", "health", "quorum", "sorry_server", "real_servers", "ops",
+                 "vips", "ports")
 _RS_KEYS = ("address", "port", "forwarding", "weight", "upper_threshold", "lower_threshold",
             "tunnel_type", "tunnel_port", "health")
 _SORRY_KEYS = ("address", "port", "forwarding", "weight", "tunnel_type", "tunnel_port")
@@ -321,6 +322,27 @@ def _real_server(c: Checker, raw: Any, path: Path, key: ServiceKey,
     return RealServer(address=address, port=port, forwarding=forwarding, weight=weight,
                       upper_threshold=upper, lower_threshold=lower, tunnel_type=tunnel_type,
                       tunnel_port=tunnel_port, health=checks)
+
+
+def _one_per_address(c: Checker, raw: Any, path: Path) -> list[Any]:
+    """A service entry with ``vips`` and/or ``ports`` (keepalived's virtual_server_group)
+    as one entry per VIP and port, the rest shared; any other entry as it is."""
+    if not isinstance(raw, dict) or ("vips" not in raw and "ports" not in raw):
+        return [raw]
+    for one, many in (("vip", "vips"), ("port", "ports"), ("fwmark", "vips"),
+                      ("fwmark", "ports")):
+        if one in raw and many in raw:
+            c.fail(path + (many,), f"does not go with {one} (a service has one {one}, or "
+                                   f"the list {many})", key=True)
+            return []
+    vips = c.listing(raw["vips"], path + ("vips",)) if "vips" in raw else [raw.get("vip")]
+    ports = c.listing(raw["ports"], path + ("ports",)) if "ports" in raw else [raw.get("port")]
+    for key, items in (("vips", vips), ("ports", ports)):
+        if key in raw and isinstance(raw[key], list) and not items:
+            c.fail(path + (key,), "must list at least one")
+            return []
+    shared = {k: v for k, v in raw.items() if k not in ("vips", "ports")}
+    return [{**shared, "vip": vip, "port": port} for vip in vips for port in ports]
 
 
 def _service(c: Checker, raw: Any, path: Path) -> VirtualService | None:
@@ -435,7 +457,9 @@ def parse_ipvs(c: Checker, raw: Any, vips: set[IPAddress] | None) -> IpvsSetting
     seen: dict[ServiceKey, int] = {}
     if "services" in data:
         spath = path + ("services",)
-        for i, item in enumerate(c.listing(data["services"], spath)):
+        expanded = [(i, one) for i, item in enumerate(c.listing(data["services"], spath))
+                    for one in _one_per_address(c, item, spath + (i,))]
+        for i, item in expanded:
             service = _service(c, item, spath + (i,))
             if service is None:
                 continue

@@ -630,7 +630,7 @@ class _Converter:
         if "warmup" in defaults:
             self.note(defaults["warmup"], "haguard spreads first checks over the interval "
                                           "itself")
-        return out
+        return _fold(out)
 
     def same_port(self, server: dict[str, Any], svc: dict[str, Any], where: Stmt
                   ) -> dict[str, Any]:
@@ -855,6 +855,44 @@ class _Converter:
         if not words:
             raise KeepalivedConfError(f"{stmt.where}: {stmt.keyword} needs a command")
         return words
+
+
+def _fold(services: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A virtual_server_group's services as one entry with ``vips`` / ``ports`` when they
+    are every VIP with every port and alike otherwise (real servers on the service's
+    port then name no port); else as they are."""
+    if len(services) < 2 or any("vip" not in s for s in services):
+        return services
+
+    def checks(health: Any) -> list[dict[str, Any]]:
+        return health if isinstance(health, list) else [health] if health else []
+
+    def shape(service: dict[str, Any]) -> dict[str, Any]:
+        rest = copy.deepcopy(service)
+        port = rest.pop("port")
+        rest.pop("vip")
+        # The port each check probes, said outright: it must not follow the service's.
+        if all(r.get("port") == port for r in rest["real_servers"]):
+            for check in checks(rest.get("health")):
+                check.setdefault("port", port)
+        for server in rest["real_servers"]:
+            for check in checks(server.get("health")):
+                check.setdefault("port", server.get("port"))
+        for server in [*rest["real_servers"], rest.get("sorry_server") or {}]:
+            if server.get("port") == port:
+                server.pop("port")
+        return rest
+
+    shapes = [shape(s) for s in services]
+    vips = list(dict.fromkeys(s["vip"] for s in services))
+    ports = list(dict.fromkeys(s["port"] for s in services))
+    pairs = {(s["vip"], s["port"]) for s in services}
+    if any(x != shapes[0] for x in shapes) or len(services) != len(vips) * len(ports) \
+            or pairs != {(v, p) for v in vips for p in ports}:
+        return services
+    head: dict[str, Any] = {"vips": vips} if len(vips) > 1 else {"vip": vips[0]}
+    head.update({"ports": ports} if len(ports) > 1 else {"port": ports[0]})
+    return [{**head, **shapes[0]}]
 
 
 def _place(where: str) -> tuple[str, int]:

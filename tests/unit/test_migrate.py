@@ -395,3 +395,26 @@ vrrp_instance VI_GW {
                                 "backup": [generic], "fault": [generic], "stop": [generic]}
     config = valid(migration)
     assert config.sync_group_of("VI_GW") is not None
+
+
+def test_a_group_of_every_vip_with_every_port_stays_one_service_entry() -> None:
+    text = INSTANCE.replace("priority 100 }", "priority 100\n  virtual_ipaddress { "
+                            "192.0.2.100\n 192.0.2.101 } }") + """\
+global_defs { router_id lb1 }
+virtual_server_group WEB {
+    192.0.2.100-101 80
+    192.0.2.100-101 443
+}
+virtual_server group WEB {
+    lb_kind DR
+    real_server 192.0.2.21 80 { TCP_CHECK { connect_timeout 3 } }
+}
+"""
+    migration = run(text)
+    assert migration.doc["ipvs"]["services"] == [{
+        "vips": ["192.0.2.100", "192.0.2.101"], "ports": [80, 443], "protocol": "tcp",
+        "health": {"check": "tcp", "interval_s": 60, "timeout_s": 3, "retries": 1,
+                   "retry_interval_s": 1, "port": 80},
+        "real_servers": [{"address": "192.0.2.21", "forwarding": "dr", "weight": 1}]}]
+    config = valid(migration)
+    assert config.ipvs is not None and len(config.ipvs.services) == 4

@@ -109,3 +109,44 @@ def test_a_vrrp_script_argument_keepalived_would_split_is_refused() -> None:
     assert info.value.problems == [
         "lb1.yaml:3: scripts[0].command[1]: 'two words': keepalived splits script lines on "
         "white space and quotes; an argument cannot hold them"]
+
+
+# ------------------------------------------------------------------ service groups
+
+GROUPED = """\
+node: {name: lb1}
+instances:
+  - {name: V, interface: eth0, virtual_router_id: 5, priority: 100,
+     vips: [192.0.2.100/32, 192.0.2.101/32]}
+ipvs:
+  services:
+    - {vips: [192.0.2.100, 192.0.2.101], ports: [80, 8080], scheduler: rr,
+       real_servers: [{address: 192.0.2.21, weight: 2}]}
+"""
+
+
+def test_a_service_over_several_vips_and_ports_is_one_per_pair_with_the_same_servers() -> None:
+    config = loads(GROUPED, filename="lb1.yaml")
+    assert config.ipvs is not None
+    assert [(str(s.key), [(str(r), r.weight) for r in s.real_servers])
+            for s in config.ipvs.services] == [
+        ("tcp 192.0.2.100:80", [("192.0.2.21:80", 2)]),
+        ("tcp 192.0.2.100:8080", [("192.0.2.21:8080", 2)]),
+        ("tcp 192.0.2.101:80", [("192.0.2.21:80", 2)]),
+        ("tcp 192.0.2.101:8080", [("192.0.2.21:8080", 2)])]
+
+
+@pytest.mark.parametrize("change, expected", [
+    (("vips: [192.0.2.100, 192.0.2.101]", "vip: 192.0.2.100, vips: [192.0.2.101]"),
+     "lb1.yaml:7: ipvs.services[0].vips: does not go with vip (a service has one vip, or the "
+     "list vips)"),
+    (("ports: [80, 8080]", "ports: []"), "lb1.yaml:7: ipvs.services[0].ports: must list at "
+                                         "least one"),
+    (("192.0.2.101]", "192.0.2.102]"), "lb1.yaml:7: ipvs.services[0].vip: 192.0.2.102 is not "
+                                       "a VIP of any instance"),
+])
+def test_a_bad_service_group_is_refused_with_its_place(change: tuple[str, str],
+                                                       expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        loads(GROUPED.replace(*change), filename="lb1.yaml")
+    assert any(p.startswith(expected) for p in info.value.problems), info.value.problems
