@@ -118,7 +118,7 @@ IPVS_CASES = [
     pytest.param(
         service("vip: 192.0.2.101", "port: 443", "zzzz: 1"),
         [at(24, f"{S1}.zzzz: unknown key (known keys: vip, port, protocol, fwmark, family, "
-                "scheduler, flags, persistence, health, quorum, sorry_server, real_servers, ops)")],
+                "scheduler, flags, persistence, health, quorum, sorry_server, real_servers, ops, vips, ports)")],
         id="unknown-service-key-lists-known-keys",
     ),
     pytest.param(
