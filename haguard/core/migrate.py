@@ -291,8 +291,9 @@ class _Converter:
                              "MASTER; the YAML leaves it out (for nopreempt, start both "
                              "directors as BACKUP)", decision=False)
             del out["nopreempt"]
-        for s in deferred_vips:
-            vips.extend(self.vips(s, out.get("interface")))
+        family: list[int] = []      # the instance's, set by its first virtual_ipaddress
+        for s in sorted(deferred_vips, key=lambda v: v.keyword != "virtual_ipaddress"):
+            vips.extend(self.vips(s, out.get("interface"), family))
         if vips:
             out["vips"] = vips
         announce = self.announce(garp)
@@ -447,7 +448,10 @@ class _Converter:
                             "where it did not before", "unicast_peer")
         return address
 
-    def vips(self, stmt: Stmt, interface: str | None) -> list[Any]:
+    def vips(self, stmt: Stmt, interface: str | None, family: list[int]) -> list[Any]:
+        """``family`` holds the instance's address family once known: keepalived sets it
+        from the first virtual_ipaddress and ignores one of the other family there
+        (virtual_ipaddress_excluded takes both)."""
         out: list[Any] = []
         for item in self.block(stmt):
             address = item.keyword
@@ -456,6 +460,17 @@ class _Converter:
             except ValueError:
                 raise KeepalivedConfError(f"{item.where}: {stmt.keyword}: {address!r} is not "
                                           "an IP address") from None
+            if stmt.keyword == "virtual_ipaddress":
+                if not family:
+                    family.append(network.version)
+                elif network.version != family[0]:
+                    self.note(item, f"{address}: keepalived 2 ignores an IPv{network.version} "
+                                    f"address in the virtual_ipaddress of an IPv{family[0]} "
+                                    "instance (\"address family must match VRRP instance\"), "
+                                    "so it was never held; the YAML leaves it out. Add it to "
+                                    "vips if it should be (haguard holds both families)",
+                              "virtual_ipaddress")
+                    continue
             if "/" not in address:   # keepalived's default prefix: the host's own
                 address = f"{address}/{network.max_prefixlen}"
             options = dict(zip(item.args[::2], item.args[1::2]))

@@ -40,6 +40,8 @@ vrrp_instance VI_WEB {
     virtual_ipaddress {
         192.0.2.100
         192.0.2.101/24 label eth0:1
+    }
+    virtual_ipaddress_excluded {
         2001:db8::100/64
     }
     garp_master_repeat 3
@@ -418,3 +420,24 @@ virtual_server group WEB {
         "real_servers": [{"address": "192.0.2.21", "forwarding": "dr", "weight": 1}]}]
     config = valid(migration)
     assert config.ipvs is not None and len(config.ipvs.services) == 4
+
+
+def test_a_vip_keepalived_ignored_for_its_family_is_left_out_and_listed() -> None:
+    text = """\
+global_defs { router_id lb1 }
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 51
+    priority 100
+    virtual_ipaddress {
+        192.0.2.100
+        2001:db8::100/64
+    }
+    virtual_ipaddress_excluded { 2001:db8::101/64 }
+}
+"""
+    migration = run(text)
+    assert migration.doc["instances"][0]["vips"] == ["192.0.2.100/32", "2001:db8::101/64"]
+    (finding,) = migration.findings
+    assert finding.where == "keepalived.conf:8" and finding.decision
+    assert "address family must match VRRP instance" in finding.advice
