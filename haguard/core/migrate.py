@@ -16,6 +16,17 @@ from typing import Any
 
 from haguard.core.kaconf import KeepalivedConfError, Stmt
 
+# keepalived's tuning of its own processes and logs: nothing a peer, a client or a real
+# server sees changes, and haguard's rendering leaves keepalived at its defaults.
+PROCESS_TUNING = frozenset({
+    "max_auto_priority", "vrrp_no_swap", "checker_no_swap", "bfd_no_swap", "vrrp_priority",
+    "checker_priority", "bfd_priority", "vrrp_rlimit_rttime", "checker_rlimit_rttime",
+    "vrrp_rt_priority", "checker_rt_priority", "process_names", "process_name",
+    "vrrp_process_name", "checker_process_name", "checker_log_all_failures", "log_detail",
+    "vrrp_rx_bufs_policy", "vrrp_rx_bufs_multiplier", "vrrp_netlink_cmd_rcv_bufs",
+    "vrrp_netlink_monitor_rcv_bufs", "lvs_netlink_cmd_rcv_bufs",
+    "lvs_netlink_monitor_rcv_bufs", "vrrp_startup_delay", "dynamic_interfaces",
+    "child_wait_time", "vrrp_dont_use_vmac", "uptime"})
 MAIL = ("haguard sends no mail: it logs every transition (journald, or node.log_file) and "
         "exports metrics (haguard metrics); alert on those")
 # keepalived's checker defaults (keepalived.conf(5), keepalived/check/), written out in
@@ -77,6 +88,7 @@ class _Converter:
     processes: dict[str, Stmt] = field(default_factory=dict)
     sync_groups: list[dict[str, Any]] = field(default_factory=list)
     sync: dict[str, Any] | None = None
+    vrrp_version: int = 2
     timeouts: dict[str, int] | None = None
 
     # ------------------------------------------------------------------ plumbing
@@ -156,6 +168,8 @@ class _Converter:
             raise KeepalivedConfError("the file has no global_defs { router_id ... }: name "
                                       "this director with --node NAME")
         doc: dict[str, Any] = {"node": {"name": name}}
+        if self.vrrp_version == 3:
+            doc["keepalived"] = {"version": 3}
         if self.scripts:
             doc["scripts"] = self.scripts
         if self.sync_groups:
@@ -193,8 +207,41 @@ class _Converter:
                         "vrrp_garp_interval", "vrrp_gna_interval",
                         "vrrp_garp_lower_prio_delay", "vrrp_garp_lower_prio_repeat"):
                 self.global_garp[kw.removeprefix("vrrp_")] = s
-            elif kw == "vrrp_version" and s.args == ("2",):
-                pass
+            elif kw == "vrrp_version":
+                version = self.integer(s)
+                if version == 3:
+                    self.vrrp_version = 3
+                elif version != 2:
+                    raise KeepalivedConfError(f"{s.where}: vrrp_version {version}: VRRP "
+                                              "versions are 2 and 3")
+            elif kw in PROCESS_TUNING:
+                self.note(s, "tunes keepalived's own processes; haguard's rendering leaves "
+                             "keepalived at its defaults", decision=False)
+            elif kw in ("vrrp_skip_check_adv_addr", "vrrp_check_unicast_src"):
+                self.note(s, "a check keepalived makes on adverts it receives; haguard's "
+                             "rendering leaves keepalived's default", decision=False)
+            elif kw in ("vrrp_strict", "vrrp_iptables", "nftables", "vrrp_ipsets"):
+                self.note(s, "keepalived's strict mode / its firewall rules for the VIPs: "
+                             "haguard adds the VIPs as plain addresses and renders no "
+                             "firewall rules; a VIP answers ping and traffic it did not "
+                             "answer before")
+            elif kw in ("vrrp_mcast_group4", "vrrp_mcast_group6"):
+                self.note(s, "haguard renders keepalived's default multicast group; a "
+                             "pair on another group must move together")
+            elif kw in ("enable_traps", "enable_snmp_vrrp", "enable_snmp_checker",
+                        "enable_snmp_rfc", "enable_snmp_rfcv2", "enable_snmp_rfcv3",
+                        "snmp_socket"):
+                self.note(s, "haguard renders no SNMP; it exports metrics (haguard metrics) "
+                             "and logs every transition")
+            elif kw in ("notify_fifo", "vrrp_notify_fifo", "lvs_notify_fifo",
+                        "notify_fifo_script", "vrrp_notify_fifo_script",
+                        "lvs_notify_fifo_script"):
+                self.note(s, "haguard's agent reads keepalived's notify FIFO itself (agent: "
+                             "section); a reader of your own is not carried")
+            elif kw == "lvs_flush":
+                self.note(s, "keepalived flushed the whole IPVS table at start; haguard "
+                             "changes only the services it owns and leaves others alone",
+                          decision=False)
             elif kw == "lvs_timeouts":
                 self.lvs_timeouts(s)
             elif kw == "lvs_sync_daemon":
@@ -277,6 +324,25 @@ class _Converter:
                              "MAC; it has no VMAC mode")
             elif kw == "native_ipv6":
                 pass   # an IPv6-only instance: haguard's VIPs say which family they are
+            elif kw == "version":
+                if self.integer(s) == 3:
+                    self.vrrp_version = 3
+            elif kw in ("skip_check_adv_addr", "debug", "kernel_rx_buf_size",
+                        "notify_priority_changes", "linkbeat_use_polling"):
+                self.note(s, "keepalived-internal; haguard's rendering leaves keepalived's "
+                             "default", decision=False)
+            elif kw in ("accept", "no_accept"):
+                self.note(s, "haguard's VIPs are plain addresses of the interface: they "
+                             "accept traffic (keepalived's accept)", decision=kw == "no_accept")
+            elif kw == "strict_mode":
+                self.note(s, "keepalived's strict mode is not rendered: the VIPs answer "
+                             "traffic and no firewall rules are added")
+            elif kw in ("virtual_routes", "virtual_rules"):
+                self.note(s, "haguard moves addresses, not routes or rules: add them with "
+                             "the instance's notify commands (instances[].notify)")
+            elif kw == "notify_deleted":
+                self.note(s, "haguard treats DELETED like STOP (it removes the VIPs); your "
+                             "command there is not run")
             else:
                 self.unknown(s, f"vrrp_instance {name}")
         if out.get("preempt_delay_s") and (out.get("nopreempt")
@@ -503,6 +569,10 @@ class _Converter:
                 ms = round(self.number(stmt) * 1000)
                 if key == "garp_interval" or "interval_ms" not in out:
                     out["interval_ms"] = ms
+            elif key in ("garp_lower_prio_repeat", "garp_lower_prio_delay"):
+                self.note(stmt, "haguard announces announce.count frames whenever this "
+                                "MASTER hears a lower priority (notify_master_rx_lower_pri)",
+                          key, decision=False)
             elif key == "garp_master_refresh_repeat":
                 self.note(stmt, "haguard repeats the whole announcement (announce.count "
                                 "frames) at each refresh", key)
@@ -551,6 +621,7 @@ class _Converter:
         virtualhost: str | None = None
         flags: dict[str, Any] = {}
         protocol = "tcp"
+        ip_family = "inet"
         for s in self.block(stmt):
             kw = s.keyword
             if kw in ("lb_algo", "lvs_sched"):
@@ -590,6 +661,26 @@ class _Converter:
             elif kw == "ha_suspend":
                 self.note(s, "haguard checks on MASTER and BACKUP alike (keepalived's "
                              "default); ha_suspend's pause on the BACKUP is not carried")
+            elif kw in ("sh-port", "sh-fallback", "mh-port", "mh-fallback"):
+                base.setdefault("flags", []).append(kw)
+            elif kw in ("lb_flags", "lvs_flags"):
+                for flag in s.args:
+                    if flag in ("sh-port", "sh-fallback", "mh-port", "mh-fallback"):
+                        base.setdefault("flags", []).append(flag)
+                    elif flag == "ops":
+                        defaults["ops"] = s
+                    elif flag != "hashed":
+                        self.note(s, f"{flag}: haguard sets the sh/mh flags by name "
+                                     "(sh-port, sh-fallback, mh-port, mh-fallback)")
+            elif kw == "ip_family":
+                ip_family = self.arg(s, 0, "inet or inet6")
+            elif kw == "sorry_server_inhibit":
+                self.note(s, "haguard adds the sorry server at its weight; keepalived's "
+                             "inhibit (weight 0 when not needed) is not carried")
+            elif kw == "persistence_engine":
+                self.note(s, "haguard has no persistence engines (SIP): decide")
+            elif kw == "smtp_alert":
+                self.note(s, MAIL)
             elif kw == "nat_mask":
                 self.note(s, "keepalived 1's nat_mask; keepalived 2 ignores it",
                           decision=False)
@@ -620,6 +711,8 @@ class _Converter:
             svc: dict[str, Any] = dict(key)
             if "vip" in svc:
                 svc["protocol"] = protocol
+            elif ip_family == "inet6":
+                svc["family"] = "inet6"
             svc.update(base)
             svc.update(flags)
             real = [self.same_port(copy.deepcopy(r), svc, where)

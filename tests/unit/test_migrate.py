@@ -441,3 +441,74 @@ vrrp_instance VI_1 {
     (finding,) = migration.findings
     assert finding.where == "keepalived.conf:8" and finding.decision
     assert "address family must match VRRP instance" in finding.advice
+
+
+# The global_defs block of a typical LVS-DR tutorial config, word for word in shape.
+TUTORIAL_GLOBALS = """\
+global_defs {
+   notification_email {
+     ops@example.org
+   }
+   notification_email_from lb@example.org
+   smtp_server 127.0.0.1
+   smtp_connect_timeout 30
+   router_id LVS_DEVEL
+   vrrp_skip_check_adv_addr
+   vrrp_strict
+   vrrp_garp_interval 0
+   vrrp_gna_interval 0
+   max_auto_priority
+   lvs_flush
+}
+"""
+
+
+def test_tutorial_globals_are_each_classified_and_keepalived_defaults_are_notes() -> None:
+    migration = run(TUTORIAL_GLOBALS + DR_DIRECTOR.split("\n", 7)[7])
+    said_of = {f.keyword: f.decision for f in migration.findings}
+    assert said_of == {
+        "notification_email": True, "notification_email_from": True, "smtp_server": True,
+        "smtp_connect_timeout": True,
+        "vrrp_strict": True,                       # the VIPs answer traffic now
+        "vrrp_skip_check_adv_addr": False, "max_auto_priority": False, "lvs_flush": False}
+    assert migration.doc["node"]["name"] == "LVS_DEVEL"
+    assert migration.doc["instances"][0]["announce"]["interval_ms"] == 0
+    valid(migration)
+
+
+@pytest.mark.parametrize("block", ["global_defs", "vrrp_instance VI_1", "virtual_server "
+                                   "192.0.2.100 80", "real_server 192.0.2.21 80", "TCP_CHECK",
+                                   "url", "vrrp_script chk", "vrrp_sync_group G"])
+def test_a_keyword_no_one_knows_is_listed_wherever_it_is_written(block: str) -> None:
+    text = """\
+global_defs { router_id lb1 }
+vrrp_script chk { script /bin/true }
+vrrp_instance VI_1 { interface eth0
+  virtual_router_id 51
+  priority 100
+  virtual_ipaddress { 192.0.2.100 } }
+vrrp_instance VI_2 { interface eth0
+  virtual_router_id 52
+  priority 100
+  virtual_ipaddress { 192.0.2.101 } }
+vrrp_sync_group G { group { VI_1 VI_2 } }
+virtual_server 192.0.2.100 80 {
+  real_server 192.0.2.21 80 {
+    HTTP_GET {
+      url {
+        path /
+      }
+    }
+    TCP_CHECK {
+      connect_timeout 2
+    }
+  }
+}
+"""
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.lstrip().startswith(block + " {")
+              or line.lstrip().startswith(block + " "))
+    lines.insert(at + 1, "  frobnicate 42")
+    migration = run("\n".join(lines) + "\n")
+    assert [(f.where, f.keyword, f.decision) for f in migration.findings
+            if f.keyword == "frobnicate"] == [(f"keepalived.conf:{at + 2}", "frobnicate", True)]
