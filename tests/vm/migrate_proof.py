@@ -1,0 +1,194 @@
+"""The guest part of tests/vm/test_migrate_keeps_lvs.py (not a test module itself).
+
+In the VM (real IPVS): a director and two real servers in network namespaces. The same
+director is run twice: first by the real keepalived from an operator's keepalived.conf
+(its VRRP and its checkers), then by haguard (agent and rendered keepalived.conf) from
+what `haguard migrate` made of that file. Each time: the IPVS table it builds
+(`ipvsadm -S -n`), the VIPs it holds, and the table once rs1's HTTP server is killed.
+Prints one JSON object; every process and namespace it made is gone when it exits.
+
+    python tests/vm/migrate_proof.py WORKDIR KEEPALIVED_CONF
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+NS = {"sw": "mp-sw", "d": "mp-d", "rs1": "mp-rs1", "rs2": "mp-rs2"}
+ADDRESS = {"d": "192.0.2.11", "rs1": "192.0.2.21", "rs2": "192.0.2.22"}
+# Root's own directory: keepalived's script security refuses hooks under /tmp.
+ROOT = "/run/haguard-migrate-proof"
+
+
+def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: exit {proc.returncode}: {proc.stderr.strip()}")
+    return proc
+
+
+def in_ns(node: str, *argv: str) -> list[str]:
+    return ["ip", "netns", "exec", NS[node], *argv]
+
+
+def wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+class Proof:
+    def __init__(self, work: str) -> None:
+        self.work = work
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    # ------------------------------------------------------------------ topology
+    def build(self) -> None:
+        for ns in NS.values():
+            sh("ip", "netns", "add", ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "-n", NS["sw"], "link", "add", "br0", "type", "bridge")
+        sh("ip", "-n", NS["sw"], "link", "set", "br0", "up")
+        for node, address in ADDRESS.items():
+            sh("ip", "link", "add", "eth0", "netns", NS[node], "type", "veth", "peer", "name",
+               f"p-{node}", "netns", NS["sw"])
+            sh("ip", "-n", NS["sw"], "link", "set", f"p-{node}", "master", "br0", "up")
+            sh("ip", "-n", NS[node], "addr", "add", f"{address}/24", "dev", "eth0")
+            sh("ip", "-n", NS[node], "link", "set", "eth0", "up")
+        for node in ("rs1", "rs2"):
+            self.http(node)
+
+    def http(self, node: str) -> None:
+        self.start(f"{node}:http", in_ns(node, sys.executable, "-m", "http.server", "80",
+                                         "--bind", ADDRESS[node]))
+        wait(lambda: sh(*in_ns("d", sys.executable, "-c",
+                               "import socket; socket.create_connection(("
+                               f"'{ADDRESS[node]}', 80), 1).close()"),
+                        check=False).returncode == 0, 60, f"{node}'s HTTP server")
+
+    def start(self, name: str, argv: list[str]) -> None:
+        out = open(os.path.join(self.work, f"{name.replace(':', '-')}.log"), "ab")
+        self.procs[name] = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+        out.close()
+
+    def stop(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+    def teardown(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+        for ns in NS.values():
+            sh("ip", "netns", "del", ns, check=False)
+
+    # ------------------------------------------------------------------ what it holds
+    def table(self) -> list[str]:
+        out = sh(*in_ns("d", "ipvsadm", "-S", "-n")).stdout
+        return sorted(line for line in out.splitlines() if line.strip())
+
+    def vips(self) -> list[str]:
+        out = sh("ip", "-n", NS["d"], "-j", "addr", "show", "dev", "eth0").stdout
+        return sorted(f"{a['local']}/{a['prefixlen']}" for link in json.loads(out)
+                      for a in link.get("addr_info", []) if a.get("scope") == "global"
+                      and a["local"] != ADDRESS["d"])
+
+    def observe(self, stopper: str) -> dict[str, Any]:
+        """The table and VIPs once steady, then the table after rs1's HTTP server dies."""
+        wait(lambda: self.vips() and len([r for r in self.table() if r.startswith("-a")]) >= 2,
+             180, "the VIPs and the real servers")
+        time.sleep(3)      # every checker has made its first checks
+        before = {"table": self.table(), "vips": self.vips()}
+        self.stop("rs1:http")
+        killed = time.monotonic()
+        wait(lambda: self.table() != before["table"], 120, f"{stopper} to act on rs1")
+        after = {"table": self.table(), "after_s": round(time.monotonic() - killed, 1)}
+        self.http("rs1")
+        wait(lambda: self.table() == before["table"], 120, f"{stopper} to put rs1 back")
+        return {**before, "rs1_down": after}
+
+    # ------------------------------------------------------------------ the two runs
+    def keepalived(self, conf: str) -> dict[str, Any]:
+        self.start("keepalived", in_ns("d", "keepalived", "--dont-fork", "--log-console",
+                                       "--use-file", conf, "--pid", f"{self.work}/k.pid",
+                                       "--vrrp_pid", f"{self.work}/kv.pid",
+                                       "--checkers_pid", f"{self.work}/kc.pid"))
+        try:
+            return self.observe("keepalived's checker")
+        finally:
+            self.stop("keepalived")
+            wait(lambda: not self.vips() and not self.table(), 60,
+                 "keepalived to leave no VIP and no service behind")
+
+    def haguard(self, conf: str) -> dict[str, Any]:
+        os.makedirs(ROOT, mode=0o755, exist_ok=True)
+        migrated = f"{self.work}/migrated.yaml"
+        proc = sh(sys.executable, "-m", "haguard", "migrate", conf, "-o", migrated,
+                  check=False)
+        if proc.returncode not in (0, 3):
+            raise RuntimeError(f"haguard migrate: exit {proc.returncode}: {proc.stderr}")
+        doc = yaml.safe_load(open(migrated, encoding="utf-8"))
+        # Where this run keeps its files; everything else is the migration's.
+        doc["node"].update(state_dir=f"{ROOT}/state", log_file=f"{self.work}/haguard.jsonl",
+                           lever_dir=f"{ROOT}/levers")
+        doc["keepalived"] = {**doc.get("keepalived", {}), "config": f"{ROOT}/keepalived.conf",
+                             "hooks_dir": f"{ROOT}/hooks", "pid_file": f"{self.work}/h.pid",
+                             "vrrp_pid_file": f"{self.work}/hv.pid"}
+        doc["agent"] = {"fifo": f"{ROOT}/state/notify.fifo"}
+        config = f"{ROOT}/lb1.yaml"
+        with open(config, "w", encoding="utf-8") as fh:
+            yaml.safe_dump(doc, fh, sort_keys=False)
+        haguard = [sys.executable, "-m", "haguard"]
+        sh(*in_ns("d", *haguard, "hooks", "install", "-c", config, "--no-systemd"))
+        sh(*haguard, "render", "-c", config, "-o", f"{ROOT}/keepalived.conf")
+        self.start("agent", in_ns("d", *haguard, "agent", "-c", config))
+        wait(lambda: os.path.exists(f"{ROOT}/state/notify.fifo"), 120,
+             "the agent's notify FIFO")
+        self.start("keepalived", in_ns("d", "keepalived", "--dont-fork", "--log-console",
+                                       "--vrrp", "--use-file", f"{ROOT}/keepalived.conf",
+                                       "--pid", f"{self.work}/h.pid",
+                                       "--vrrp_pid", f"{self.work}/hv.pid"))
+        try:
+            return {**self.observe("haguard's agent"), "migration": proc.stderr}
+        finally:
+            self.stop("keepalived")
+            self.stop("agent")
+
+
+def main() -> int:
+    work, conf = sys.argv[1], sys.argv[2]
+    sh("modprobe", "ip_vs")
+    proof = Proof(work)
+    try:
+        proof.build()
+        result = {"keepalived": proof.keepalived(conf), "haguard": proof.haguard(conf)}
+    finally:
+        proof.teardown()
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
