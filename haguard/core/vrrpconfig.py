@@ -92,9 +92,11 @@ class SyncGroup:
     instances: tuple[str, ...]
 
 
-def command(c: Checker, raw: Any, path: Path) -> tuple[str, ...] | None:
-    """An argument list keepalived can carry in one script line: an absolute program,
-    no argument with white space or quotes."""
+def command(c: Checker, raw: Any, path: Path, in_script_line: bool = True
+            ) -> tuple[str, ...] | None:
+    """An argument list whose program is an absolute path. ``in_script_line``: keepalived
+    carries it in one script line, so no argument may hold white space or quotes; else
+    haguard runs it and fills in its placeholders."""
     items = c.listing(raw, path)
     if isinstance(raw, list) and not items:
         c.fail(path, "must list the program and its arguments")
@@ -106,11 +108,17 @@ def command(c: Checker, raw: Any, path: Path) -> tuple[str, ...] | None:
             return None
         text = str(item)
         if i == 0 and not text.startswith("/"):
-            c.fail(path + (i,), f"{text!r} must be an absolute path (no PATH search)")
+            c.fail(path + (i,), f"{text!r} must be an absolute path (commands run without a "
+                                "shell or a PATH search)")
             return None
-        if not _WORD_RE.match(text):
+        if in_script_line and not _WORD_RE.match(text):
             c.fail(path + (i,), f"{text!r}: keepalived splits script lines on white space "
                                 "and quotes; an argument cannot hold them")
+            return None
+        unknown = [n for n in _PLACEHOLDER_RE.findall(text) if n not in NOTIFY_PLACEHOLDERS]
+        if not in_script_line and unknown:
+            c.fail(path + (i,), f"{{{unknown[0]}}} is not a placeholder haguard fills in "
+                                f"(known: {', '.join('{' + n + '}' for n in NOTIFY_PLACEHOLDERS)})")
             return None
         out.append(text)
     return tuple(out) if out and len(out) == len(items) else None
@@ -120,34 +128,11 @@ def _argv_list(c: Checker, raw: Any, path: Path) -> tuple[tuple[str, ...], ...] 
     """A list of commands (each an argument list) for haguard to run itself."""
     out: list[tuple[str, ...]] = []
     for i, item in enumerate(c.listing(raw, path)):
-        argv = _exec_argv(c, item, path + (i,))
+        argv = command(c, item, path + (i,), in_script_line=False)
         if argv is None:
             return None
         out.append(argv)
     return tuple(out)
-
-
-def _exec_argv(c: Checker, raw: Any, path: Path) -> tuple[str, ...] | None:
-    items = c.listing(raw, path)
-    if isinstance(raw, list) and not items:
-        c.fail(path, "must list the program and its arguments")
-        return None
-    out: list[str] = []
-    for i, item in enumerate(items):
-        if not isinstance(item, (str, int)) or isinstance(item, bool) or item == "":
-            c.fail(path + (i,), f"{show(item)} is not a command argument (a string)")
-            return None
-        if i == 0 and not str(item).startswith("/"):
-            c.fail(path + (i,), f"{item!r} must be an absolute path (commands run without a "
-                                "shell or a PATH search)")
-            return None
-        unknown = [n for n in _PLACEHOLDER_RE.findall(str(item)) if n not in NOTIFY_PLACEHOLDERS]
-        if unknown:
-            c.fail(path + (i,), f"{{{unknown[0]}}} is not a placeholder haguard fills in "
-                                f"(known: {', '.join('{' + n + '}' for n in NOTIFY_PLACEHOLDERS)})")
-            return None
-        out.append(str(item))
-    return tuple(out) if out and len(out) == len(items) else None
 
 
 _SCRIPT_KEYS = ("name", "command", "interval_s", "timeout_s", "rise", "fall", "weight", "user")
