@@ -10,6 +10,9 @@ from typing import Any
 from haguard.core.yamlsrc import Path, Source
 
 MISSING = object()
+_PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
+# keepalived re-splits a script line on white space and quotes.
+_SCRIPT_WORD_RE = re.compile(r"^[^\s\"'\\]+$")
 IFNAME_MAX = 15  # IFNAMSIZ - 1; also the limit for IPv4 address labels
 _IFNAME_RE = re.compile(r"^[^\s/:]+$")
 
@@ -132,3 +135,37 @@ def field(checker: Checker, data: Mapping[str, Any], key: str, path: Path,
     return check(data[key], path + (key,))
 
 
+
+
+def argv(c: Checker, raw: Any, path: Path, *, placeholders: tuple[str, ...] = (),
+         elsewhere: str = "", script_line: bool = False) -> tuple[str, ...] | None:
+    """A command as an argument list, its program an absolute path (it runs without a
+    shell or a PATH search). ``placeholders``: the {names} haguard fills in (none:
+    ``elsewhere`` says where they work); ``script_line``: keepalived carries it in one
+    script line, so no argument may hold white space or quotes."""
+    items = c.listing(raw, path)
+    if isinstance(raw, list) and not items:
+        c.fail(path, "must list the program and its arguments")
+        return None
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, (str, int)) or isinstance(item, bool) or item == "":
+            c.fail(path + (i,), f"{show(item)} is not a command argument (a string)")
+            return None
+        text = str(item)
+        if i == 0 and not text.startswith("/"):
+            c.fail(path + (i,), f"{text!r} must be an absolute path (commands run without "
+                                "a shell or a PATH search)")
+            return None
+        if script_line and not _SCRIPT_WORD_RE.match(text):
+            c.fail(path + (i,), f"{text!r}: keepalived splits script lines on white space "
+                                "and quotes; an argument cannot hold them")
+            return None
+        for name in _PLACEHOLDER_RE.findall(text):
+            if name not in placeholders:
+                known = ", ".join("{" + p + "}" for p in placeholders)
+                c.fail(path + (i,), f"{{{name}}} is not a placeholder haguard fills in"
+                       + (f" (known: {known})" if placeholders else f" ({elsewhere})"))
+                return None
+        out.append(text)
+    return tuple(out) if len(out) == len(items) and out else None

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from haguard.core.checker import Checker, field, show
+from haguard.core.checker import Checker, argv, field, show
 from haguard.core.yamlsrc import Path
 
 CHECK_KINDS = ("tcp", "http", "https", "script", "dns", "none")
@@ -125,29 +125,8 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 
 def _argv(c: Checker, raw: Any, path: Path, placeholders: bool = False) -> tuple[str, ...] | None:
     """A command as an argument list, its program an absolute path."""
-    items = c.listing(raw, path)
-    if isinstance(raw, list) and not items:
-        c.fail(path, "must list the program and its arguments")
-        return None
-    out = []
-    for i, item in enumerate(items):
-        if not isinstance(item, (str, int)) or isinstance(item, bool) or item == "":
-            c.fail(path + (i,), f"{show(item)} is not a command argument (a string)")
-            return None
-        text = str(item)
-        if i == 0 and not text.startswith("/"):
-            c.fail(path + (i,), f"{text!r} must be an absolute path (commands run without "
-                                "a shell or a PATH search)")
-            return None
-        for name in _PLACEHOLDER_RE.findall(text):
-            if not placeholders or name not in SCRIPT_PLACEHOLDERS:
-                known = ", ".join("{" + p + "}" for p in SCRIPT_PLACEHOLDERS)
-                c.fail(path + (i,), f"{{{name}}} is not a placeholder haguard fills in" +
-                       (f" (known: {known})" if placeholders else
-                        " (placeholders work only in script.command)"))
-                return None
-        out.append(text)
-    return tuple(out) if len(out) == len(items) and out else None
+    return argv(c, raw, path, placeholders=SCRIPT_PLACEHOLDERS if placeholders else (),
+                elsewhere="placeholders work only in script.command")
 
 
 def _status(c: Checker, raw: Any, path: Path) -> tuple[int, ...] | None:

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from haguard.core.checker import Checker, field, show
+from haguard.core.checker import Checker, argv, field, show
 from haguard.core.yamlsrc import Path
 
 if TYPE_CHECKING:
@@ -21,8 +21,6 @@ if TYPE_CHECKING:
     from haguard.core.events import Event
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-# keepalived re-splits a script line on white space and quotes: arguments must not hold them.
-_WORD_RE = re.compile(r"^[^\s\"'\\]+$")
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]*\$?$")
 TRACK_WEIGHT = 253          # keepalived: -253..253 for track_script / track_interface
 MAX_PREEMPT_DELAY_S = 1000  # keepalived's limit
@@ -92,46 +90,14 @@ class SyncGroup:
     instances: tuple[str, ...]
 
 
-def command(c: Checker, raw: Any, path: Path, in_script_line: bool = True
-            ) -> tuple[str, ...] | None:
-    """An argument list whose program is an absolute path. ``in_script_line``: keepalived
-    carries it in one script line, so no argument may hold white space or quotes; else
-    haguard runs it and fills in its placeholders."""
-    items = c.listing(raw, path)
-    if isinstance(raw, list) and not items:
-        c.fail(path, "must list the program and its arguments")
-        return None
-    out: list[str] = []
-    for i, item in enumerate(items):
-        if not isinstance(item, (str, int)) or isinstance(item, bool) or item == "":
-            c.fail(path + (i,), f"{show(item)} is not a command argument (a string)")
-            return None
-        text = str(item)
-        if i == 0 and not text.startswith("/"):
-            c.fail(path + (i,), f"{text!r} must be an absolute path (commands run without a "
-                                "shell or a PATH search)")
-            return None
-        if in_script_line and not _WORD_RE.match(text):
-            c.fail(path + (i,), f"{text!r}: keepalived splits script lines on white space "
-                                "and quotes; an argument cannot hold them")
-            return None
-        unknown = [n for n in _PLACEHOLDER_RE.findall(text) if n not in NOTIFY_PLACEHOLDERS]
-        if not in_script_line and unknown:
-            c.fail(path + (i,), f"{{{unknown[0]}}} is not a placeholder haguard fills in "
-                                f"(known: {', '.join('{' + n + '}' for n in NOTIFY_PLACEHOLDERS)})")
-            return None
-        out.append(text)
-    return tuple(out) if out and len(out) == len(items) else None
-
-
 def _argv_list(c: Checker, raw: Any, path: Path) -> tuple[tuple[str, ...], ...] | None:
     """A list of commands (each an argument list) for haguard to run itself."""
     out: list[tuple[str, ...]] = []
     for i, item in enumerate(c.listing(raw, path)):
-        argv = command(c, item, path + (i,), in_script_line=False)
-        if argv is None:
+        one = argv(c, item, path + (i,), placeholders=NOTIFY_PLACEHOLDERS)
+        if one is None:
             return None
-        out.append(argv)
+        out.append(one)
     return tuple(out)
 
 
@@ -149,7 +115,9 @@ def parse_scripts(c: Checker, raw: Any) -> tuple[VrrpScript, ...]:
             continue
         name = field(c, data, "name", path, lambda v, p: c.string(
             v, p, NAME_RE, "a valid script name (letters, digits, _ . -)"))
-        argv = field(c, data, "command", path, lambda v, p: command(c, v, p))
+        program = field(c, data, "command", path,
+                        lambda v, p: argv(c, v, p, script_line=True, elsewhere="a vrrp_script "
+                                          "runs as written"))
         interval = field(c, data, "interval_s", path, lambda v, p: c.number(v, p, 0.1, 3600),
                          1.0)
         timeout = field(c, data, "timeout_s", path, lambda v, p: c.number(v, p, 0.01, 3600),
@@ -163,12 +131,12 @@ def parse_scripts(c: Checker, raw: Any) -> tuple[VrrpScript, ...]:
         if name is not None and name in seen:
             c.fail(path + ("name",), f"'{name}' is already the name of scripts[{seen[name]}]")
             continue
-        if None in (name, argv, interval, rise, fall, weight) or \
+        if None in (name, program, interval, rise, fall, weight) or \
                 ("timeout_s" in data and timeout is None) or ("user" in data and user is None):
             continue
-        assert name is not None and argv is not None and interval is not None
+        assert name is not None and program is not None and interval is not None
         seen[name] = i
-        out.append(VrrpScript(name=name, command=argv, interval_s=interval, timeout_s=timeout,
+        out.append(VrrpScript(name=name, command=program, interval_s=interval, timeout_s=timeout,
                               rise=rise, fall=fall, weight=weight, user=user))
     return tuple(out)
 
@@ -293,6 +261,6 @@ def vrrp_commands(scripts: tuple[VrrpScript, ...], instances: tuple[Instance, ..
     out = [(f"scripts {s.name}", s.command[0]) for s in scripts]
     for inst in instances:
         for state in NOTIFY_STATES:
-            for argv in inst.notify.for_state(state.upper()):
-                out.append((f"instances {inst.name} notify.{state}", argv[0]))
+            for cmd in inst.notify.for_state(state.upper()):
+                out.append((f"instances {inst.name} notify.{state}", cmd[0]))
     return list(dict.fromkeys(out))
