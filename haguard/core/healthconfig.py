@@ -41,7 +41,6 @@ _HEALTH_KEYS = ("check", "interval_s", "timeout_s", "retries", "retry_interval_s
                 "port", "on_down", "start", "http", "tls", "script", "dns", "notify")
 _BLOCK_FOR = {"http": ("http", "https"), "tls": ("https",), "script": ("script",),
               "dns": ("dns",)}
-_PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 _HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?$")
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]*\$?$")
 
