@@ -197,7 +197,7 @@ class _Converter:
             elif kw in ("notification_email", "notification_email_from", "smtp_server",
                         "smtp_connect_timeout", "smtp_helo_name", "smtp_alert",
                         "smtp_alert_vrrp", "smtp_alert_checker", "email_faults"):
-                self.note(s, MAIL)
+                self.note(s, MAIL, decision=False)
             elif kw == "script_user":
                 self.script_user = self.arg(s, 0, "a user")
             elif kw == "enable_script_security":
@@ -296,7 +296,7 @@ class _Converter:
                              "announces its VIPs again); your command is not run: decide "
                              "whether it is needed beyond that")
             elif kw == "smtp_alert":
-                self.note(s, MAIL)
+                self.note(s, MAIL, decision=False)
             elif kw in ("track_interface", "track_script", "track_process"):
                 self.track(s, out)
             elif kw in ("track_file", "track_bfd"):
@@ -680,7 +680,7 @@ class _Converter:
             elif kw == "persistence_engine":
                 self.note(s, "haguard has no persistence engines (SIP): decide")
             elif kw == "smtp_alert":
-                self.note(s, MAIL)
+                self.note(s, MAIL, decision=False)
             elif kw == "nat_mask":
                 self.note(s, "keepalived 1's nat_mask; keepalived 2 ignores it",
                           decision=False)
