@@ -97,6 +97,11 @@ class _Converter:
         self.findings.append(Finding(stmt.where, keyword or stmt.keyword, advice, decision))
 
     def unknown(self, stmt: Stmt, within: str) -> None:
+        if "=" in stmt.keyword:
+            self.note(stmt, "not a keyword to keepalived either (keyword and value run "
+                            "together with '='), so keepalived ignored this line; so does "
+                            "the YAML", decision=False)
+            return
         if stmt.keyword == "include":   # left by the reader: nothing matched its pattern
             self.note(stmt, f"{' '.join(stmt.args)}: no file matches here, so nothing "
                             "of it is in the YAML; run migrate where the included files "
