@@ -513,3 +513,11 @@ virtual_server 192.0.2.100 80 {
     migration = run("\n".join(lines) + "\n")
     assert [(f.where, f.keyword, f.decision) for f in migration.findings
             if f.keyword == "frobnicate"] == [(f"keepalived.conf:{at + 2}", "frobnicate", True)]
+
+
+def test_a_keyword_glued_to_its_value_is_a_line_keepalived_ignored_too() -> None:
+    migration = run(DR_DIRECTOR.replace("    advert_int 1\n",
+                                        "    advert_int 1\n    mcast_src_ip=192.0.2.11\n"))
+    (finding,) = migration.findings
+    assert (finding.where, finding.decision) == ("keepalived.conf:14", False)
+    assert "keepalived ignored this line" in finding.advice
