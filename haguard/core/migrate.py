@@ -97,6 +97,11 @@ class _Converter:
         self.findings.append(Finding(stmt.where, keyword or stmt.keyword, advice, decision))
 
     def unknown(self, stmt: Stmt, within: str) -> None:
+        if stmt.keyword[:1] in ("$", "@"):
+            self.note(stmt, "keepalived's parameters ($NAME) and config ids (@ID) are not "
+                            "expanded by haguard migrate: expand them for this director and "
+                            "migrate that file")
+            return
         if "=" in stmt.keyword:
             self.note(stmt, "not a keyword to keepalived either (keyword and value run "
                             "together with '='), so keepalived ignored this line; so does "
@@ -113,6 +118,10 @@ class _Converter:
     def arg(self, stmt: Stmt, index: int = 0, what: str = "a value") -> str:
         if len(stmt.args) <= index:
             raise KeepalivedConfError(f"{stmt.where}: {stmt.keyword} needs {what}")
+        if stmt.args[index].startswith("$"):
+            raise KeepalivedConfError(f"{stmt.where}: {stmt.keyword} {stmt.args[index]}: "
+                                      "keepalived's parameters are not expanded by haguard "
+                                      "migrate: expand them for this director first")
         return stmt.args[index]
 
     def integer(self, stmt: Stmt, index: int = 0) -> int:

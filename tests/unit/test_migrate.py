@@ -521,3 +521,10 @@ def test_a_keyword_glued_to_its_value_is_a_line_keepalived_ignored_too() -> None
     (finding,) = migration.findings
     assert (finding.where, finding.decision) == ("keepalived.conf:14", False)
     assert "keepalived ignored this line" in finding.advice
+
+
+def test_keepalived_parameters_are_listed_or_refused_never_taken_literally() -> None:
+    text = "$PRIO=150\n" + DR_DIRECTOR
+    assert [(f.where, f.decision) for f in run(text).findings] == [("keepalived.conf:1", True)]
+    with pytest.raises(KeepalivedConfError, match=r"priority \$PRIO: keepalived's parameters"):
+        run(DR_DIRECTOR.replace("priority 150", "priority $PRIO"))
