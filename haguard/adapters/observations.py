@@ -104,7 +104,7 @@ def _wire(config: Config, obs: dict[str, Any], seconds: float) -> None:
     macs: dict[str, str] = {}
     held: set[str] = set()
     with Netlink() as netlink:
-        for iface in interfaces:
+        for iface in rules.vip_devices(config):
             link = netlink.link(iface)
             if link is not None and link.mac:
                 macs[iface] = link.mac
@@ -135,18 +135,19 @@ def _wire(config: Config, obs: dict[str, Any], seconds: float) -> None:
     probes = []
     for inst in config.instances:
         for vip in inst.vips:
+            device = inst.device_of(vip)
             if vip.family != 4:
-                probes.append(ArpProbe(str(vip.address), inst.interface,
+                probes.append(ArpProbe(str(vip.address), device,
                                        skipped="IPv6 VIPs are not probed"))
-            elif inst.interface not in macs:
-                probes.append(ArpProbe(str(vip.address), inst.interface,
-                                       skipped=f"{inst.interface} does not exist"))
+            elif device not in macs:
+                probes.append(ArpProbe(str(vip.address), device,
+                                       skipped=f"{device} does not exist"))
             elif str(vip.address) in held:
                 # This node answers for it itself; a second owner is found by the peer's
                 # doctor (which does not hold it) and by the duplicate's own conflicts.
                 continue
             else:
-                probes.append(ArpProbe(str(vip.address), inst.interface))
+                probes.append(ArpProbe(str(vip.address), device))
     todo: dict[str, list[str]] = {}
     for p in probes:
         if p.skipped is None:

@@ -20,9 +20,11 @@ from haguard.core.events import OrderKey
 from haguard.errors import OperationFailed
 
 
-def frame_cache_path(state_dir: StateDir, instance: str) -> str:
-    """Where the announcement frames of ``instance`` are cached (see adapters.announce)."""
-    return os.path.join(state_dir.path, f"{instance}.frames.json")
+def frame_cache_path(state_dir: StateDir, instance: str, device: str | None = None) -> str:
+    """Where the announcement frames of ``instance`` are cached (see adapters.announce):
+    one file per device, so VIPs on two devices do not rebuild each other's frames."""
+    name = f"{instance}.frames.json" if device is None else f"{instance}@{device}.frames.json"
+    return os.path.join(state_dir.path, name)
 
 
 class StateDir:

@@ -50,14 +50,40 @@ class Context:
     log: Log
     received_at: float
     previous: dict[str, Any] | None
+    # Every other device the instance's VIPs live on (vips[].interface), by name.
+    others: dict[str, Link] = field(default_factory=dict)
     announcer_pid: int | None = None
     first_announcement_at: float | None = None
-    rest_of_burst: tuple[list[bytes], int, int] | None = None   # frames, rounds, interval
+    # Per device: the link, its frames, the rounds left and their interval.
+    rest_of_burst: list[Burst] = field(default_factory=list)
     done: list[str] = field(default_factory=list)
 
-    @property
-    def frame_cache(self) -> str:
-        return frame_cache_path(self.state_dir, self.instance.name)
+    def frame_cache(self, device: str) -> str:
+        return frame_cache_for(self.state_dir, self.instance, device)
+
+    def link_of(self, device: str) -> Link:
+        """The link of ``device``; the planner refuses MASTER when one is missing."""
+        link = self.link if device == self.instance.interface else self.others.get(device)
+        if link is None:
+            raise OperationFailed(f"interface {device} does not exist on this node")
+        return link
+
+
+@dataclass(frozen=True)
+class Burst:
+    """The rest of one device's announcement burst, sent after the lock is released."""
+
+    link: Link
+    frames: list[bytes]
+    rounds: int
+    interval_ms: int
+
+
+def frame_cache_for(state_dir: StateDir, instance: Instance, device: str) -> str:
+    """The frame cache of ``instance`` on ``device`` (its own interface keeps the name
+    it always had)."""
+    return frame_cache_path(state_dir, instance.name,
+                            None if device == instance.interface else device)
 
 
 def describe(action: Action) -> str:
@@ -138,25 +164,24 @@ def _apply(action: Action, ctx: Context) -> dict[str, Any] | None:
         case SetSysctl(key=key, value=value, current=current):
             ctx.host.write_sysctl(key, value)
             return {"key": key, "value": value, "previous": current}
-        case AddVip(vip=vip):
-            assert ctx.link is not None  # the planner refuses MASTER without the link
-            added = ctx.host.add_vip(ctx.link, vip)
-            return {"vip": str(vip), "changed": added}
-        case RemoveVip(address=addr, prefixlen=plen):
-            assert ctx.link is not None
-            removed = ctx.host.remove_address(ctx.link, addr, plen)
-            return {"vip": f"{addr}/{plen}", "changed": removed}
-        case SendAnnouncements(vips=vips, count=count, interval_ms=interval):
-            assert ctx.link is not None
-            frames, cached = ctx.host.frames(ctx.frame_cache, ctx.link.mac, vips)
+        case AddVip(vip=vip, interface=device):
+            added = ctx.host.add_vip(ctx.link_of(device), vip)
+            return {"vip": str(vip), "interface": device, "changed": added}
+        case RemoveVip(address=addr, prefixlen=plen, interface=device):
+            removed = ctx.host.remove_address(ctx.link_of(device), addr, plen)
+            return {"vip": f"{addr}/{plen}", "interface": device, "changed": removed}
+        case SendAnnouncements(interface=device, vips=vips, count=count, interval_ms=interval):
+            link = ctx.link_of(device)
+            frames, cached = ctx.host.frames(ctx.frame_cache(device), link.mac, vips)
             # Only the first round is sent under the transition lock; the rest follow
             # after it is released, so a newer event never waits for a whole burst.
-            result = ctx.host.send(ctx.link, frames, 1, interval, kept_socket=True)
-            ctx.first_announcement_at = result.first_sent_at
-            ctx.rest_of_burst = (frames, count - 1, interval)
+            result = ctx.host.send(link, frames, 1, interval, kept_socket=True)
+            if ctx.first_announcement_at is None:
+                ctx.first_announcement_at = result.first_sent_at
+            ctx.rest_of_burst.append(Burst(link, frames, count - 1, interval))
             ctx.log.release()
             return {"frames": result.frames_sent, "first_sent_at": result.first_sent_at,
-                    "mac": ctx.link.mac, "frames_cached": cached,
+                    "interface": device, "mac": link.mac, "frames_cached": cached,
                     "since_event_ms": round(((result.first_sent_at or time.time())
                                              - ctx.received_at) * 1000, 3)}
         case StartAnnouncer():

@@ -18,7 +18,7 @@ from haguard.adapters.process import invoking_user
 from haguard.adapters.statefile import StateDir
 from haguard.adapters.waiting import wait_until
 from haguard.app.audit import audit
-from haguard.core.config import Config, Instance, IPAddress
+from haguard.core.config import Config, Instance, IPAddress, Vip
 from haguard.core.events import ACTIVE_STATES
 from haguard.core.leverrules import Lever, Refused, due, promote_boost
 from haguard.core.render import lever_files
@@ -82,35 +82,51 @@ def _other_master(machine: Host, inst: Instance, seconds: float) -> Advert | Non
     return heard[-1] if heard else None
 
 
-def _present(machine: Host, inst: Instance) -> set[tuple[IPAddress, int]] | None:
-    link = machine.link(inst.interface)
-    if link is None:
-        return None
-    return {(a.address, a.prefixlen) for a in machine.addresses(link)}
+def vips_present(machine: Host, inst: Instance) -> tuple[list[Vip], list[str]]:
+    """The VIPs of ``inst`` found on their devices here, and the devices (its interface
+    or a vips[].interface) that do not exist."""
+    present: dict[str, set[tuple[IPAddress, int]]] = {}
+    gone = []
+    for device in dict.fromkeys([inst.interface] + [d for d, _ in inst.vips_by_device()]):
+        link = machine.link(device)
+        if link is None:
+            gone.append(device)
+        else:
+            present[device] = {(a.address, a.prefixlen) for a in machine.addresses(link)}
+    held = [v for v in inst.vips
+            if (v.address, v.prefixlen) in present.get(inst.device_of(v), set())]
+    return held, gone
 
 
 def holds_vips(machine: Host, inst: Instance) -> bool:
-    """Every VIP of ``inst`` is on its interface here."""
-    present = _present(machine, inst)
-    return present is not None and all((v.address, v.prefixlen) in present for v in inst.vips)
+    """Every VIP of ``inst`` is on its device here."""
+    held, gone = vips_present(machine, inst)
+    return not gone and len(held) == len(inst.vips)
 
 
 def holds_none(machine: Host, inst: Instance) -> bool:
-    """No VIP of ``inst`` is on its interface here."""
-    addresses = {a for a, _ in _present(machine, inst) or ()}
-    return not any(v.address in addresses for v in inst.vips)
+    """No VIP of ``inst`` is on its device here, at any prefix."""
+    for device, vips in inst.vips_by_device():
+        link = machine.link(device)
+        addresses = {a.address for a in machine.addresses(link)} if link else set()
+        if any(v.address in addresses for v in vips):
+            return False
+    return True
 
 
 def _answered_elsewhere(machine: Host, inst: Instance) -> bool:
     """Every IPv4 VIP of ``inst`` answers ARP from another MAC (the new MASTER has it)."""
-    vips = [str(v.address) for v in inst.vips if v.family == 4]
-    if not vips:
-        return True
-    link = machine.link(inst.interface)
-    if link is None:
-        return False
-    answers = machine.arp_probe(inst.interface, link.mac, vips, seconds=0.5, rounds=1)
-    return all(answers[vip] for vip in vips)  # the probe drops our own MAC's answers
+    for device, vips in inst.vips_by_device():
+        v4 = [str(v.address) for v in vips if v.family == 4]
+        if not v4:
+            continue
+        link = machine.link(device)
+        if link is None:
+            return False
+        answers = machine.arp_probe(device, link.mac, v4, seconds=0.5, rounds=1)
+        if not all(answers[vip] for vip in v4):  # the probe drops our own MAC's answers
+            return False
+    return True
 
 
 # ------------------------------------------------------------------ actions

@@ -91,7 +91,8 @@ def precheck(machine: Host, config: Config, method: str) -> list[str]:
                             f" not MASTER: run the drill on the MASTER{where}")
             continue
         if not levers.holds_vips(machine, inst):
-            problems.append(f"{inst.name}: MASTER without all its VIPs on {inst.interface} "
+            where = ", ".join(d for d, _ in inst.vips_by_device())
+            problems.append(f"{inst.name}: MASTER without all its VIPs on {where} "
                             "(`haguard status`)")
         demote, boost = levers.track_values(config, inst)
         if demote or boost:

@@ -9,6 +9,7 @@ from typing import Any
 from haguard.adapters import keepalived
 from haguard.adapters.host import Host, opened
 from haguard.adapters.statefile import StateDir
+from haguard.app import levers
 from haguard.app.healthwatch import REFRESH_S
 from haguard.core.config import Config
 from haguard.core.events import ACTIVE_STATES
@@ -31,14 +32,11 @@ def collect(config: Config, wire_s: float | None = None, *,
     with opened(host) as machine:
         for inst in config.instances:
             record = state_dir.read_state(inst.name) or {}
-            link = machine.link(inst.interface)
-            present = {(a.address, a.prefixlen) for a in machine.addresses(link)} if link else set()
-            held = [str(v) for v in inst.vips if (v.address, v.prefixlen) in present]
+            found, gone = levers.vips_present(machine, inst)
+            held = [str(v) for v in found]
             missing = [str(v) for v in inst.vips if str(v) not in held]
             state = record.get("state")
-            problems = []
-            if link is None:
-                problems.append(f"interface {inst.interface} does not exist")
+            problems = [f"interface {device} does not exist" for device in gone]
             if state in ACTIVE_STATES and missing:
                 problems.append(f"MASTER but missing {', '.join(missing)}")
             if state not in ACTIVE_STATES and held:
@@ -56,6 +54,8 @@ def collect(config: Config, wire_s: float | None = None, *,
                 "for_s": round(now - since, 1) if isinstance(since, (int, float)) else None,
                 "last_transition_ms": record.get("last_transition_ms"),
                 "vips_configured": [str(v) for v in inst.vips],
+                # Only the VIPs that live elsewhere than the instance's interface.
+                "vip_devices": {str(v): v.device for v in inst.vips if v.device},
                 "vips_present": held,
                 "problems": problems,
             })
@@ -157,8 +157,11 @@ def format_text(report: dict[str, Any]) -> str:
         since = f" since {i['since_iso']} ({i['for_s']} s)" if i["since_iso"] else ""
         last = f", last transition {i['last_transition_ms']} ms" if i["last_transition_ms"] is not None else ""
         lines.append(f"{i['name']} (VRID {i['virtual_router_id']} on {i['interface']}): {state}{since}{last}")
+        devices = i.get("vip_devices", {})
+        configured = [v + (f" on {devices[v]}" if v in devices else "")
+                      for v in i["vips_configured"]]
         lines.append(f"  VIPs present: {', '.join(i['vips_present']) or 'none'}"
-                     f"  (configured: {', '.join(i['vips_configured'])})")
+                     f"  (configured: {', '.join(configured)})")
         wire = i.get("wire")
         if wire is not None:
             heard = ", ".join(f"{s['source']} prio {s['priority']} x{s['adverts']}"

@@ -16,11 +16,12 @@ from typing import Any
 from haguard.adapters import process
 from haguard.adapters.host import Host
 from haguard.adapters.log import Log, get_logger
-from haguard.adapters.statefile import StateDir, frame_cache_path
-from haguard.app.execute import Context, execute
+from haguard.adapters.netlink import Link
+from haguard.adapters.statefile import StateDir
+from haguard.app.execute import Context, execute, frame_cache_for
 from haguard.core.config import Config, Instance
 from haguard.core.events import ACTIVE_STATES, Event, OrderKey, is_superseded
-from haguard.core.plan import Observed, plan_transition
+from haguard.core.plan import Device, Observed, plan_transition
 from haguard.core.vrrpconfig import fill_placeholders
 from haguard.errors import HaguardError, UnknownInstance
 
@@ -85,17 +86,23 @@ def apply_event(config: Config, event: Event, order: OrderKey, log: Log, *, host
             return "superseded"
         link = host.link(inst.interface)
         present = host.addresses(link) if link is not None else []
+        others = {name: host.link(name) for name, _ in inst.vips_by_device()
+                  if name != inst.interface}
         observed = Observed(
             interface_index=link.index if link else None,
             addresses=frozenset((a.address, a.prefixlen) for a in present),
             sysctls={k: host.read_sysctl(k) for k, _ in config.director_sysctls()}
             if event.state in ACTIVE_STATES else {},
+            others={name: Device(other.index if other else None, frozenset(
+                (a.address, a.prefixlen) for a in host.addresses(other)) if other else frozenset())
+                for name, other in others.items()},
         )
         plan = plan_transition(inst, event.state, config.director_sysctls(), observed,
                                config.ipvs, config.drives_sync(inst.name), ipvs_current)
         ctx = Context(config=config, instance=inst, host=host, link=link,
                       state_dir=state_dir, order=order, log=log, received_at=received,
-                      previous=previous)
+                      previous=previous,
+                      others={n: o for n, o in others.items() if o is not None})
         execute(plan, ctx)
     log.release()
     log.info("transition_done", priority=event.priority,
@@ -103,11 +110,10 @@ def apply_event(config: Config, event: Event, order: OrderKey, log: Log, *, host
     if (previous or {}).get("state") != event.state:   # keepalived: on a change of state
         _operator_commands(inst, event, log)
     run = in_background or (lambda work: work())
-    if ctx.rest_of_burst is not None:
+    if ctx.rest_of_burst:
         run(lambda: _finish_burst(ctx, inst, state_dir, order, log))
     elif event.state not in ACTIVE_STATES and link is not None:
-        mac = link.mac
-        run(lambda: _prepare_frames(ctx, inst, mac, log))
+        run(lambda: _prepare_frames(ctx, inst, log))
     return "applied"
 
 
@@ -137,26 +143,49 @@ def _still_master(state_dir: StateDir, instance: str, order: OrderKey) -> bool:
         OrderKey.from_list(record.get("order")) == order
 
 
+def _on_each(work: Callable[[Link], None], links: list[Link]) -> None:
+    """``work`` on every link at once: the first here, the others in threads, all ended
+    on return (a burst on one device must not wait for another's to end)."""
+    threads = [threading.Thread(target=work, args=(link,), name=f"burst-{link.name}")
+               for link in links[1:]]
+    for thread in threads:
+        thread.start()
+    try:
+        if links:
+            work(links[0])
+    finally:
+        for thread in threads:
+            thread.join()
+
+
 def _finish_burst(ctx: Context, inst: Instance, state_dir: StateDir, order: OrderKey,
                   log: Log) -> None:
-    assert ctx.rest_of_burst is not None and ctx.link is not None
-    frames, rounds, interval = ctx.rest_of_burst
-    result = ctx.host.send(ctx.link, frames, rounds, interval,
-                           keep_going=lambda: _still_master(state_dir, inst.name, order),
-                           wait_first=True)
-    log.info("burst_done", frames=result.frames_sent, rounds_planned=rounds,
-             last_sent_at=result.last_sent_at)
+    bursts = {b.link.name: b for b in ctx.rest_of_burst}
+
+    def finish(link: Link) -> None:
+        burst = bursts[link.name]
+        result = ctx.host.send(link, burst.frames, burst.rounds, burst.interval_ms,
+                               keep_going=lambda: _still_master(state_dir, inst.name, order),
+                               wait_first=True)
+        log.info("burst_done", interface=link.name, frames=result.frames_sent,
+                 rounds_planned=burst.rounds, last_sent_at=result.last_sent_at)
+    _on_each(finish, [b.link for b in ctx.rest_of_burst])
 
 
-def _prepare_frames(ctx: Context, inst: Instance, mac: str, log: Log) -> None:
-    """Build and cache the MASTER frames now, while nothing is waiting for them."""
-    try:
-        _, cached = ctx.host.frames(ctx.frame_cache, mac, inst.vips)
-    except Exception as exc:  # noqa: BLE001 - a cache miss must never fail a transition
-        log.warning("frame_cache_failed", error=str(exc))
-        return
-    if not cached:
-        log.info("frame_cache_built", mac=mac)
+def _prepare_frames(ctx: Context, inst: Instance, log: Log) -> None:
+    """Build and cache the MASTER frames of every device now, while nothing is waiting
+    for them."""
+    for device, vips in inst.vips_by_device():
+        link = ctx.link if device == inst.interface else ctx.others.get(device)
+        if link is None:
+            continue
+        try:
+            _, cached = ctx.host.frames(ctx.frame_cache(device), link.mac, vips)
+        except Exception as exc:  # noqa: BLE001 - a cache miss must never fail a transition
+            log.warning("frame_cache_failed", interface=device, error=str(exc))
+            continue
+        if not cached:
+            log.info("frame_cache_built", interface=device, mac=link.mac)
 
 
 def announce_loop(config: Config, instance_name: str, order: OrderKey, log: Log,
@@ -172,20 +201,28 @@ def announce_loop(config: Config, instance_name: str, order: OrderKey, log: Log,
     next_at = started_at + first_delay
     rounds = 0
     while True:
-        link = host.link(inst.interface)
-        if link is None:
-            log.error("announcer_exit", reason=f"interface {inst.interface} is gone")
-            return rounds
-        # Frames are ready before the wait, so each round goes out on time.
-        frames, _ = host.frames(frame_cache_path(state_dir, inst.name), link.mac, inst.vips)
+        links: list[tuple[Link, list[bytes]]] = []
+        for device, vips in inst.vips_by_device():
+            link = host.link(device)
+            if link is None:
+                log.error("announcer_exit", reason=f"interface {device} is gone")
+                return rounds
+            # Frames are ready before the wait, so each round goes out on time.
+            frames, _ = host.frames(frame_cache_for(state_dir, inst, device), link.mac, vips)
+            links.append((link, frames))
         time.sleep(max(0.0, next_at - time.time()))
         if not _still_master(state_dir, inst.name, order):
             log.info("announcer_exit", reason="no longer the MASTER that started it")
             return rounds
-        result = host.send(link, frames, a.count, a.interval_ms,
-                           keep_going=lambda: _still_master(state_dir, inst.name, order))
+        frames_of = {link.name: frames for link, frames in links}
+
+        def announce(link: Link) -> None:
+            result = host.send(link, frames_of[link.name], a.count, a.interval_ms,
+                               keep_going=lambda: _still_master(state_dir, inst.name, order))
+            log.info("reannounced", interface=link.name, frames=result.frames_sent,
+                     first_sent_at=result.first_sent_at)
+        _on_each(announce, [link for link, _ in links])
         rounds += 1
-        log.info("reannounced", frames=result.frames_sent, first_sent_at=result.first_sent_at)
         if a.refresh_s <= 0:
             return rounds
         next_at += a.refresh_s

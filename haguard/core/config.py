@@ -43,10 +43,12 @@ _SYSCTL_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[A-Za-z0-9_-]+)+$")
 
 @dataclass(frozen=True)
 class Vip:
-    """One virtual address: address with prefix, and an optional IPv4 label."""
+    """One virtual address: address with prefix, an optional IPv4 label, and the device
+    it lives on when that is not its instance's interface (keepalived's ``dev``)."""
 
     interface: IPInterface
     label: str | None = None
+    device: str | None = None
 
     @property
     def address(self) -> IPAddress:
@@ -94,6 +96,18 @@ class Instance:
     track: Track = dataclasses.field(default_factory=Track)
     dont_track_primary: bool = False
     notify: NotifyCommands = dataclasses.field(default_factory=NotifyCommands)
+
+    def device_of(self, vip: Vip) -> str:
+        """The device ``vip`` is added to and announced on."""
+        return vip.device or self.interface
+
+    def vips_by_device(self) -> tuple[tuple[str, tuple[Vip, ...]], ...]:
+        """The VIPs grouped by device: the instance's interface first, then the others
+        in the order they are first listed."""
+        groups: dict[str, list[Vip]] = {self.interface: []}
+        for vip in self.vips:
+            groups.setdefault(self.device_of(vip), []).append(vip)
+        return tuple((device, tuple(vips)) for device, vips in groups.items() if vips)
 
 
 @dataclass(frozen=True)
@@ -263,22 +277,28 @@ def _advert_int(c: Checker, value: Any, path: Path, version: int) -> float | Non
 
 
 def _vip(c: Checker, raw: Any, path: Path, interface: str | None) -> Vip | None:
-    label = None
+    label: str | None = None
+    device: str | None = None
     if isinstance(raw, dict):
-        data = c.mapping(raw, path, ("address", "label"), required=("address",))
+        data = c.mapping(raw, path, ("address", "label", "interface"), required=("address",))
         if "address" not in data:
             return None
         address = data["address"]
         apath = path + ("address",)
+        if "interface" in data:
+            device = c.ifname(data["interface"], path + ("interface",))
+            if device is not None and device == interface:
+                device = None       # the instance's own: the same VIP as without the key
         if "label" in data:
-            label = _label(c, data["label"], path + ("label",), interface)
+            label = _label(c, data["label"], path + ("label",), device or interface)
     else:
         address, apath = raw, path
     if not isinstance(address, str):
         c.fail(apath, f"{show(address)} is not an IP network")
         return None
     if "%" in address:
-        c.fail(apath, f"{address!r} must not carry a %scope (the instance's interface is used)")
+        c.fail(apath, f"{address!r} must not carry a %scope (its device is its instance's "
+                      "interface, or vips[].interface)")
         return None
     try:
         iface = ipaddress.ip_interface(address)
@@ -304,7 +324,7 @@ def _vip(c: Checker, raw: Any, path: Path, interface: str | None) -> Vip | None:
             and iface.network.prefixlen < 31:
         c.fail(apath, f"{address!r} is the network or broadcast address of its prefix")
         return None
-    return Vip(interface=iface, label=label)
+    return Vip(interface=iface, label=label, device=device)
 
 
 def _label(c: Checker, value: Any, path: Path, interface: str | None) -> str | None:

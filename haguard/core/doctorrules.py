@@ -468,7 +468,7 @@ def networkd_file_for(files: Iterable[NetworkdFile], interface: str) -> Networkd
 
 def check_networkd(config: Config, obs: Observations) -> list[Finding]:
     findings = []
-    for iface in sorted({i.interface for i in config.instances}):
+    for iface in vip_devices(config):     # networkd would flush a VIP on any of them
         nf = networkd_file_for(obs.networkd, iface)
         if nf is None:
             continue
@@ -582,6 +582,8 @@ def _masters(config: Config, obs: Observations) -> dict[str, set[str]]:
 def check_duplicate_address(config: Config, obs: Observations) -> list[Finding]:
     findings = []
     masters = _masters(config, obs)
+    elsewhere = {(str(v.address), v.device): i for i in config.instances for v in i.vips
+                 if v.device}
     for probe in obs.probes:
         replies = sorted({m.lower() for m in probe.replies} - {m.lower() for m in obs.own_macs})
         if not replies:
@@ -590,6 +592,12 @@ def check_duplicate_address(config: Config, obs: Observations) -> list[Finding]:
         strangers = [m for m in replies if m not in known]
         if not strangers and len(replies) == 1:
             continue  # the MASTER peer holds it: that is how it should be
+        inst = elsewhere.get((probe.vip, probe.interface))
+        if inst is not None and len(replies) == 1 and masters.get(inst.interface):
+            # A VIP on another device than its instance's interface is answered from
+            # that device's MAC, which sends no adverts: one answer while a MASTER
+            # advertises the instance is that MASTER.
+            continue
         if len(replies) > 1:
             what = f"{probe.vip} is answered on {probe.interface} by {len(replies)} hosts: " \
                    + ", ".join(replies)
@@ -728,5 +736,11 @@ def summary(findings: Iterable[Finding]) -> dict[str, int]:
 
 def instance_interfaces(config: Config) -> list[str]:
     return sorted({i.interface for i in config.instances})
+
+
+def vip_devices(config: Config) -> list[str]:
+    """Every device a VIP lives on: the instances' interfaces and vips[].interface."""
+    return sorted({i.device_of(v) for i in config.instances for v in i.vips}
+                  | set(instance_interfaces(config)))
 
 

@@ -556,17 +556,18 @@ class _Converter:
             options = dict(zip(item.args[::2], item.args[1::2]))
             label = options.pop("label", None)
             dev = options.pop("dev", None)
-            if dev is not None and dev != interface:
-                self.note(item, f"dev {dev}: a VIP on another device than the instance's "
-                                f"interface ({interface}); haguard adds it to {interface} "
-                                "until vips[].interface exists", "virtual_ipaddress")
             for key in options:
                 if key not in ("brd", "scope", "broadcast"):
                     self.note(item, f"{key} {options[key]}: not carried; haguard adds the "
                                     "VIP with the kernel's defaults", "virtual_ipaddress")
             if len(item.args) % 2:
                 self.note(item, f"{item.args[-1]}: not carried", "virtual_ipaddress")
-            out.append({"address": address, "label": label} if label else address)
+            entry: dict[str, Any] = {"address": address}
+            if dev is not None and dev != interface:
+                entry["interface"] = dev          # vips[].interface: added and announced there
+            if label:
+                entry["label"] = label
+            out.append(entry if len(entry) > 1 else address)
         return out
 
     def announce(self, garp: dict[str, Stmt]) -> dict[str, Any]:

@@ -21,12 +21,29 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class Device:
+    """One device a VIP lives on, as observed: its index (None: it does not exist) and
+    the addresses on it."""
+
+    index: int | None
+    addresses: frozenset[tuple[IPAddress, int]] = frozenset()
+
+
+@dataclass(frozen=True)
 class Observed:
-    """What the node looks like right now, as far as one transition cares."""
+    """What the node looks like right now, as far as one transition cares: the
+    instance's interface, and ``others``, every other device its VIPs live on."""
 
     interface_index: int | None
     addresses: frozenset[tuple[IPAddress, int]] = frozenset()
     sysctls: Mapping[str, str | None] = field(default_factory=dict)
+    others: Mapping[str, Device] = field(default_factory=dict)
+
+    def device(self, instance: Instance, name: str) -> Device:
+        """The observed ``name`` (the instance's interface or one of ``others``)."""
+        if name == instance.interface:
+            return Device(self.interface_index, self.addresses)
+        return self.others.get(name, Device(None))
 
 
 @dataclass(frozen=True)
@@ -121,12 +138,16 @@ def plan_transition(instance: Instance, state: str, sysctls: tuple[tuple[str, st
     table of ten thousand services as on one.
     """
     actions: list[Action] = [StopAnnouncer()]
-    present = observed.addresses
+    groups = instance.vips_by_device()
     if state in ACTIVE_STATES:
-        if observed.interface_index is None:
+        missing = [name for name in [instance.interface] + [d for d, _ in groups]
+                   if observed.device(instance, name).index is None]
+        if missing:
+            what = instance.interface if missing[0] == instance.interface else \
+                f"{missing[0]} (vips[].interface)"
             raise OperationFailed(
-                f"{instance.name}: interface {instance.interface} does not exist on this "
-                "node; nothing was changed")
+                f"{instance.name}: interface {what} does not exist on this node; nothing "
+                "was changed")
         for key, value in sysctls:
             current = observed.sysctls.get(key)
             if current is None or current.split() != value.split():
@@ -136,14 +157,16 @@ def plan_transition(instance: Instance, state: str, sysctls: tuple[tuple[str, st
         if ipvs is not None and ipvs.services and not verify_after:
             actions.append(ReconcileIpvs())
         for vip in instance.vips:
+            device = instance.device_of(vip)
+            present = observed.device(instance, device).addresses
             wrong = sorted(p for a, p in present if a == vip.address and p != vip.prefixlen)
-            actions += [RemoveVip(vip.address, p, instance.interface) for p in wrong]
+            actions += [RemoveVip(vip.address, p, device) for p in wrong]
             if (vip.address, vip.prefixlen) not in present:
-                actions.append(AddVip(vip, instance.interface))
+                actions.append(AddVip(vip, device))
         a = instance.announce
         if a.count > 0:
-            actions.append(SendAnnouncements(instance.interface, instance.vips, a.count,
-                                             a.interval_ms))
+            actions += [SendAnnouncements(device, vips, a.count, a.interval_ms)
+                        for device, vips in groups]
             if a.repeat_after_s > 0 or a.refresh_s > 0:
                 actions.append(StartAnnouncer(instance.interface, instance.vips, a))
         if verify_after:
@@ -152,9 +175,10 @@ def plan_transition(instance: Instance, state: str, sysctls: tuple[tuple[str, st
             actions.append(SyncDaemon("master", ipvs.sync.interface, ipvs.sync.syncid))
     else:
         for vip in instance.vips:
-            for addr, prefix in sorted(present, key=str):
+            device = instance.device_of(vip)
+            for addr, prefix in sorted(observed.device(instance, device).addresses, key=str):
                 if addr == vip.address:
-                    actions.append(RemoveVip(addr, prefix, instance.interface))
+                    actions.append(RemoveVip(addr, prefix, device))
         if ipvs is not None and ipvs.services:
             if ipvs.on_backup == "remove":
                 actions.append(RemoveIpvs())

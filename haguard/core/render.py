@@ -158,7 +158,8 @@ def _instance_block(config: Config, inst: Instance) -> list[str]:
               "    }"]
     lines.append(f'    notify "{hook_command(config)}"')
     lines.append(f'    notify_master_rx_lower_pri "{rx_lower_pri_command(config, inst)}"')
-    lines.append("    # VIPs owned by haguard: " + ", ".join(str(v) for v in inst.vips))
+    lines.append("    # VIPs owned by haguard: " + ", ".join(
+        str(v) + (f" on {v.device}" if v.device else "") for v in inst.vips))
     lines.append("}")
     return lines
 

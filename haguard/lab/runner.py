@@ -523,11 +523,13 @@ class LabRunner:
         self.wait_for(lambda: new in self.masters(), timeout, f"{new} to become MASTER")
         # Let the client's witnesses see the announcement burst and the neighbour change.
         new_mac = new_info["mac"][iface]
+        new_mac_of = {vip: new_info["mac"][device] for vip, device in self.lab.vip_interfaces}
 
         def client_switched() -> bool:
             events = read_jsonl(probe_file)
             return all(any(e.get("kind") == "neigh" and e.get("ip") == vip and
-                           e.get("mac") == new_mac and e.get("t", 0) >= trigger for e in events)
+                           e.get("mac") == new_mac_of.get(vip, new_mac) and
+                           e.get("t", 0) >= trigger for e in events)
                        for vip in self.lab.vips)
         try:
             self.wait_for(client_switched, 10.0, "the client's neighbour entries to follow")
@@ -546,7 +548,7 @@ class LabRunner:
         timeline = build_timeline(
             trigger, old, new, old_info["mac"][iface], new_mac, list(self.lab.vips),
             read_jsonl(probe_file), read_jsonl(old_info["log_file"]),
-            read_jsonl(new_info["log_file"]), client_addresses, ping_interval_ms)
+            read_jsonl(new_info["log_file"]), client_addresses, ping_interval_ms, new_mac_of)
         timeline.old_master_kept = old_kept
         return timeline
 

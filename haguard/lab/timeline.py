@@ -64,8 +64,15 @@ class Timeline:
 def build_timeline(trigger_at: float, old_node: str, new_node: str, old_mac: str, new_mac: str,
                    vips: list[str], probe: list[dict[str, Any]],
                    old_log: list[dict[str, Any]], new_log: list[dict[str, Any]],
-                   client_addresses: list[str], ping_interval_ms: int | None) -> Timeline:
-    """Assemble milestones from the probe's records and both directors' haguard logs."""
+                   client_addresses: list[str], ping_interval_ms: int | None,
+                   new_mac_of: dict[str, str] | None = None) -> Timeline:
+    """Assemble milestones from the probe's records and both directors' haguard logs.
+
+    ``new_mac_of``: the new MASTER's MAC for a VIP on another device than the first
+    (vips[].interface), which announces from that device's MAC."""
+    def mac_for(vip: str) -> str:
+        return (new_mac_of or {}).get(vip, new_mac)
+
     tl = Timeline(trigger_at=trigger_at, old_node=old_node, new_node=new_node,
                   old_mac=old_mac, new_mac=new_mac)
     tl.milestones.append(Milestone(trigger_at, old_node, "failover triggered"))
@@ -104,7 +111,7 @@ def build_timeline(trigger_at: float, old_node: str, new_node: str, old_mac: str
         kind = e.get("kind")
         if kind == "arp":
             gratuitous = e["spa"] == e["tpa"] and e["spa"] in vips
-            if gratuitous and e["sha"] == new_mac and e.get("dir") == "in":
+            if gratuitous and e["sha"] == mac_for(e["spa"]) and e.get("dir") == "in":
                 if e["op"] == 1:
                     tl.garp_requests += 1
                 elif e["op"] == 2:
@@ -112,11 +119,11 @@ def build_timeline(trigger_at: float, old_node: str, new_node: str, old_mac: str
                 if tl.first_announcement_seen_at is None:
                     tl.first_announcement_seen_at = e["t"]
                     tl.milestones.append(Milestone(e["t"], "client", f"first gratuitous ARP for "
-                                                   f"{e['spa']} received (from {new_mac})"))
+                                                   f"{e['spa']} received (from {e['sha']})"))
             if e["op"] == 1 and e.get("dir") == "out" and e["tpa"] in vips \
                     and e["spa"] in client_addresses and e["tpa"] not in tl.neighbour_switched_at:
                 tl.client_asked[e["tpa"]] = True
-        elif kind == "na" and e.get("target") in vips and e.get("tll") == new_mac \
+        elif kind == "na" and e.get("target") in vips and e.get("tll") == mac_for(e["target"]) \
                 and e.get("dir") == "in":
             tl.unsolicited_nas += 1
             if tl.first_announcement_seen_at is None:
@@ -125,11 +132,11 @@ def build_timeline(trigger_at: float, old_node: str, new_node: str, old_mac: str
                                                f"{e['target']} received"))
         elif kind == "na" and e.get("dir") == "out" and e.get("target") in vips:
             pass  # the client's own NA is not a question
-        elif kind == "neigh" and e.get("ip") in vips and e.get("mac") == new_mac \
+        elif kind == "neigh" and e.get("ip") in vips and e.get("mac") == mac_for(e["ip"]) \
                 and e["ip"] not in tl.neighbour_switched_at and e.get("event") != "dump":
             tl.neighbour_switched_at[e["ip"]] = e["t"]
             tl.milestones.append(Milestone(e["t"], "client", f"neighbour entry {e['ip']} -> "
-                                           f"{new_mac} ({e.get('state')})"))
+                                           f"{e['mac']} ({e.get('state')})"))
     # A Neighbor Solicitation from the client for a VIP would also be a question; the
     # probe records NAs only, so IPv6 "asked" relies on the NA witnessing below.
     for ip in tl.neighbour_before:

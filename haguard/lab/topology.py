@@ -98,6 +98,8 @@ class Lab:
     client: Client
     vips: tuple[str, ...]
     real_servers: tuple[RealServerNode, ...] = ()
+    # The device of each VIP that is not on the first interface (vips[].interface).
+    vip_interfaces: tuple[tuple[str, str], ...] = ()
 
     @property
     def hooks_dir(self) -> str:
@@ -147,8 +149,10 @@ def build(name: str, configs: list[Config], docs: list[dict[str, Any]]) -> Lab:
     interfaces: list[str] = []
     for config in configs:
         for inst in config.instances:
-            if inst.interface not in interfaces:
-                interfaces.append(inst.interface)
+            # A segment per device: the instances' interfaces, then vips[].interface.
+            for device in [inst.interface] + [d for d, _ in inst.vips_by_device()]:
+                if device not in interfaces:
+                    interfaces.append(device)
     if len(interfaces) > len(SEGMENTS_V4):
         raise BadInput(f"lab: the instances use {len(interfaces)} interfaces; the lab "
                        f"builds at most {len(SEGMENTS_V4)} segments")
@@ -174,21 +178,25 @@ def build(name: str, configs: list[Config], docs: list[dict[str, Any]]) -> Lab:
     host_addresses.update(ipaddress.ip_interface(x.ipv6).ip for x in client_legs)
 
     vips: list[str] = []
+    vip_interfaces: list[tuple[str, str]] = []
     routes: list[tuple[str, str]] = []
     for config in configs:
         for inst in config.instances:
-            segment = interfaces.index(inst.interface)
             for vip in inst.vips:
+                segment = interfaces.index(inst.device_of(vip))
                 if vip.address in host_addresses:
                     raise BadInput(f"lab: VIP {vip} collides with a lab host address; "
                                    "pick another VIP for the lab")
                 if str(vip.address) in vips:
                     continue
                 vips.append(str(vip.address))
+                if inst.device_of(vip) != interfaces[0]:
+                    vip_interfaces.append((str(vip.address), inst.device_of(vip)))
                 on_link = ipaddress.ip_interface(
                     client_legs[segment].ipv4 if vip.family == 4 else client_legs[segment].ipv6)
                 if vip.address not in on_link.network:
-                    routes.append((f"{vip.address}/{vip.address.max_prefixlen}", inst.interface))
+                    routes.append((f"{vip.address}/{vip.address.max_prefixlen}",
+                                   inst.device_of(vip)))
 
     built = []
     for i, (doc, legs) in enumerate(directors):
@@ -206,7 +214,8 @@ def build(name: str, configs: list[Config], docs: list[dict[str, Any]]) -> Lab:
                interfaces=tuple(interfaces), directors=tuple(built),
                client=Client(namespace=f"{prefix}-cl", legs=client_legs,
                              onlink_routes=tuple(routes), extra_ipv4=extra),
-               vips=tuple(vips), real_servers=real_servers)
+               vips=tuple(vips), real_servers=real_servers,
+               vip_interfaces=tuple(vip_interfaces))
 
 
 def _segment_of(address: ipaddress.IPv4Address | ipaddress.IPv6Address,

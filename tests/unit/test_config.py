@@ -574,7 +574,7 @@ VIP_CASES = [
         # The scope would reach netlink and keepalived as part of the address.
         base(("- 192.0.2.100/24", "- 2001:db8::1%eth0/64")),
         [at(17, "instances[0].vips[0]: '2001:db8::1%eth0/64' must not carry a %scope "
-                "(the instance's interface is used)")],
+                "(its device is its instance's interface, or vips[].interface)")],
         id="vip-ipv6-with-scope-id",
     ),
     pytest.param(
@@ -589,8 +589,21 @@ VIP_CASES = [
     ),
     pytest.param(
         base(('label: "eth0:1"', 'label: "eth0:1", scope: host')),
-        [at(18, "instances[0].vips[1].scope: unknown key (known keys: address, label)")],
+        [at(18, "instances[0].vips[1].scope: unknown key (known keys: address, label, "
+                "interface)")],
         id="vip-mapping-unknown-key",
+    ),
+    pytest.param(
+        base(('label: "eth0:1"', 'interface: "eth 1"')),
+        [at(18, "instances[0].vips[1].interface: 'eth 1' is not a valid interface name")],
+        id="vip-interface-not-a-name",
+    ),
+    pytest.param(
+        # A label names the device the VIP is on: vips[].interface when given.
+        base(('label: "eth0:1"', 'interface: eth1, label: "eth0:1"')),
+        [at(18, "instances[0].vips[1].label: 'eth0:1' must start with the interface name "
+                "'eth1:' (like eth1:0)")],
+        id="vip-label-of-another-device",
     ),
     pytest.param(
         base(("address: 192.0.2.101/24", "address: {ip: 192.0.2.101}")),
@@ -959,6 +972,20 @@ def test_bare_vip_address_becomes_a_host_prefix() -> None:
     v4, v6 = loads(MINIMAL, filename=FILENAME).instances[0].vips
     assert str(v4) == "192.0.2.100/32"
     assert str(v6) == "2001:db8::100/128"
+
+
+def test_a_vip_may_live_on_another_device_and_is_grouped_by_it() -> None:
+    config = loads(base(('      - {address: 192.0.2.101/24, label: "eth0:1"}\n',
+                         '      - {address: 192.0.2.101/24, label: "eth0:1"}\n'
+                         '      - {address: 198.51.100.10/24, interface: eth1, label: "eth1:0"}\n'
+                         '      - {address: 198.51.100.11/24, interface: eth0}\n')),
+                   filename=FILENAME)
+    inst = config.instances[0]
+    assert [v.device for v in inst.vips] == [None, None, "eth1", None]  # eth0: its own
+    assert [(d, [str(v) for v in vips]) for d, vips in inst.vips_by_device()] == [
+        ("eth0", ["192.0.2.100/24", "192.0.2.101/24", "198.51.100.11/24"]),
+        ("eth1", ["198.51.100.10/24"])]
+    assert inst.vips[2].label == "eth1:0"
 
 
 def test_v3_accepts_sub_second_advert_int() -> None:

@@ -346,6 +346,24 @@ def test_an_answer_while_the_wire_was_not_watched_is_a_warning() -> None:
     assert only(diagnose(config(), obs), "duplicate-address").severity == "warning"
 
 
+def test_a_vip_on_another_device_answered_by_the_masters_other_mac_is_no_finding() -> None:
+    # The MASTER advertises from its eth0 and answers ARP for the eth1 VIP from eth1.
+    cfg = config(DIRECTOR.replace("vips: [", "vips: [{address: 198.51.100.10/24, "
+                                             "interface: eth1}, "))
+    peer_eth1 = "02:00:00:00:01:02"
+    obs = dataclasses.replace(clean(cfg), probes=(
+        ArpProbe("192.0.2.100", "eth0", (PEER_MAC,)),
+        ArpProbe("198.51.100.10", "eth1", (peer_eth1,))))
+    assert [f for f in diagnose(cfg, obs) if f.severity != "info"] == []
+    # Two answers are still two owners; and without a MASTER on the wire, a stranger.
+    obs2 = dataclasses.replace(obs, probes=(ArpProbe("198.51.100.10", "eth1",
+                                                     (peer_eth1, STRANGER_MAC)),))
+    assert "2 hosts" in only(diagnose(cfg, obs2), "duplicate-address").what
+    obs3 = dataclasses.replace(obs, adverts=(), probes=obs.probes[1:])
+    assert [f.check for f in diagnose(cfg, obs3) if f.check == "duplicate-address"] == \
+        ["duplicate-address"]
+
+
 # --------------------------------------------------------------------------- VRID collision
 
 @pytest.mark.parametrize("advert,reason", [

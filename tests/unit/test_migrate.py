@@ -234,7 +234,7 @@ vrrp_instance VI_1 {
     track_script { chk_app }
     notify_master "/usr/local/bin/conntrack-sync master"
     preempt_delay 30
-    virtual_ipaddress { 192.0.2.100 dev eth1 }
+    virtual_ipaddress { 192.0.2.100 dev eth1 peer 192.0.2.1 }
 }
 virtual_server 192.0.2.100 80 {
     real_server 192.0.2.21 80 {
@@ -528,3 +528,18 @@ def test_keepalived_parameters_are_listed_or_refused_never_taken_literally() -> 
     assert [(f.where, f.decision) for f in run(text).findings] == [("keepalived.conf:1", True)]
     with pytest.raises(KeepalivedConfError, match=r"priority \$PRIO: keepalived's parameters"):
         run(DR_DIRECTOR.replace("priority 150", "priority $PRIO"))
+
+
+def test_a_vip_on_another_device_keeps_its_device_and_label() -> None:
+    migration = run(DR_DIRECTOR.replace(
+        "192.0.2.101/24 label eth0:1",
+        "192.0.2.101/24 label eth0:1\n        198.51.100.10/24 dev eth1 label eth1:5\n"
+        "        198.51.100.11/24 dev eth0"))
+    vips = migration.doc["instances"][0]["vips"]
+    assert {"address": "198.51.100.10/24", "interface": "eth1", "label": "eth1:5"} in vips
+    assert "198.51.100.11/24" in vips       # dev naming the instance's own interface
+    assert not [f for f in migration.findings if f.keyword == "virtual_ipaddress"]
+    config = loads(yaml.safe_dump(migration.doc))
+    by_device = dict(config.instances[0].vips_by_device())
+    assert [str(v) for v in by_device["eth1"]] == ["198.51.100.10/24"]
+

@@ -10,6 +10,7 @@ from haguard.core.config import Announce, Instance, Vip
 from haguard.core.events import PASSIVE_STATES, STATES
 from haguard.core.plan import (
     AddVip,
+    Device,
     Observed,
     RecordState,
     RemoveVip,
@@ -288,3 +289,63 @@ def test_known_current_rules_move_after_the_announcement_only_with_on_backup_kee
     assert order("keep", True) == ["SendAnnouncements", "ReconcileIpvs"]
     # with remove the BACKUP holds no rules: they must be made before traffic arrives
     assert order("remove", True) == ["ReconcileIpvs", "SendAnnouncements"]
+
+
+# --------------------------------------------------------------------------- VIPs on other devices
+
+ON_ETH1 = Vip(ipaddress.ip_interface("198.51.100.10/24"), device="eth1")
+ON_ETH1_V6 = Vip(ipaddress.ip_interface("2001:db8:1::10/64"), device="eth1")
+
+
+def _with_eth1(eth1: frozenset = frozenset(), index: int | None = 3) -> Observed:
+    return Observed(interface_index=2, addresses=_present(V4),
+                    others={"eth1": Device(index, eth1)})
+
+
+def test_master_adds_and_announces_each_vip_on_its_own_device() -> None:
+    plan = plan_transition(_instance((V4, ON_ETH1, V4B, ON_ETH1_V6)), "MASTER", (),
+                           _with_eth1())
+    assert plan.actions == (
+        StopAnnouncer(),
+        AddVip(ON_ETH1, "eth1"),
+        AddVip(V4B, IF),
+        AddVip(ON_ETH1_V6, "eth1"),
+        # One burst per device, the instance's own first: each from its own MAC.
+        SendAnnouncements(IF, (V4, V4B), 5, 200),
+        SendAnnouncements("eth1", (ON_ETH1, ON_ETH1_V6), 5, 200),
+        StartAnnouncer(IF, (V4, ON_ETH1, V4B, ON_ETH1_V6), ANNOUNCE),
+        RecordState("MASTER"),
+    )
+
+
+def test_master_fixes_a_wrong_prefix_on_the_vips_own_device_only() -> None:
+    # The same address on the instance's interface is not this VIP: it stays.
+    wrong = frozenset({(ON_ETH1.address, 32)})
+    observed = Observed(interface_index=2, addresses=wrong, others={"eth1": Device(3, wrong)})
+    plan = plan_transition(_instance((ON_ETH1,)), "MASTER", (), observed)
+    assert plan.actions[:3] == (StopAnnouncer(), RemoveVip(ON_ETH1.address, 32, "eth1"),
+                                AddVip(ON_ETH1, "eth1"))
+
+
+def test_master_is_refused_whole_when_a_vips_device_is_missing() -> None:
+    with pytest.raises(OperationFailed, match=r"interface eth1 \(vips\[\]\.interface\) does "
+                                              r"not exist on this node; nothing was changed"):
+        plan_transition(_instance((V4, ON_ETH1)), "MASTER", (), _with_eth1(index=None))
+
+
+@pytest.mark.parametrize("state", sorted(PASSIVE_STATES))
+def test_passive_states_remove_each_vip_from_its_own_device(state: str) -> None:
+    observed = _with_eth1(_present(ON_ETH1) | frozenset(UNRELATED))
+    plan = plan_transition(_instance((V4, ON_ETH1)), state, (), observed)
+    assert plan.actions == (
+        StopAnnouncer(),
+        RemoveVip(V4.address, 32, IF),
+        RemoveVip(ON_ETH1.address, 24, "eth1"),
+        RecordState(state),
+    )
+
+
+def test_passive_states_leave_a_missing_device_alone() -> None:
+    plan = plan_transition(_instance((V4, ON_ETH1)), "BACKUP", (), _with_eth1(index=None))
+    assert plan.actions == (StopAnnouncer(), RemoveVip(V4.address, 32, IF),
+                            RecordState("BACKUP"))

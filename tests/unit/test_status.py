@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from haguard.adapters.statefile import StateDir
-from haguard.app.status import collect
+from haguard.app.status import collect, format_text
 from haguard.core.config import Config, loads
 from tests.unit.memoryhost import MemoryHost
 
@@ -84,3 +84,23 @@ def test_a_missing_interface_and_a_stopped_keepalived_are_problems(config: Confi
         "interface eth0 does not exist",
         f"keepalived is not running (pid file {config.keepalived.pid_file})"]
     assert report["keepalived"]["running"] is False
+
+
+def test_a_vip_on_another_device_is_looked_for_there(tmp_path: Path, config: Config) -> None:
+    eth1 = loads(DOC.replace("vips: [192.0.2.100/32, 2001:db8::100/64]",
+                             "vips: [192.0.2.100/32, {{address: 198.51.100.10/24, "
+                             "interface: eth1}}]").format(state=tmp_path / "state"),
+                 filename="lb1.yaml")
+    recorded(eth1, "MASTER")
+    host = MemoryHost(links=("eth0", "eth1"))
+    host.addrs["eth0"] += [(ipaddress.ip_address("192.0.2.100"), 32),
+                           (ipaddress.ip_address("198.51.100.10"), 24)]   # the wrong device
+    report = collect(eth1, host=host)
+    inst = report["instances"][0]
+    assert inst["vip_devices"] == {"198.51.100.10/24": "eth1"}
+    assert inst["problems"] == ["MASTER but missing 198.51.100.10/24"]
+    host.addrs["eth1"].append((ipaddress.ip_address("198.51.100.10"), 24))
+    assert collect(eth1, host=host)["instances"][0]["problems"] == []
+    assert "198.51.100.10/24 on eth1" in format_text(collect(eth1, host=host))
+    report = collect(eth1, host=MemoryHost(links=("eth0",)))
+    assert "interface eth1 does not exist" in report["instances"][0]["problems"]

@@ -262,3 +262,34 @@ def test_the_commands_run_on_a_change_of_state_not_on_a_reassertion(tmp_path: Pa
     handle_event(config, *event("MASTER", 11), host=host)    # MASTER_RX_LOWER_PRI, a reload
     _commands_done()
     assert out.read_text().splitlines() == ["first VI_1 MASTER 150", "second"]
+
+
+def eth1_config(tmp_path: Path) -> Config:
+    doc = DOC.replace("vips: [192.0.2.100/32, 2001:db8::100/64]",
+                      "vips: [192.0.2.100/32, 2001:db8::100/64,\n"
+                      "           {{address: 198.51.100.10/24, interface: eth1}}]")
+    return loads(doc.format(state=tmp_path / "state", log=tmp_path / "haguard.jsonl"),
+                 filename="lb1.yaml")
+
+
+def test_a_vip_on_another_device_is_added_announced_and_removed_there(tmp_path: Path) -> None:
+    config = eth1_config(tmp_path)
+    host = MemoryHost(links=("eth0", "eth1"))
+    assert handle_event(config, *event("MASTER", 10), host=host) == "applied"
+    assert (host.vips("eth0"), host.vips("eth1")) == (VIPS, ["198.51.100.10/24"])
+    sends = [c for c in host.calls if c[0] == "send"]
+    # The first round on each device under the lock, in order; the rests after it.
+    assert sends[:2] == [("send", "eth0", 2), ("send", "eth1", 1)]
+    assert sorted(sends[2:]) == [("send", "eth0", 4), ("send", "eth1", 2)]
+
+    assert handle_event(config, *event("BACKUP", 11), host=host) == "applied"
+    assert (host.vips("eth0"), host.vips("eth1")) == ([], [])
+
+
+def test_master_without_a_vips_device_changes_nothing(tmp_path: Path) -> None:
+    config = eth1_config(tmp_path)
+    host = MemoryHost(links=("eth0",))
+    with pytest.raises(OperationFailed, match=r"interface eth1 \(vips\[\]\.interface\) does "
+                                              "not exist on this node; nothing was changed"):
+        handle_event(config, *event("MASTER", 10), host=host)
+    assert host.vips("eth0") == [] and "send" not in names(host)
