@@ -28,6 +28,10 @@ NS = {"sw": "mp-sw", "d": "mp-d", "rs1": "mp-rs1", "rs2": "mp-rs2"}
 ADDRESS = {"d": "192.0.2.11", "rs1": "192.0.2.21", "rs2": "192.0.2.22"}
 # Root's own directory: keepalived's script security refuses hooks under /tmp.
 ROOT = "/run/haguard-migrate-proof"
+# The operator's notify_master command: it writes its argument down.
+NOTE_SCRIPT = f"{ROOT}/note.sh"
+NOTED = f"{ROOT}/noted"
+VIP_DEVICES = ("eth0", "eth1")
 
 
 def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -70,8 +74,15 @@ class Proof:
             sh("ip", "-n", NS["sw"], "link", "set", f"p-{node}", "master", "br0", "up")
             sh("ip", "-n", NS[node], "addr", "add", f"{address}/24", "dev", "eth0")
             sh("ip", "-n", NS[node], "link", "set", "eth0", "up")
+        # The director's second device, for the VIP the file puts on "dev eth1".
+        sh("ip", "-n", NS["d"], "link", "add", "eth1", "type", "dummy")
+        sh("ip", "-n", NS["d"], "link", "set", "eth1", "up")
         for node in ("rs1", "rs2"):
             self.http(node)
+        os.makedirs(ROOT, mode=0o755, exist_ok=True)
+        with open(NOTE_SCRIPT, "w", encoding="utf-8") as fh:
+            fh.write(f'#!/bin/sh\necho "$1" >> {NOTED}\n')
+        os.chmod(NOTE_SCRIPT, 0o755)
 
     def http(self, node: str) -> None:
         self.start(f"{node}:http", in_ns(node, sys.executable, "-m", "http.server", "80",
@@ -110,17 +121,43 @@ class Proof:
         return sorted(line for line in out.splitlines() if line.strip())
 
     def vips(self) -> list[str]:
-        out = sh("ip", "-n", NS["d"], "-j", "addr", "show", "dev", "eth0").stdout
-        return sorted(f"{a['local']}/{a['prefixlen']}" for link in json.loads(out)
+        found = []
+        for device in VIP_DEVICES:
+            out = sh("ip", "-n", NS["d"], "-j", "addr", "show", "dev", device).stdout
+            found += [f"{a['local']}/{a['prefixlen']}" for link in json.loads(out)
                       for a in link.get("addr_info", []) if a.get("scope") == "global"
-                      and a["local"] != ADDRESS["d"])
+                      and a["local"] != ADDRESS["d"]]
+        return sorted(found)
+
+    def timeouts(self) -> str:
+        return sh(*in_ns("d", "ipvsadm", "-L", "--timeout")).stdout.strip()
+
+    def adverts(self) -> dict[str, Any]:
+        """The director's own VRRP adverts for a few seconds: what a peer would hear."""
+        code = ("import json; from haguard.adapters.wire import listen; "
+                "print(json.dumps([vars(a) for a in listen(['eth0'], 3.5) if a.outgoing]))")
+        out = sh(*in_ns("d", sys.executable, "-c", code)).stdout
+        heard = json.loads(out)
+        if not heard:
+            raise RuntimeError("the director sent no VRRP advert in 3.5 s")
+        last = heard[-1]
+        return {"vrrp": {k: last[k] for k in ("vrid", "priority", "advert_int_s", "version")},
+                "addresses": last["addresses"], "count": len(heard)}
+
+    def noted(self) -> list[str]:
+        try:
+            with open(NOTED, encoding="utf-8") as fh:
+                return fh.read().split()
+        except FileNotFoundError:
+            return []
 
     def observe(self, stopper: str) -> dict[str, Any]:
         """The table and VIPs once steady, then the table after rs1's HTTP server dies."""
         wait(lambda: self.vips() and len([r for r in self.table() if r.startswith("-a")]) >= 2,
              180, "the VIPs and the real servers")
         time.sleep(3)      # every checker has made its first checks
-        before = {"table": self.table(), "vips": self.vips()}
+        before = {"table": self.table(), "vips": self.vips(), "timeouts": self.timeouts(),
+                  "adverts": self.adverts(), "notified": self.noted()}
         self.stop("rs1:http")
         killed = time.monotonic()
         wait(lambda: self.table() != before["table"], 120, f"{stopper} to act on rs1")
@@ -131,6 +168,8 @@ class Proof:
 
     # ------------------------------------------------------------------ the two runs
     def keepalived(self, conf: str) -> dict[str, Any]:
+        if os.path.exists(NOTED):
+            os.unlink(NOTED)
         self.start("keepalived", in_ns("d", "keepalived", "--dont-fork", "--log-console",
                                        "--use-file", conf, "--pid", f"{self.work}/k.pid",
                                        "--vrrp_pid", f"{self.work}/kv.pid",
@@ -139,11 +178,15 @@ class Proof:
             return self.observe("keepalived's checker")
         finally:
             self.stop("keepalived")
+            # The kernel keeps what lvs_timeouts set: back to its defaults, so haguard's
+            # run shows its own.
+            sh(*in_ns("d", "ipvsadm", "--set", "900", "120", "300"))
             wait(lambda: not self.vips() and not self.table(), 60,
                  "keepalived to leave no VIP and no service behind")
 
     def haguard(self, conf: str) -> dict[str, Any]:
-        os.makedirs(ROOT, mode=0o755, exist_ok=True)
+        if os.path.exists(NOTED):
+            os.unlink(NOTED)
         migrated = f"{self.work}/migrated.yaml"
         proc = sh(sys.executable, "-m", "haguard", "migrate", conf, "-o", migrated,
                   check=False)

@@ -11,13 +11,25 @@ import tempfile
 
 from haguard.lab.vm import VM
 from tests.vm.conftest import REPO
+from tests.vm.migrate_proof import NOTE_SCRIPT
 
-# An operator's file: DR, a persistent web service with an HTTP check on one real server
-# and a TCP check on the other (keepalived's defaults where it says nothing), a sorry
-# server, a weight, wlc.
+# An operator's file, written to use the keywords a migration must carry into the real
+# kernel: DR with persistence, wlc and weights; an HTTP check on one real server and a
+# TCP check on the other (keepalived's defaults where it says nothing); a sorry server;
+# a UDP service with one-packet scheduling (ops); a virtual_server_group of two VIPs;
+# lvs_timeouts; a VIP on another device (dev eth1); a tracked script whose weight shows
+# in the adverts' priority; the operator's own notify_master command.
 ORIGINAL = """\
 global_defs {
     router_id lb1
+    enable_script_security
+    script_user root
+    lvs_timeouts tcp 7200 tcpfin 60 udp 120
+}
+vrrp_script chk_ok {
+    script "/bin/true"
+    interval 1
+    weight 10
 }
 vrrp_instance VI_1 {
     state MASTER
@@ -25,9 +37,19 @@ vrrp_instance VI_1 {
     virtual_router_id 51
     priority 150
     advert_int 1
+    track_script {
+        chk_ok
+    }
+    notify_master "@NOTE@ master"
     virtual_ipaddress {
         192.0.2.100
+        192.0.2.101
+        198.51.100.100/24 dev eth1
     }
+}
+virtual_server_group web {
+    192.0.2.100 8080
+    192.0.2.101 8080
 }
 virtual_server 192.0.2.100 80 {
     delay_loop 2
@@ -35,6 +57,7 @@ virtual_server 192.0.2.100 80 {
     lb_kind DR
     protocol TCP
     persistence_timeout 300
+    sorry_server 192.0.2.23 80
     real_server 192.0.2.21 80 {
         weight 2
         HTTP_GET {
@@ -54,6 +77,23 @@ virtual_server 192.0.2.100 80 {
         }
     }
 }
+virtual_server group web {
+    lb_algo rr
+    lb_kind DR
+    protocol TCP
+    real_server 192.0.2.22 8080 {
+        weight 1
+    }
+}
+virtual_server 192.0.2.100 53 {
+    lb_algo rr
+    lb_kind DR
+    protocol UDP
+    ops
+    real_server 192.0.2.22 53 {
+        weight 1
+    }
+}
 """
 
 
@@ -61,13 +101,25 @@ def test_keepalived_and_haguard_from_its_migration_build_the_same_table(vm: VM) 
     work = tempfile.mkdtemp(prefix="migrate-", dir=vm.work)
     conf = os.path.join(work, "keepalived.conf")
     with open(conf, "w", encoding="utf-8") as fh:
-        fh.write(ORIGINAL)
+        fh.write(ORIGINAL.replace("@NOTE@", NOTE_SCRIPT))
     result = vm.run([vm.python, os.path.join(REPO, "tests", "vm", "migrate_proof.py"), work,
                      conf], timeout=900, env={"PYTHONPATH": REPO})
     assert result.returncode == 0, result.stderr[-4000:]
     found = json.loads(result.stdout)
     by_keepalived, by_haguard = found["keepalived"], found["haguard"]
-    assert by_haguard["vips"] == by_keepalived["vips"] == ["192.0.2.100/32"]
+    assert by_haguard["vips"] == by_keepalived["vips"] == [
+        "192.0.2.100/32", "192.0.2.101/32", "198.51.100.100/24"]
     assert by_haguard["table"] == by_keepalived["table"]
+    assert any(line.startswith("-A -u 192.0.2.100:53") and " -o" in line
+               for line in by_haguard["table"])                      # ops
+    assert len([line for line in by_haguard["table"] if ":8080 " in line and
+                line.startswith("-A")]) == 2                          # the group's two VIPs
+    assert by_haguard["timeouts"] == by_keepalived["timeouts"]
+    assert "7200" in by_haguard["timeouts"] and "120" in by_haguard["timeouts"]
+    # The adverts: same VRID, interval and version, and the same priority, which the
+    # tracked script's weight raised from 150 to 160 in both.
+    assert by_haguard["adverts"]["vrrp"] == by_keepalived["adverts"]["vrrp"] == \
+        {"vrid": 51, "priority": 160, "advert_int_s": 1.0, "version": 2}
+    assert by_haguard["notified"] == by_keepalived["notified"] == ["master"]
     assert by_haguard["rs1_down"]["table"] == by_keepalived["rs1_down"]["table"]
     assert not any("192.0.2.21" in line for line in by_haguard["rs1_down"]["table"])
