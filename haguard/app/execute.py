@@ -124,6 +124,10 @@ def execute(plan: Plan, ctx: Context) -> None:
         except OSError as exc:
             _fail(plan, ctx, i, action, OperationFailed(str(exc)), start)
         else:
+            if isinstance(action, SendAnnouncements) and not any(
+                    isinstance(a, SendAnnouncements) for a in plan.actions[i + 1:]):
+                # Every device's first frames are out: the deferred log may write now.
+                ctx.log.release()
             if fields is not None:
                 ctx.log.info(_event_name(action), action=describe(action), outcome="ok",
                              duration_ms=round((time.perf_counter() - start) * 1000, 3),
@@ -179,7 +183,6 @@ def _apply(action: Action, ctx: Context) -> dict[str, Any] | None:
             if ctx.first_announcement_at is None:
                 ctx.first_announcement_at = result.first_sent_at
             ctx.rest_of_burst.append(Burst(link, frames, count - 1, interval))
-            ctx.log.release()
             return {"frames": result.frames_sent, "first_sent_at": result.first_sent_at,
                     "interface": device, "mac": link.mac, "frames_cached": cached,
                     "since_event_ms": round(((result.first_sent_at or time.time())

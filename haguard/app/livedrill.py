@@ -51,12 +51,19 @@ def own_log(config: Config, since: float) -> list[dict[str, Any]]:
     return [e for e in systemd.journal_json("haguard", since) if e.get("ts", 0) >= since]
 
 
+def _devices(config: Config) -> list[str]:
+    """Every device the drill watches: the instances' interfaces and their VIPs' devices
+    (a VIP on eth1 is announced there, from eth1's MAC)."""
+    return list(dict.fromkeys(d for i in config.instances
+                              for d in [i.interface, *(d for d, _ in i.vips_by_device())]))
+
+
 def _own_macs(machine: Host, config: Config) -> frozenset[str]:
     macs = set()
-    for inst in config.instances:
-        link = machine.link(inst.interface)
+    for device in _devices(config):
+        link = machine.link(device)
         if link is None:
-            raise OperationFailed(f"{inst.name}: interface {inst.interface} does not exist")
+            raise OperationFailed(f"interface {device} does not exist")
         macs.add(link.mac.lower())
     return frozenset(macs)
 
@@ -162,7 +169,7 @@ def _run(machine: Host, config: Config, *, method: str, probe_from: str | None,
     report: dict[str, Any] = {"node": config.node.name, "method": method, "vip": vip,
                               "port": service_port, "probe_from": probe_from,
                               "old_master": config.node.name}
-    wire = Capture([i.interface for i in config.instances])
+    wire = Capture(_devices(config))
     point: ProbePoint | None = None
     triggered = restored = False
 

@@ -143,16 +143,23 @@ def _still_master(state_dir: StateDir, instance: str, order: OrderKey) -> bool:
         OrderKey.from_list(record.get("order")) == order
 
 
-def _on_each(work: Callable[[Link], None], links: list[Link]) -> None:
+def _on_each(work: Callable[[Link], None], links: list[Link], log: Log) -> None:
     """``work`` on every link at once: the first here, the others in threads, all ended
-    on return (a burst on one device must not wait for another's to end)."""
-    threads = [threading.Thread(target=work, args=(link,), name=f"burst-{link.name}")
+    on return (a burst on one device must not wait for another's to end). A failure on
+    one device is logged; the others go on."""
+    def guarded(link: Link) -> None:
+        try:
+            work(link)
+        except Exception as exc:  # noqa: BLE001 - one device's socket must not stop another's
+            log.error("announce_failed", interface=link.name, error=str(exc))
+
+    threads = [threading.Thread(target=guarded, args=(link,), name=f"burst-{link.name}")
                for link in links[1:]]
     for thread in threads:
         thread.start()
     try:
         if links:
-            work(links[0])
+            guarded(links[0])
     finally:
         for thread in threads:
             thread.join()
@@ -169,7 +176,7 @@ def _finish_burst(ctx: Context, inst: Instance, state_dir: StateDir, order: Orde
                                wait_first=True)
         log.info("burst_done", interface=link.name, frames=result.frames_sent,
                  rounds_planned=burst.rounds, last_sent_at=result.last_sent_at)
-    _on_each(finish, [b.link for b in ctx.rest_of_burst])
+    _on_each(finish, [b.link for b in ctx.rest_of_burst], log)
 
 
 def _prepare_frames(ctx: Context, inst: Instance, log: Log) -> None:
@@ -221,7 +228,7 @@ def announce_loop(config: Config, instance_name: str, order: OrderKey, log: Log,
                                keep_going=lambda: _still_master(state_dir, inst.name, order))
             log.info("reannounced", interface=link.name, frames=result.frames_sent,
                      first_sent_at=result.first_sent_at)
-        _on_each(announce, [link for link, _ in links])
+        _on_each(announce, [link for link, _ in links], log)
         rounds += 1
         if a.refresh_s <= 0:
             return rounds

@@ -71,14 +71,51 @@ class Migration:
         return tuple(f for f in self.findings if f.decision)
 
 
+# keepalived's virtual_ipaddress options that take a value; every other word is a flag
+# (no_track, home, -nodad, noprefixroute, autojoin, mngtmpaddr, ...).
+VIP_VALUE_OPTIONS = frozenset({"brd", "broadcast", "dev", "scope", "label", "peer",
+                               "preferred_lft"})
+
+
+def vip_options(args: tuple[str, ...] | list[str]) -> tuple[dict[str, str], list[str]]:
+    """A VIP line's words after the address: (options with their values, flags)."""
+    options: dict[str, str] = {}
+    flags: list[str] = []
+    words = list(args)
+    while words:
+        word = words.pop(0)
+        if word in VIP_VALUE_OPTIONS and words:
+            options[word] = words.pop(0)
+        else:
+            flags.append(word)
+    return options, flags
+
+
+_PARAM_RE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def defined_params(stmts: tuple[Stmt, ...]) -> frozenset[str]:
+    """The names the file defines as keepalived parameters (``$NAME=value`` lines)."""
+    names: set[str] = set()
+    for stmt in stmts:
+        if stmt.keyword.startswith("$") and "=" in stmt.keyword:
+            names.add(stmt.keyword[1:].split("=", 1)[0])
+        if stmt.block:
+            names |= defined_params(stmt.block)
+    return frozenset(names)
+
+
 def migrate(stmts: tuple[Stmt, ...], node: str | None = None) -> Migration:
     """Translate a parsed keepalived.conf; ``node`` names the director (else router_id)."""
-    conv = _Converter()
+    conv = _Converter(params=defined_params(stmts))
     return conv.run(stmts, node)
 
 
 @dataclass
 class _Converter:
+    # keepalived expands $NAME where the file defines NAME (or NAME is one of its own,
+    # which start with _); any other $ is literal text to it, and to the YAML.
+    params: frozenset[str] = frozenset()
     findings: list[Finding] = field(default_factory=list)
     router_id: str | None = None
     script_user: str | None = None
@@ -118,11 +155,13 @@ class _Converter:
     def arg(self, stmt: Stmt, index: int = 0, what: str = "a value") -> str:
         if len(stmt.args) <= index:
             raise KeepalivedConfError(f"{stmt.where}: {stmt.keyword} needs {what}")
-        if stmt.args[index].startswith("$"):
-            raise KeepalivedConfError(f"{stmt.where}: {stmt.keyword} {stmt.args[index]}: "
+        value = stmt.args[index]
+        if any(name in self.params or name.startswith("_")
+               for name in _PARAM_RE.findall(value)):
+            raise KeepalivedConfError(f"{stmt.where}: {stmt.keyword} {value}: "
                                       "keepalived's parameters are not expanded by haguard "
                                       "migrate: expand them for this director first")
-        return stmt.args[index]
+        return value
 
     def integer(self, stmt: Stmt, index: int = 0) -> int:
         value = self.arg(stmt, index, "a number")
@@ -553,15 +592,21 @@ class _Converter:
                     continue
             if "/" not in address:   # keepalived's default prefix: the host's own
                 address = f"{address}/{network.max_prefixlen}"
-            options = dict(zip(item.args[::2], item.args[1::2]))
+            options, flags = vip_options(item.args)
             label = options.pop("label", None)
             dev = options.pop("dev", None)
+            for flag in flags:
+                if flag == "no_track":
+                    self.note(item, "no_track: haguard's keepalived.conf tracks the device of "
+                                    "every VIP (FAULT when it goes down), as keepalived does "
+                                    "without no_track", "virtual_ipaddress")
+                else:
+                    self.note(item, f"{flag}: not carried; haguard adds the VIP with the "
+                                    "kernel's defaults", "virtual_ipaddress")
             for key in options:
                 if key not in ("brd", "scope", "broadcast"):
                     self.note(item, f"{key} {options[key]}: not carried; haguard adds the "
                                     "VIP with the kernel's defaults", "virtual_ipaddress")
-            if len(item.args) % 2:
-                self.note(item, f"{item.args[-1]}: not carried", "virtual_ipaddress")
             entry: dict[str, Any] = {"address": address}
             if dev is not None and dev != interface:
                 entry["interface"] = dev          # vips[].interface: added and announced there

@@ -104,6 +104,15 @@ def _sync_group_block(group: SyncGroup) -> list[str]:
             "    sync_group_tracking_weight", "}", ""]
 
 
+def tracked_interfaces(inst: Instance) -> tuple[Tracked, ...]:
+    """The instance's track.interfaces, and every vips[].interface device not among them:
+    keepalived tracks the device of each VIP it holds (FAULT when one goes down), and
+    since haguard holds them, the rendered file says so itself."""
+    listed = {t.name for t in inst.track.interfaces}
+    implied = [d for d, _ in inst.vips_by_device() if d != inst.interface and d not in listed]
+    return inst.track.interfaces + tuple(Tracked(d) for d in implied)
+
+
 def _tracked(keyword: str, items: tuple[Tracked, ...], name: str = "{}") -> list[str]:
     if not items:
         return []
@@ -147,7 +156,7 @@ def _instance_block(config: Config, inst: Instance) -> list[str]:
         lines.append("    }")
     if inst.dont_track_primary:
         lines.append("    dont_track_primary")
-    lines += _tracked("track_interface", inst.track.interfaces)
+    lines += _tracked("track_interface", tracked_interfaces(inst))
     lines += _tracked("track_script", inst.track.scripts)
     lines += _tracked("track_process", inst.track.processes, process_tracker("{}"))
     if needs_no_vip_keyword(config, inst):

@@ -527,7 +527,12 @@ def test_keepalived_parameters_are_listed_or_refused_never_taken_literally() -> 
     text = "$PRIO=150\n" + DR_DIRECTOR
     assert [(f.where, f.decision) for f in run(text).findings] == [("keepalived.conf:1", True)]
     with pytest.raises(KeepalivedConfError, match=r"priority \$PRIO: keepalived's parameters"):
-        run(DR_DIRECTOR.replace("priority 150", "priority $PRIO"))
+        run("$PRIO=150\n" + DR_DIRECTOR.replace("priority 150", "priority $PRIO"))
+    # An undefined $NAME is literal text to keepalived: a password may start with $.
+    migration = run(DR_DIRECTOR.replace("auth_pass s3cret", "auth_pass $3cret"))
+    assert migration.doc["instances"][0]["auth_pass"] == "$3cret"
+    with pytest.raises(KeepalivedConfError, match="not expanded"):
+        run(DR_DIRECTOR.replace("auth_pass s3cret", "auth_pass $_INSTANCE"))
 
 
 def test_a_vip_on_another_device_keeps_its_device_and_label() -> None:
@@ -542,4 +547,16 @@ def test_a_vip_on_another_device_keeps_its_device_and_label() -> None:
     config = loads(yaml.safe_dump(migration.doc))
     by_device = dict(config.instances[0].vips_by_device())
     assert [str(v) for v in by_device["eth1"]] == ["198.51.100.10/24"]
+
+
+def test_vip_flags_do_not_shift_the_options_that_take_a_value() -> None:
+    migration = run(DR_DIRECTOR.replace(
+        "192.0.2.101/24 label eth0:1",
+        "192.0.2.101/24 label eth0:1\n        198.51.100.10/24 no_track dev eth1 -nodad "
+        "label eth1:5 home"))
+    assert {"address": "198.51.100.10/24", "interface": "eth1", "label": "eth1:5"} in \
+        migration.doc["instances"][0]["vips"]
+    words = sorted(f.advice.split(":")[0] for f in migration.findings
+                   if f.keyword == "virtual_ipaddress")
+    assert words == ["-nodad", "home", "no_track"]
 

@@ -154,7 +154,7 @@ instances:
     preempt_delay_s: 30
     track:
       scripts: [{name: chk_proxy, weight: -30}]
-    vips: [198.51.100.1/24]
+    vips: [198.51.100.1/24, {address: 203.0.113.1/24, interface: eth2}]
 """
 
 CASES = {
@@ -389,8 +389,15 @@ def test_render_rejects_hooks_dir_with_a_space() -> None:
 # --------------------------------------------------------------------------- keepalived -t
 
 
-def _missing_interfaces(text: str) -> list[str]:
-    names = sorted(set(re.findall(r"^    interface (\S+)$", text, re.M)))
+def _interfaces(config: Config) -> list[str]:
+    """Every interface the rendered file names: the instances', the VIPs' devices and the
+    tracked ones."""
+    return sorted({i.interface for i in config.instances}
+                  | {d for i in config.instances for d, _ in i.vips_by_device()}
+                  | {t.name for i in config.instances for t in i.track.interfaces})
+
+
+def _missing_interfaces(names: list[str]) -> list[str]:
     return [n for n in names if not os.path.exists(f"/sys/class/net/{n}")]
 
 
@@ -434,8 +441,8 @@ def test_keepalived_accepts_golden_file_with_only_the_no_vip_warning(name: str,
     (tmp_path / "track").mkdir()
     text = golden.read_text().replace("/var/lib/haguard/track/", f"{tmp_path}/track/")
     # Some are missing here: a namespace with all of them.
-    needed = sorted(set(re.findall(r"^    interface (\S+)$", text, re.M))) \
-        if _missing_interfaces(text) else []
+    names = _interfaces(_load(CASES[name], name))
+    needed = names if _missing_interfaces(names) else []
     with _namespace_with(needed) as netns:
         result = keepalived.check_text(text, netns)
     assert result is not None

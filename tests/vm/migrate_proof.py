@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,7 +80,8 @@ class Proof:
         sh("ip", "-n", NS["d"], "link", "set", "eth1", "up")
         for node in ("rs1", "rs2"):
             self.http(node)
-        os.makedirs(ROOT, mode=0o755, exist_ok=True)
+        shutil.rmtree(ROOT, ignore_errors=True)      # nothing of an earlier run in this boot
+        os.makedirs(ROOT, mode=0o755)
         with open(NOTE_SCRIPT, "w", encoding="utf-8") as fh:
             fh.write(f'#!/bin/sh\necho "$1" >> {NOTED}\n')
         os.chmod(NOTE_SCRIPT, 0o755)
@@ -153,8 +155,8 @@ class Proof:
 
     def observe(self, stopper: str) -> dict[str, Any]:
         """The table and VIPs once steady, then the table after rs1's HTTP server dies."""
-        wait(lambda: self.vips() and len([r for r in self.table() if r.startswith("-a")]) >= 2,
-             180, "the VIPs and the real servers")
+        wait(lambda: self.vips() and len([r for r in self.table() if r.startswith(
+             "-a -t 192.0.2.100:80 ")]) >= 2, 180, "the VIPs and the checked real servers")
         time.sleep(3)      # every checker has made its first checks
         before = {"table": self.table(), "vips": self.vips(), "timeouts": self.timeouts(),
                   "adverts": self.adverts(), "notified": self.noted()}

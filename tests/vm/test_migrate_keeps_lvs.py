@@ -114,8 +114,8 @@ def test_keepalived_and_haguard_from_its_migration_build_the_same_table(vm: VM) 
                for line in by_haguard["table"])                      # ops
     assert len([line for line in by_haguard["table"] if ":8080 " in line and
                 line.startswith("-A")]) == 2                          # the group's two VIPs
-    assert by_haguard["timeouts"] == by_keepalived["timeouts"]
-    assert "7200" in by_haguard["timeouts"] and "120" in by_haguard["timeouts"]
+    assert by_haguard["timeouts"] == by_keepalived["timeouts"] == \
+        "Timeout (tcp tcpfin udp): 7200 60 120"
     # The adverts: same VRID, interval and version, and the same priority, which the
     # tracked script's weight raised from 150 to 160 in both.
     assert by_haguard["adverts"]["vrrp"] == by_keepalived["adverts"]["vrrp"] == \
