@@ -62,7 +62,7 @@ def test_a_vip_on_another_device_follows_the_master_and_is_announced_from_that_d
     assert timeline.client_asked.get(ON_ETH1) is not True
     assert ON_ETH1 in timeline.neighbour_switched_at and V4 in timeline.neighbour_switched_at
 
-    status = lab.haguard("lb2", "status", "--json")
-    instance = json.loads(status.stdout)["instances"][0]
+    status = lab.haguard("lb2", "status", "-c", lab.config("lb2"), "--json", "--no-wire")
+    instance = json.loads(status.stdout or "{}")["instances"][0]
     assert instance["vip_devices"] == {"198.51.100.100/24": "eth1"}
     assert "198.51.100.100/24" in instance["vips_present"]
