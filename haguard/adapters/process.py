@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import resource
 import signal
 import subprocess
 import threading
@@ -230,3 +231,14 @@ def run_command(argv: tuple[str, ...], timeout_s: float, output_max: int = 2000
     text = out.decode("utf-8", "replace")[-output_max:].strip()
     return CommandResult(proc.returncode == 0, f"{os.path.basename(argv[0])} {words}", text,
                          time.monotonic() - start)
+
+
+def raise_open_files(wanted: int) -> tuple[int, int]:
+    """Raise this process's open-files limit to ``wanted`` where its hard limit allows;
+    the (soft, hard) limits after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return soft, hard
+

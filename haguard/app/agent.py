@@ -53,6 +53,7 @@ from haguard.errors import HaguardError, OperationFailed
 
 TICK_S = 0.2          # how often pid files and the FIFO's identity are re-checked
 PUBLISH_S = 1.0       # how often the real servers' status is rewritten (when it changed)
+OPEN_FILES_SPARE = 1024   # open files beyond one per check: sockets, the FIFO, state files
 
 
 class Agent:
@@ -99,6 +100,7 @@ class Agent:
         watch = OpenWatch(fifo.path)
         self.log.info("agent_started", pid=process.own_pid(), fifo=fifo.path,
                       instances=[i.name for i in self.config.instances])
+        self._open_files()
         try:
             with Host(keep_sockets=True) as host:
                 self.host = host
@@ -111,6 +113,18 @@ class Agent:
             self.log.info("agent_stopped", transitions=self.transitions)
             self._lock.release()
         return 0
+
+    def _open_files(self) -> None:
+        """Every check may hold a socket at once: the default limit of 1,024 open files
+        made an agent with thousands of checks fail them all, then die (EMFILE)."""
+        checks = sum(len(rs.health.checks) for s in (self.config.ipvs.services
+                                                      if self.config.ipvs else ())
+                     for rs in s.real_servers if rs.health is not None)
+        wanted = checks + OPEN_FILES_SPARE
+        soft, hard = process.raise_open_files(wanted)
+        if soft < wanted:
+            self.log.warning("open_files_limit", limit=soft, hard_limit=hard, checks=checks,
+                             action="checks beyond the limit fail; raise LimitNOFILE")
 
     async def _serve(self, fifo: Fifo, watch: OpenWatch) -> None:
         self.health = self._watch_health()
