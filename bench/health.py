@@ -704,6 +704,10 @@ def host_main(args: argparse.Namespace) -> int:
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
+    def interrupted(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+    # SIGTERM ends the run through the VM's teardown, not around it (a VM was left running).
+    signal.signal(signal.SIGTERM, interrupted)
     kernel = prepare_kernel()
     say(f"booting {kernel.version} under qemu TCG ...")
     with VM(kernel, memory_mb=args.memory_mb, cpus=args.cpus) as vm:
