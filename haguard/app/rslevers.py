@@ -85,8 +85,11 @@ def _write(config: Config, service: VirtualService, rs: RealServer,
     if by_agent:
         return []
     if config.agent is not None and locks.held_by_another(config.agent_lock):
-        kind = next((lv.kind for lv in after if (lv.service, lv.realserver) ==
-                     (str(service.key), str(rs))), None)
+        name = (str(service.key), str(rs))
+        kind = next((lv.kind for lv in after if (lv.service, lv.realserver) == name), None)
+        if kind == next((lv.kind for lv in before if (lv.service, lv.realserver) == name),
+                        None):
+            return [f"{service.key}: {rs} was already so; nothing for the agent to apply"]
         return _wait_for_agent(config, service, rs, kind)
     if not held_here(config, service):
         return [f"{service.key}: not held on this node now; the lever applies when it is"]

@@ -194,3 +194,25 @@ def test_the_agent_lifting_an_expired_lever_itself_does_not_wait_for_itself(
         agent.release()
     assert lines == ["192.0.2.21:80 of tcp 192.0.2.100:80: disabled lifted"]
     assert leverfiles.read_rs_levers(config.node.lever_dir) == []
+
+
+def test_with_an_agent_running_a_lever_already_in_place_is_not_waited_for(
+        tmp_path: Path) -> None:
+    # The agent writes nothing for an unchanged lever: waiting would time out.
+    from haguard.adapters.locks import PidLock
+    from haguard.adapters.statefile import StateDir
+
+    config = loads(AGENT_DOC.format(tmp=tmp_path), filename="lb1.yaml")
+    StateDir(config.node.state_dir).ensure()
+    leverfiles.write_rs_levers(config.node.lever_dir, [
+        RsLever(SERVICE, "192.0.2.21:80", DISABLED, 1.0, "op", "disk")])
+    published(config, DISABLED, False)       # a takeover wrote the table, not the checker
+    agent = PidLock(config.agent_lock)
+    assert agent.acquire() is None
+    try:
+        lines = rslevers.pull(config, SERVICE, "192.0.2.21:80", kind=DISABLED,
+                              reason="still the disk", ttl_s=None)
+    finally:
+        agent.release()
+    assert lines[-1] == f"{SERVICE}: 192.0.2.21:80 was already so; nothing for the agent " \
+                        "to apply"
