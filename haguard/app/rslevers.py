@@ -72,7 +72,8 @@ def held_here(config: Config, service: VirtualService,
 def _write(config: Config, service: VirtualService, rs: RealServer,
            change: Callable[[list[RsLever]], list[RsLever]], *, by_agent: bool = False
            ) -> list[str]:
-    """Change the levers and make the kernel agree; on failure the levers are put back.
+    """Change the levers and make the kernel agree. Without an agent this writes the
+    kernel itself, and on failure the levers are put back.
 
     While an agent runs, the table is its alone: the levers file is written and the agent
     applies it (it follows the file), and this waits until it says it has. Writing the
