@@ -23,16 +23,18 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class ChildRun:
     """pytest on ``targets`` in a process group of its own, output kept in ``log``."""
 
-    def __init__(self, workdir: str, *targets: str) -> None:
+    def __init__(self, workdir: str, *targets: str, env: dict[str, str] | None = None) -> None:
         self.log = os.path.join(workdir, "run.log")
         # A ledger directory of its own: no other run's first step cleans up in its stead.
         self.ledger_dir = os.path.join(workdir, "ledger")
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pytest", "-p", "tests.tiers", "-p", "no:cacheprovider",
+                [sys.executable, "-m", "pytest", "-p", "tests.tiers", "-p", "tests.beside",
+                 "-p", "no:cacheprovider",
                  "-q", *targets], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
-                env={**os.environ, "CI": "true", "HAGUARD_TEST_LEDGER_DIR": self.ledger_dir})
+                env={**os.environ, "CI": "true", "HAGUARD_TEST_LEDGER_DIR": self.ledger_dir,
+                     **(env or {})})
         self.ledger = os.path.join(self.ledger_dir, f"{self.proc.pid}.jsonl")
 
     def entries(self, kind: str) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ BUDGET_S = {"lab": 720, "reliability": 360, "unit": 120, "vagrant": 1200, "vm": 
 _first: dict[str, float] = {}
 _last: dict[str, float] = {}
 _counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+_beside: set[str] = set()          # tiers that ran in a pytest of their own (tests/beside.py)
 
 
 class TierOverBudget(BaseException):
@@ -31,7 +32,8 @@ class TierOverBudget(BaseException):
     the code under test may swallow it)."""
 
 
-def _tier(nodeid: str) -> str:
+def tier_of(nodeid: str) -> str:
+    """The tier a test belongs to: tests/<tier>/...."""
     parts = nodeid.split("/")
     return parts[1] if len(parts) > 2 and parts[0] == "tests" else parts[0]
 
@@ -55,7 +57,7 @@ class Budgets:
         self.over: dict[str, str] = {}  # tier -> the message
 
     def start(self, nodeid: str) -> None:
-        tier = _tier(nodeid)
+        tier = tier_of(nodeid)
         if tier != self.tier:
             self.tier = tier
             limit = budget(tier)
@@ -65,7 +67,7 @@ class Budgets:
         limit = budget(tier)
         used = time.monotonic() - _first[tier]
         spent = dict(self.spent[tier])
-        if self.nodeid and _tier(self.nodeid) == tier:
+        if self.nodeid and tier_of(self.nodeid) == tier:
             spent[self.nodeid] = spent.get(self.nodeid, 0.0) + time.monotonic() - self.phase_started
         slowest = sorted(spent.items(), key=lambda kv: -kv[1])[:8]
         lines = [f"tier {tier} ran past its budget of {limit:.0f} s ({used:.0f} s so far, "
@@ -89,6 +91,20 @@ class Budgets:
 _budgets = Budgets()
 
 
+def pause() -> None:
+    """Between tiers, for a wait that is no tier's: the alarm off until the next test."""
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    _budgets.tier = None
+
+
+def ran_beside(tier: str, seconds: float) -> None:
+    """``tier`` ran in another pytest, its first test's start to its last test's end
+    ``seconds`` apart: its line in the table says so."""
+    _beside.add(tier)
+    _first.setdefault(tier, time.monotonic())
+    _last[tier] = _first[tier] + seconds
+
+
 @pytest.hookimpl
 def pytest_configure(config: pytest.Config) -> None:
     signal.signal(signal.SIGALRM, _budgets.alarm)
@@ -96,7 +112,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl
 def pytest_runtest_logstart(nodeid: str, location: Any) -> None:
-    _first.setdefault(_tier(nodeid), time.monotonic())
+    _first.setdefault(tier_of(nodeid), time.monotonic())
     _budgets.start(nodeid)
 
 
@@ -105,7 +121,7 @@ def _phase(item: pytest.Item, phase: str) -> Generator[None, None, None]:
     try:
         yield
     finally:
-        tier = _tier(item.nodeid)
+        tier = tier_of(item.nodeid)
         spent = _budgets.spent[tier]
         spent[item.nodeid] = spent.get(item.nodeid, 0.0) + time.monotonic() - _budgets.phase_started
         _budgets.phase = ""
@@ -115,7 +131,7 @@ def _phase(item: pytest.Item, phase: str) -> Generator[None, None, None]:
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
     """A test of a tier past its budget is reported failed without running at all (its
     fixtures neither set up nor, beyond what the session's end tears down, kept)."""
-    over = _budgets.over.get(_tier(item.nodeid))
+    over = _budgets.over.get(tier_of(item.nodeid))
     if over is None:
         return None
     item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
@@ -143,8 +159,9 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
 
 @pytest.hookimpl
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    tier = _tier(report.nodeid)
-    _last[tier] = time.monotonic()
+    tier = tier_of(report.nodeid)
+    if tier not in _beside:
+        _last[tier] = time.monotonic()
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
         _counts[tier][report.outcome] += 1
 
@@ -160,7 +177,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         limit = budget(tier)
         of = f" of {limit:.0f} s" if limit else ""
         terminalreporter.write_line(
-            f"{tier:<12} {_last.get(tier, _first[tier]) - _first[tier]:8.1f} s{of}   ({counts})")
+            f"{tier:<12} {_last.get(tier, _first[tier]) - _first[tier]:8.1f} s{of}   ({counts})"
+            + ("   beside the others" if tier in _beside else ""))
     for message in _budgets.over.values():
         terminalreporter.write_line("")
         terminalreporter.write_line(message, red=True)
