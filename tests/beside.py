@@ -191,8 +191,10 @@ class ReportWriter:
 
 @pytest.hookimpl
 def pytest_configure(config: pytest.Config) -> None:
-    reports = os.environ.get(REPORTS_ENV)
-    tier = os.environ.get(BESIDE_ENV)
+    # Taken out of the environment: a test's own child pytest (tests/interrupting.py) is
+    # neither a beside run's child nor a parent of one unless that test says so.
+    reports = os.environ.pop(REPORTS_ENV, None)
+    tier = os.environ.pop(BESIDE_ENV, None)
     if reports:
         config.pluginmanager.register(ReportWriter(config, reports), "beside-reports")
     elif tier:
