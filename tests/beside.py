@@ -148,9 +148,11 @@ class BesideRun:
         if code not in (0, pytest.ExitCode.NO_TESTS_COLLECTED) and \
                 not any(r.failed for r in reports):
             self.report_silent_failure(config, child, code)
-        if reports:
-            tiers.ran_beside(child.tier, max(r.stop for r in reports) -
-                             min(r.start for r in reports))
+        # A test reported without running (its tier past its budget) has no times.
+        timed = [r for r in reports if r.start > 0]
+        if timed:
+            tiers.ran_beside(child.tier, max(r.stop for r in timed) -
+                             min(r.start for r in timed))
 
     @staticmethod
     def report_silent_failure(config: pytest.Config, child: Child, code: int) -> None:

@@ -19,7 +19,9 @@ from typing import Any
 
 import pytest
 
-BUDGET_S = {"lab": 720, "reliability": 360, "unit": 120, "vagrant": 1200, "vm": 1140}
+# The whole suite runs the vm tier beside lab, reliability and unit (tests/beside.py):
+# measured there, lab 509 s and vm 877 s from a fresh state (alone: 484 and 677).
+BUDGET_S = {"lab": 1000, "reliability": 360, "unit": 120, "vagrant": 1200, "vm": 1800}
 
 _first: dict[str, float] = {}
 _last: dict[str, float] = {}
