@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import Any
@@ -39,6 +40,12 @@ def load_config(path: str) -> Config:
     except OSError as exc:
         raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
     return loads(text, filename=path, path=os.path.abspath(path))
+
+
+def digest(path: str) -> str:
+    """sha256 of the file's bytes: which version of a config a process has read."""
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
 
 
 def write_atomic(path: str, text: str, mode: int = 0o644) -> None:
