@@ -48,6 +48,14 @@ def digest(path: str) -> str:
         return hashlib.sha256(fh.read()).hexdigest()
 
 
+def same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file (by their absolute paths when one is missing)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
 def write_atomic(path: str, text: str, mode: int = 0o644) -> None:
     """Replace ``path`` with ``text`` in one rename, so readers never see half a file."""
     directory = os.path.dirname(os.path.abspath(path))

@@ -8,7 +8,6 @@ at its weight), and the agent, believing the kernel holds its table, would not c
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -32,7 +31,7 @@ def apply(config: Config, pid: int, wait_s: float = AGENT_WAIT_S) -> list[str]:
     """Have the agent (``pid``) apply ``config``'s file; the changes it made."""
     state_dir = StateDir(config.node.state_dir)
     running = _loaded(state_dir)
-    if running and running.get("path") and not _same_file(running["path"], config.path):
+    if running and running.get("path") and not files.same_file(running["path"], config.path):
         raise BadInput(f"the running agent (pid {pid}) reads {running['path']}, not "
                        f"{config.path}: while it runs it owns the IPVS table, so apply "
                        f"with -c {running['path']} (or edit that file)")
@@ -66,10 +65,3 @@ def apply(config: Config, pid: int, wait_s: float = AGENT_WAIT_S) -> list[str]:
 def _loaded(state_dir: StateDir) -> dict[str, Any] | None:
     loaded = (state_dir.read_health() or {}).get("config")
     return loaded if isinstance(loaded, dict) else None
-
-
-def _same_file(a: str, b: str) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.abspath(a) == os.path.abspath(b)
