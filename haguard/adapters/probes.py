@@ -101,26 +101,27 @@ def _raise_connect_error(sock: socket.socket) -> None:
         raise OSError(err, os.strerror(err))
 
 
-def _settle(future: asyncio.Future[None]) -> None:
+def _settle(future: asyncio.Future[bool], ready: bool) -> None:
     if not future.done():
-        future.set_result(None)
+        future.set_result(ready)
 
 
 async def _wait_for(sock: socket.socket, event: int, timeout_s: float) -> bool:
     """Wait until ``sock`` is ready for ``event`` (select.POLLIN or POLLOUT) or
-    ``timeout_s`` has passed; whether it is ready, looked at when the probe wakes: a loop
-    late by L lets the wait take up to the timeout plus L, and never calls a socket that
-    became ready in time not ready."""
+    ``timeout_s`` has passed; whether it is ready. Woken by the deadline, the socket is
+    looked at before the answer is no: a loop late by L lets the wait take up to the
+    timeout plus L, and never calls a socket that became ready in time not ready."""
     loop = asyncio.get_running_loop()
     fd = sock.fileno()
-    ready: asyncio.Future[None] = loop.create_future()
+    woken: asyncio.Future[bool] = loop.create_future()
     if event == select.POLLIN:
-        loop.add_reader(fd, _settle, ready)
+        loop.add_reader(fd, _settle, woken, True)
     else:
-        loop.add_writer(fd, _settle, ready)
-    timer = loop.call_later(timeout_s, _settle, ready)
+        loop.add_writer(fd, _settle, woken, True)
+    timer = loop.call_later(timeout_s, _settle, woken, False)
     try:
-        await ready
+        if await woken:
+            return True
     finally:
         timer.cancel()
         if event == select.POLLIN:
