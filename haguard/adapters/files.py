@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import Any
@@ -39,6 +40,20 @@ def load_config(path: str) -> Config:
     except OSError as exc:
         raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
     return loads(text, filename=path, path=os.path.abspath(path))
+
+
+def digest(path: str) -> str:
+    """sha256 of the file's bytes: which version of a config a process has read."""
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file (by their absolute paths when one is missing)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
 
 
 def write_atomic(path: str, text: str, mode: int = 0o644) -> None:

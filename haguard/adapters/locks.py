@@ -66,3 +66,15 @@ def held_by_another(path: str) -> bool:
         os.close(fd)
     return False
 
+
+
+def holder(path: str) -> int | None:
+    """The pid a PidLock's holder wrote at ``path``, while the lock is held; else None."""
+    if not held_by_another(path):
+        return None
+    try:
+        with open(path, encoding="ascii", errors="replace") as fh:
+            text = fh.read(32).strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None

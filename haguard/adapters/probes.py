@@ -1,7 +1,14 @@
 """One probe of one real server, on asyncio: TCP connect, HTTP(S) GET, a DNS query, a
-script. Every probe ends within its timeout and says what it saw in words an operator
-reads in `haguard status` ("connect refused", "HTTP 503 from /healthz", "script exit 1:
-not ready"); none raises.
+script. Every probe ends and says what it saw in words an operator reads in `haguard
+status` ("connect refused", "HTTP 503 from /healthz", "script exit 1: not ready"); none
+raises. A probe that could not be made here (no file descriptor, no local port, no
+memory) says so with ``local`` set: it tells nothing about the real server.
+
+Timeouts are keepalived's: connect_timeout bounds each wait of a probe, the connect and
+then each read of a plain HTTP answer (keepalived's HTTP_GET re-arms its timer for each
+read), and a wait is judged by the socket's state when the probe wakes, so a loop running
+late under load does not call an answer that came in time a timeout. An HTTPS exchange
+and a DNS query are bounded as a whole.
 
 What counts as success is keepalived's: TCP_CHECK a completed connect, HTTP_GET a status
 in the list (2xx by default) and, where asked, text in the body, DNS_CHECK a reply to our
@@ -35,12 +42,30 @@ DNS_TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15, "TXT": 
              "AAAA": 28, "SRV": 33}
 
 
+# Errors of this host, not of the real server: a probe failing with one was not made.
+LOCAL_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM,
+                          errno.EADDRNOTAVAIL, errno.EAGAIN})
+
+
 @dataclass(frozen=True)
 class ProbeResult:
     ok: bool
     detail: str
     duration_s: float
     exit_code: int | None = None      # scripts: what the weight of a dynamic check reads
+    local: bool = False               # not made here (``LOCAL_ERRNOS``): no verdict
+
+
+def _not_made(exc: OSError, start: float) -> ProbeResult:
+    return ProbeResult(False, f"not checked: {exc.strerror or exc} on this director",
+                       time.monotonic() - start, local=True)
+
+
+def _failed(exc: OSError, start: float, words: str | None = None) -> ProbeResult:
+    """What an OSError of a probe reads as; one of this host's own is no verdict."""
+    if exc.errno in LOCAL_ERRNOS:
+        return _not_made(exc, start)
+    return ProbeResult(False, words or _os_words(exc), time.monotonic() - start)
 
 
 def _host(address: str) -> str:
@@ -53,45 +78,21 @@ def _os_words(exc: OSError) -> str:
     return f"connect failed: {exc.strerror or exc}"
 
 
-async def _connect(address: str, port: int) -> socket.socket:
-    """A connected non-blocking socket to ``address``:``port``; OSError as connect(2) says.
+def _start_connect(address: str, port: int) -> tuple[socket.socket, bool]:
+    """A non-blocking socket with its connect begun, and whether the connect is still
+    under way (False: it ended at once, and succeeded). OSError as socket(2) or connect(2)
+    says.
 
-    A bare socket and the loop's writer callback, not asyncio's streams: a probe is one
+    A bare socket and the loop's fd callbacks, not asyncio's streams: a probe is one
     connect, and the streams' transport and protocol objects cost more than the connect
     itself when thousands of checks run a second."""
-    sock, writable = _start_connect(address, port)
-    try:
-        if writable is not None:
-            try:
-                await writable
-            finally:
-                asyncio.get_running_loop().remove_writer(sock.fileno())
-        _raise_connect_error(sock)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _start_connect(address: str, port: int
-                   ) -> tuple[socket.socket, asyncio.Future[None] | None]:
-    """A socket with its connect under way, and the future its writability settles (None
-    when the connect ended at once)."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
-    try:
-        err = sock.connect_ex((address, port))
-        if err != errno.EINPROGRESS:
-            if err:
-                raise OSError(err, os.strerror(err))
-            return sock, None
-        loop = asyncio.get_running_loop()
-        writable: asyncio.Future[None] = loop.create_future()
-        loop.add_writer(sock.fileno(), _settle, writable)
-    except BaseException:
+    err = sock.connect_ex((address, port))
+    if err and err != errno.EINPROGRESS:
         sock.close()
-        raise
-    return sock, writable
+        raise OSError(err, os.strerror(err))
+    return sock, err == errno.EINPROGRESS
 
 
 def _raise_connect_error(sock: socket.socket) -> None:
@@ -100,47 +101,63 @@ def _raise_connect_error(sock: socket.socket) -> None:
         raise OSError(err, os.strerror(err))
 
 
-def _settle(future: asyncio.Future[None]) -> None:
+def _settle(future: asyncio.Future[bool], ready: bool) -> None:
     if not future.done():
-        future.set_result(None)
+        future.set_result(ready)
 
 
-def _connected(sock: socket.socket) -> bool:
-    """Whether the connect has ended (either way), looked at now, not waited for."""
+async def _wait_for(sock: socket.socket, event: int, timeout_s: float) -> bool:
+    """Wait until ``sock`` is ready for ``event`` (select.POLLIN or POLLOUT) or
+    ``timeout_s`` has passed; whether it is ready. Woken by the deadline, the socket is
+    looked at before the answer is no: a loop late by L lets the wait take up to the
+    timeout plus L, and never calls a socket that became ready in time not ready."""
+    loop = asyncio.get_running_loop()
+    fd = sock.fileno()
+    woken: asyncio.Future[bool] = loop.create_future()
+    if event == select.POLLIN:
+        loop.add_reader(fd, _settle, woken, True)
+    else:
+        loop.add_writer(fd, _settle, woken, True)
+    timer = loop.call_later(timeout_s, _settle, woken, False)
+    try:
+        if await woken:
+            return True
+    finally:
+        timer.cancel()
+        if event == select.POLLIN:
+            loop.remove_reader(fd)
+        else:
+            loop.remove_writer(fd)
     poller = select.poll()
-    poller.register(sock.fileno(), select.POLLOUT)
+    poller.register(fd, event)
     return bool(poller.poll(0))
 
 
-async def tcp(address: str, port: int, timeout_s: float) -> ProbeResult:
-    """A TCP connect, closed at once.
+async def _connect(address: str, port: int, timeout_s: float) -> socket.socket | None:
+    """A connected socket, None when the connect timed out; OSError as connect(2) says."""
+    sock, pending = _start_connect(address, port)
+    try:
+        if pending and not await _wait_for(sock, select.POLLOUT, timeout_s):
+            sock.close()
+            return None
+        _raise_connect_error(sock)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
-    The verdict is the socket's state when the probe wakes, at the connect's end or at
-    the deadline, whichever the loop runs first: a loop running late under load must not
-    call a connect that completed in time a timeout. So the timeout is a floor: a loop
-    late by L lets a connect take up to the timeout plus L."""
+
+async def tcp(address: str, port: int, timeout_s: float) -> ProbeResult:
+    """A TCP connect, closed at once."""
     start = time.monotonic()
     try:
-        sock, writable = _start_connect(address, port)
+        sock = await _connect(address, port, timeout_s)
     except OSError as exc:
-        return ProbeResult(False, _os_words(exc), time.monotonic() - start)
-    loop = asyncio.get_running_loop()
-    try:
-        if writable is not None:
-            deadline = loop.call_later(timeout_s, _settle, writable)
-            try:
-                await writable
-            finally:
-                deadline.cancel()
-                loop.remove_writer(sock.fileno())
-            if not _connected(sock):
-                return ProbeResult(False, f"connect timeout after {timeout_s:g} s",
-                                   time.monotonic() - start)
-        _raise_connect_error(sock)
-    except OSError as exc:
-        return ProbeResult(False, _os_words(exc), time.monotonic() - start)
-    finally:
-        sock.close()
+        return _failed(exc, start)
+    if sock is None:
+        return ProbeResult(False, f"connect timeout after {timeout_s:g} s",
+                           time.monotonic() - start)
+    sock.close()
     return ProbeResult(True, f"connected to {_host(address)}:{port}",
                        time.monotonic() - start)
 
@@ -160,14 +177,13 @@ async def http(address: str, port: int, spec: HttpSpec, timeout_s: float,
     """GET ``spec.path``: the status must be one of ``spec.status`` and the body, where
     ``spec.body`` is given, must contain it."""
     start = time.monotonic()
-    scheme = "HTTPS" if tls is not None else "HTTP"
+    if tls is None:
+        return await _http_plain(address, port, spec, timeout_s, start)
     try:
         async with asyncio.timeout(timeout_s):
-            if tls is None:
-                return await _http_plain(address, port, spec, start)
             return await _https(address, port, spec, tls, start)
     except TimeoutError:
-        return ProbeResult(False, f"{scheme} timeout after {timeout_s:g} s on {spec.path}",
+        return ProbeResult(False, f"HTTPS timeout after {timeout_s:g} s on {spec.path}",
                            time.monotonic() - start)
 
 
@@ -177,17 +193,38 @@ def _request(address: str, port: int, spec: HttpSpec) -> bytes:
             "\r\nAccept: */*\r\nConnection: close\r\n\r\n").encode("ascii", "replace")
 
 
-async def _http_plain(address: str, port: int, spec: HttpSpec, start: float) -> ProbeResult:
-    loop = asyncio.get_running_loop()
+async def _http_plain(address: str, port: int, spec: HttpSpec, timeout_s: float,
+                      start: float) -> ProbeResult:
     try:
-        sock = await _connect(address, port)
+        sock = await _connect(address, port, timeout_s)
     except OSError as exc:
-        return ProbeResult(False, _os_words(exc), time.monotonic() - start)
+        return _failed(exc, start)
+    if sock is None:
+        return ProbeResult(False, f"connect timeout after {timeout_s:g} s",
+                           time.monotonic() - start)
+
+    async def recv() -> bytes:
+        while True:
+            try:
+                return sock.recv(BODY_LIMIT)
+            except BlockingIOError:
+                pass
+            if not await _wait_for(sock, select.POLLIN, timeout_s):
+                raise TimeoutError
+
     try:
-        await loop.sock_sendall(sock, _request(address, port, spec))
-        return await _answer(lambda: loop.sock_recv(sock, BODY_LIMIT), spec, "HTTP", start)
+        request = _request(address, port, spec)
+        # A new connection's send buffer takes a request of a few hundred bytes whole.
+        sent = sock.send(request)
+        if sent < len(request):
+            await asyncio.wait_for(asyncio.get_running_loop().sock_sendall(
+                sock, request[sent:]), timeout_s)
+        return await _answer(recv, spec, "HTTP", start)
+    except TimeoutError:
+        return ProbeResult(False, f"HTTP timeout after {timeout_s:g} s on {spec.path}",
+                           time.monotonic() - start)
     except OSError as exc:
-        return ProbeResult(False, f"HTTP exchange failed: {exc}", time.monotonic() - start)
+        return _failed(exc, start, f"HTTP exchange failed: {exc}")
     finally:
         sock.close()
 
@@ -205,7 +242,7 @@ async def _https(address: str, port: int, spec: HttpSpec, tls: TlsSpec,
         return ProbeResult(False, f"TLS handshake failed: {exc.reason or exc}",
                            time.monotonic() - start)
     except OSError as exc:
-        return ProbeResult(False, _os_words(exc), time.monotonic() - start)
+        return _failed(exc, start)
     try:
         writer.write(_request(address, port, spec))
         await writer.drain()
@@ -301,8 +338,7 @@ async def dns(address: str, port: int, spec: DnsSpec, timeout_s: float) -> Probe
         transport, protocol = await loop.create_datagram_endpoint(
             lambda: _DnsReply(query_id), remote_addr=(address, port))
     except OSError as exc:
-        return ProbeResult(False, f"DNS socket failed: {exc.strerror or exc}",
-                           time.monotonic() - start)
+        return _failed(exc, start, f"DNS socket failed: {exc.strerror or exc}")
     try:
         transport.sendto(dns_query(query_id, spec))
         data = await asyncio.wait_for(protocol.reply, timeout_s)
@@ -343,7 +379,9 @@ async def command(argv: tuple[str, ...], timeout_s: float, user: str | None = No
             stderr=asyncio.subprocess.PIPE, start_new_session=True, close_fds=True,
             user=as_user, group=_group_of(as_user) if as_user else None,
             extra_groups=[] if as_user else None)
-    except (OSError, KeyError, ValueError) as exc:
+    except OSError as exc:
+        return _failed(exc, start, f"cannot run {argv[0]}: {exc}")
+    except (KeyError, ValueError) as exc:
         return ProbeResult(False, f"cannot run {argv[0]}: {exc}", time.monotonic() - start)
     try:
         _, err = await asyncio.wait_for(proc.communicate(), timeout_s)

@@ -168,6 +168,11 @@ def on_termination(handler: Callable[[], None]) -> None:
     signal.signal(signal.SIGINT, _handle)
 
 
+def ask_to_reload(pid: int) -> None:
+    """SIGHUP to ``pid`` (the agent re-reads its config); OSError when it is gone."""
+    os.kill(pid, signal.SIGHUP)
+
+
 def on_reload(handler: Callable[[], None]) -> None:
     """Call ``handler`` on SIGHUP (``systemctl reload``)."""
     def _handle(signum: int, frame: object) -> None:

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from haguard.adapters import failpoint, leverfiles, process
+from haguard.adapters import failpoint, files, leverfiles, process
 from haguard.adapters.files import load_config
 from haguard.adapters.host import Host
 from haguard.adapters.journal import Journal
@@ -78,6 +78,10 @@ class Agent:
         self.transitions = 0
         self._next_expiry_check = 0.0
         self.host: Host | None = None
+        # What `ipvs apply` waits for: the config this agent runs (its digest) and how its
+        # last reload went; published with the health snapshot.
+        self.loaded: dict[str, Any] = {"path": config.path, "digest": _digest(config.path),
+                                       "reload": None}
 
     # ------------------------------------------------------------------ lifecycle
     def _acquire(self) -> None:
@@ -157,6 +161,7 @@ class Agent:
         return watch
 
     def _publish_health(self, snapshot: dict[str, Any]) -> None:
+        snapshot["config"] = self.loaded
         self.state_dir.write_health(snapshot)
         self.state_dir.write_metrics(self.config.node.name,
                                      [i.name for i in self.config.instances], snapshot)
@@ -187,15 +192,22 @@ class Agent:
             with_table(self.config, services)
 
     def _reload(self) -> None:
+        """Re-read the config (SIGHUP) and make the kernel's table agree where this node
+        holds it: while the agent runs it is the table's one writer, and `ipvs apply`
+        asks it to do this instead of writing the kernel itself."""
         self._reload_requested.clear()
+        digest = _digest(self.config.path)
         try:
             config = load_config(self.config.path)
         except HaguardError as exc:
+            self._reloaded(digest, f"{exc} (kept the running config)")
             self.log.error("reload_failed", config=self.config.path, error=str(exc),
                            action="kept the running config")
             return
         if [i.name for i in config.instances] != [i.name for i in self.config.instances] \
                 or config.agent != self.config.agent:
+            self._reloaded(digest, "instances or the agent section changed: restart the "
+                                   "agent for that (kept the running config)")
             self.log.error("reload_failed", config=self.config.path,
                            error="instances or the agent section changed",
                            action="kept the running config; restart the agent for that")
@@ -209,6 +221,48 @@ class Agent:
             health.start()
             asyncio.get_running_loop().create_task(health.publish_every(PUBLISH_S))
         self.log.info("reloaded", config=config.path)
+        try:
+            changes = self._apply_held_table()
+        except HaguardError as exc:
+            self._reloaded(digest, f"the table was not applied: {exc}")
+            self.log.error("reload_apply_failed", error=str(exc))
+            return
+        for line in changes:
+            self.log.info("ipvs_changed", change=line, reason="reload")
+        self._reloaded(digest, None, changes)
+
+    def _apply_held_table(self) -> list[str]:
+        """The effective table into the kernel where this node holds it: every service
+        with ``on_backup: keep``, else the services of the instances it is MASTER of.
+        Incremental: only what the reload changed is read back and written."""
+        if self.config.ipvs is None:
+            return []
+        config = self._effective()
+        if ipvsops.settings(config).on_backup == "keep":
+            return ipvsops.apply(config, incremental=True, connect=self._ipvs_connect())
+        changes: list[str] = []
+        for inst in self.config.instances:
+            if self.states.get(inst.name) in ACTIVE_STATES:
+                changes += ipvsops.apply(config, inst.name, incremental=True,
+                                         connect=self._ipvs_connect())
+        return changes
+
+    def _ipvs_connect(self) -> Callable[[], Any]:
+        assert self.host is not None
+        return self.host.ipvs
+
+    def _reloaded(self, digest: str | None, error: str | None,
+                  changes: list[str] | None = None) -> None:
+        """Publish how the reload of the config with ``digest`` went, at once."""
+        self.loaded = {"path": self.config.path, "digest": digest,
+                       "reload": {"ok": error is None, "error": error,
+                                  "changes": changes or [], "at": time.time()}}
+        snapshot = self.health.snapshot() if self.health is not None else \
+            {"at": time.time(), "services": []}
+        try:
+            self._publish_health(snapshot)
+        except (OSError, HaguardError) as exc:
+            self.log.warning("health_publish_failed", error=str(exc))
 
     # ------------------------------------------------------------------ the loop
     async def _serve_once(self, fifo: Fifo, watch: OpenWatch) -> None:
@@ -390,3 +444,10 @@ def serve(config: Config) -> int:
     """Run the agent for ``config`` until it is told to stop."""
     log = get_logger(config.node.log_file)
     return Agent(config, log).run()
+
+
+def _digest(path: str) -> str | None:
+    try:
+        return files.digest(path)
+    except OSError:
+        return None

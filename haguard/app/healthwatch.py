@@ -242,6 +242,9 @@ class HealthWatch:
         while True:
             await asyncio.sleep(delay)
             result = await probe()
+            if result.local:
+                delay = self._not_made(key, rs, index, check, result)
+                continue
             ok, delta = result.ok, None
             if check.script is not None and check.script.dynamic_weight and \
                     result.exit_code is not None and 2 <= result.exit_code <= 255:
@@ -272,6 +275,21 @@ class HealthWatch:
                                         realserver=str(rs))
             if new != state:
                 self._changed(key, reason=f"{rs}: {result.detail}")
+
+    def _not_made(self, key: ServiceKey, rs: RealServer, index: int, check: Check,
+                  result: probes.ProbeResult) -> float:
+        """A probe this host could not make (no file descriptor, no port): the real
+        server's state stands, status says why it was not checked, and the check is tried
+        again an interval later. Its delay before the next probe."""
+        record = self.services[key].records[rs.key]
+        before = record.checks[index]
+        record.checks[index] = CheckRecord(check.kind, before.ok, result.detail, time.time(),
+                                           round(result.duration_s * 1000, 3), before.checks)
+        if before.detail != result.detail:
+            self._dirty = True
+            self.log.warning("check_not_made", service=str(key), realserver=str(rs),
+                             check=check.kind, detail=result.detail)
+        return check.interval_s
 
     def _changed(self, key: ServiceKey, reason: str) -> None:
         """Recompute quorum and the service's table; write it where it is held."""

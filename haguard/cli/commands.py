@@ -319,9 +319,19 @@ def cmd_ipvs_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_ipvs_apply(args: argparse.Namespace) -> int:
-    from haguard.app import ipvsops
+    from haguard.app import agentapply, ipvsops
 
-    config = ipvsops.effective(load(args.config))
+    config = load(args.config)
+    pid = agentapply.agent_pid(config)
+    if pid is not None:
+        if args.only:
+            raise BadInput(f"a haguard agent (pid {pid}) runs on this node and owns the "
+                           "IPVS table: it applies the whole file when asked (`haguard ipvs "
+                           "apply` without --only, or `systemctl reload haguard-agent`)")
+        done = agentapply.apply(config, pid)
+        emit(done, args.json, lambda d: "\n".join(d))
+        return ExitStatus.OK
+    config = ipvsops.effective(config)
     if args.only:
         done = ipvsops.apply_only(config, _service_names(args.only))
     else:

@@ -404,7 +404,10 @@ def _add_ipvs_parser(sub: Any) -> None:
     q.set_defaults(func=cmd_ipvs_diff)
     q = isub.add_parser("apply", help="make the kernel match the config",
                         description="Apply the minimal changes; print each. On failure the "
-                        "message says what was and was not done; run it again to finish.")
+                        "message says what was and was not done; run it again to finish. "
+                        "While `haguard agent` runs on the node it owns the table: apply asks "
+                        "it to re-read the file (SIGHUP), waits until it has applied it "
+                        "(where the node holds the services) and prints its changes.")
     _add_config(q)
     q.add_argument("--json", action="store_true")
     how = q.add_mutually_exclusive_group()

@@ -124,6 +124,11 @@ class _Converter:
     scripts: list[dict[str, Any]] = field(default_factory=list)
     processes: dict[str, Stmt] = field(default_factory=dict)
     sync_groups: list[dict[str, Any]] = field(default_factory=list)
+    # Sync groups that let tracked weights move priority (sync_group_tracking_weight).
+    weighted_groups: set[str] = field(default_factory=set)
+    # Where each tracked entry was written: (instance, part, name) -> its line.
+    track_lines: dict[tuple[str, str, str], Stmt] = field(default_factory=dict)
+    owners: set[str] = field(default_factory=set)    # instances at priority 255
     sync: dict[str, Any] | None = None
     vrrp_version: int = 2
     timeouts: dict[str, int] | None = None
@@ -211,6 +216,8 @@ class _Converter:
                                 "(ifupdown, systemd-networkd) or decide it is not needed")
             else:
                 self.unknown(stmt, "the top level")
+        for instance in instances:
+            self.ignored_weights(instance)
         if services and not instances:
             first = next(s for s in stmts if s.keyword == "virtual_server")
             self.note(first, "no vrrp_instance in the file: haguard runs LVS beside "
@@ -326,6 +333,14 @@ class _Converter:
                 out["virtual_router_id"] = self.integer(s)
             elif kw == "priority":
                 out["priority"] = self.integer(s)
+                if out["priority"] == 255:
+                    self.owners.add(name)
+                    out["priority"] = 254
+                    self.note(s, "255 makes keepalived the address owner: the VIPs are this "
+                                 "host's own addresses, it is MASTER whatever else advertises "
+                                 "and tracked weights do not count. haguard holds the VIPs "
+                                 "itself and takes priorities 1-254: the YAML has 254, the "
+                                 "highest; decide whether the peer may still take over")
             elif kw == "advert_int":
                 value = self.number(s)
                 out["advert_int"] = int(value) if value.is_integer() else value
@@ -461,7 +476,7 @@ class _Converter:
                 self.note(s, "on the sync group: haguard's YAML says this per instance; "
                              "put it on the members that need it")
             elif s.keyword in ("global_tracking", "sync_group_tracking_weight"):
-                pass   # haguard renders sync_group_tracking_weight for its own levers
+                self.weighted_groups.add(name)
             else:
                 self.unknown(s, f"vrrp_sync_group {name}")
         if len(members) < 2:
@@ -470,11 +485,57 @@ class _Converter:
             return
         self.sync_groups.append({"name": name, "instances": members})
 
+    def ignored_weights(self, instance: dict[str, Any]) -> None:
+        """What keepalived does to the weights of a sync group's member (unless the group
+        says sync_group_tracking_weight) and of an address owner (priority 255): a
+        weighted tracked interface counts as unweighted (down is FAULT), a weighted
+        tracked script is not tracked at all. haguard's keepalived.conf lets weights count
+        in sync groups (its own levers need it), so the YAML drops what keepalived ignored,
+        and says so."""
+        group = next((g["name"] for g in self.sync_groups
+                      if instance["name"] in g["instances"]), None)
+        if instance["name"] in self.owners:
+            why = "the address owner (priority 255)"
+        elif group is not None and group not in self.weighted_groups:
+            why = (f"a member of sync group {group}, which does not say "
+                   "sync_group_tracking_weight")
+        else:
+            return
+        track = instance.get("track") or {}
+        own = {sc["name"]: sc.get("weight", 0) for sc in self.scripts}
+        for entry in track.get("interfaces", []):
+            if entry.get("weight"):
+                weight = entry.pop("weight")
+                self.note(self.track_lines[(instance["name"], "interfaces", entry["name"])],
+                          f"{entry['name']} weight {weight}: keepalived ignores the weight "
+                          f"of a tracked interface on {why} (down puts the instance in "
+                          "FAULT); the YAML tracks it without one, as keepalived ran it",
+                          "track_interface", decision=False)
+        kept = []
+        for entry in track.get("scripts", []):
+            weight = entry.get("weight", own.get(entry["name"], 0))
+            if not weight:
+                kept.append(entry)
+                continue
+            self.note(self.track_lines[(instance["name"], "scripts", entry["name"])],
+                      f"{entry['name']} (weight {weight}): keepalived does not track a "
+                      f"weighted script on {why} (it logs \"ignoring tracked script\"); the "
+                      "YAML leaves it out, as keepalived ran it. Add it back to have it "
+                      "count: haguard's keepalived.conf lets weights move a sync group's "
+                      "priority", "track_script", decision=False)
+        if "scripts" in track:
+            track["scripts"] = kept
+            if not kept:
+                del track["scripts"]
+        if "track" in instance and not instance["track"]:
+            del instance["track"]
+
     def track(self, stmt: Stmt, out: dict[str, Any]) -> None:
         part = {"track_script": "scripts", "track_interface": "interfaces",
                 "track_process": "processes"}[stmt.keyword]
         entries = out.setdefault("track", {}).setdefault(part, [])
         for item in self.block(stmt):
+            self.track_lines[(out["name"], part, item.keyword)] = item
             entry: dict[str, Any] = {"name": item.keyword}
             args = list(item.args)
             if args[:1] == ["weight"] and len(args) >= 2:

@@ -47,6 +47,7 @@ class Advert:
     addresses: tuple[str, ...]
     outgoing: bool          # sent by this host
     at: float
+    destination: str = ""   # the group address, or the peer's with unicast_peer
 
 
 def parse_frame(frame: bytes, interface: str, outgoing: bool, at: float) -> Advert | None:
@@ -60,11 +61,13 @@ def parse_frame(frame: bytes, interface: str, outgoing: bool, at: float) -> Adve
         if frame[23] != IPPROTO_VRRP:
             return None
         source = socket.inet_ntoa(frame[26:30])
+        destination = socket.inet_ntoa(frame[30:34])
         body, family = frame[14 + ihl:], 4
     elif ethertype == ETH_P_IPV6 and len(frame) >= 54:
         if frame[20] != IPPROTO_VRRP:
             return None
         source = str(ipaddress.IPv6Address(frame[22:38]))
+        destination = str(ipaddress.IPv6Address(frame[38:54]))
         body, family = frame[54:], 6
     else:
         return None
@@ -88,7 +91,8 @@ def parse_frame(frame: bytes, interface: str, outgoing: bool, at: float) -> Adve
         addresses.append(str(ipaddress.ip_address(raw)))
     return Advert(interface=interface, source=source, source_mac=mac, vrid=vrid,
                   priority=priority, version=version, advert_int_s=interval,
-                  addresses=tuple(addresses), outgoing=outgoing, at=at)
+                  addresses=tuple(addresses), outgoing=outgoing, at=at,
+                  destination=destination)
 
 
 @dataclass(frozen=True)

@@ -204,7 +204,8 @@ def build(name: str, configs: list[Config], docs: list[dict[str, Any]]) -> Lab:
         built.append(Director(node=doc["node"]["name"], namespace=f"{prefix}-d{i}",
                               legs=legs, workdir=f"{workdir}/{doc['node']['name']}",
                               config_doc=_lab_doc(doc, f"{workdir}/{doc['node']['name']}",
-                                                  f"{workdir}/hooks", interfaces, other_legs)))
+                                                  f"{workdir}/hooks", interfaces, legs,
+                                                  other_legs)))
     extra = tuple(f"{SEGMENTS_V4[0].network_address + h}/{SEGMENTS_V4[0].prefixlen}"
                   for h in CLIENT_EXTRA_HOSTS)
     host_addresses.update(ipaddress.ip_interface(a).ip for a in extra)
@@ -282,7 +283,7 @@ def _real_servers(config: Config, interfaces: list[str], workdir: str, prefix: s
 
 
 def _lab_doc(doc: dict[str, Any], workdir: str, hooks_dir: str, interfaces: list[str],
-             peer_legs: tuple[Leg, ...]) -> dict[str, Any]:
+             own_legs: tuple[Leg, ...], peer_legs: tuple[Leg, ...]) -> dict[str, Any]:
     """The operator's document with paths moved into the lab and peers made lab-local."""
     out = copy.deepcopy(doc)
     out["node"]["state_dir"] = f"{workdir}/state"
@@ -300,6 +301,8 @@ def _lab_doc(doc: dict[str, Any], workdir: str, hooks_dir: str, interfaces: list
     out["sysctl"] = {k: v for k, v in sysctl.items() if str(k).startswith(NAMESPACED_SYSCTLS)}
     for inst in out["instances"]:
         if inst.get("unicast_peers"):
-            leg = peer_legs[interfaces.index(inst["interface"])]
-            inst["unicast_peers"] = [str(ipaddress.ip_interface(leg.ipv4).ip)]
+            at = interfaces.index(inst["interface"])
+            inst["unicast_peers"] = [str(ipaddress.ip_interface(peer_legs[at].ipv4).ip)]
+            if inst.get("unicast_src_ip"):
+                inst["unicast_src_ip"] = str(ipaddress.ip_interface(own_legs[at].ipv4).ip)
     return out

@@ -4,11 +4,14 @@ tier kills and restarts real agents beside the real keepalived."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
 import pytest
 
+from haguard.adapters import files
+from haguard.adapters.files import load_config
 from haguard.adapters.host import Host
 from haguard.adapters.log import get_logger
 from haguard.adapters.process import now_key
@@ -138,3 +141,58 @@ def test_the_real_host_and_the_memory_host_offer_the_same_calls() -> None:
     wanted = {name for name in vars(Host) if not name.startswith("_")} - {"close"}
     offered = {name for name in vars(MemoryHost) if not name.startswith("_")}
     assert wanted <= offered, sorted(wanted - offered)
+
+
+RELOAD_DOC = """\
+node: {{name: lb1, state_dir: {state}}}
+keepalived: {{pid_file: {state}/keepalived.pid, vrrp_pid_file: {state}/vrrp.pid}}
+agent: {{}}
+instances:
+  - {{name: VI_1, interface: eth0, virtual_router_id: 51, priority: 150,
+     vips: [192.0.2.100/32]}}
+ipvs:
+  on_backup: keep
+  services:
+    - vip: 192.0.2.100
+      port: 80
+      real_servers: [{servers}]
+"""
+
+
+def test_a_reload_applies_the_new_table_and_publishes_which_file_it_applied(
+        tmp_path: Path) -> None:
+    # What `ipvs apply` waits for while an agent runs: the agent re-reads the file,
+    # writes what changed where it holds the services, and says so with the file's digest.
+    path = tmp_path / "lb1.yaml"
+    state = tmp_path / "state"
+
+    def write(servers: str) -> str:
+        path.write_text(RELOAD_DOC.format(state=state, servers=servers))
+        return files.digest(str(path))
+    write("{address: 192.0.2.21}")
+    host = MemoryHost()
+    agent = agent_on(load_config(str(path)), host)
+    agent.state_dir.ensure()
+
+    async def main() -> None:
+        agent.health = agent._watch_health()
+        digest = write("{address: 192.0.2.21}, {address: 192.0.2.22}")
+        agent._reload()
+        published = StateDir(str(state)).read_health() or {}
+        assert published["config"]["digest"] == digest
+        assert published["config"]["reload"]["ok"] is True
+        assert published["config"]["reload"]["changes"][-1].startswith(
+            "+ tcp 192.0.2.100:80 -> 192.0.2.22:80")
+        assert sorted(str(rs) for s in host.table.table.values()
+                      for rs in s.real_servers) == ["192.0.2.21:80", "192.0.2.22:80"]
+        # A file it cannot take: the running config and the kernel stay as they were.
+        digest = write("{address: 192.0.2.300}")
+        agent._reload()
+        published = StateDir(str(state)).read_health() or {}
+        assert published["config"]["digest"] == digest
+        assert published["config"]["reload"]["ok"] is False
+        assert "192.0.2.300" in published["config"]["reload"]["error"]
+        assert len(next(iter(host.table.table.values())).real_servers) == 2
+        if agent.health is not None:
+            agent.health.stop()
+    asyncio.run(main())

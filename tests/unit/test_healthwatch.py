@@ -1,10 +1,14 @@
 """The agent's real-server watch (haguard.app.healthwatch) writing the kernel: changes
 that finish together are written together, and a change undone before the write is not
-written at all. The probes are not run here (no check is started)."""
+written at all; a check this host could not make changes no real server's state."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import resource
+import socket
 from pathlib import Path
 
 from haguard.adapters.log import get_logger
@@ -97,3 +101,66 @@ def test_a_failed_write_is_logged_for_each_service_and_marks_them_unwritten(
     assert all(hw.services[k].applied is None for k in hw.services)
     log = (tmp_path / "log.jsonl").read_text()
     assert log.count('"health_apply_failed"') == 2 and "EPERM" in log
+
+
+def test_a_check_this_host_cannot_make_leaves_the_real_server_as_it_was(
+        tmp_path: Path) -> None:
+    # Out of file descriptors for a while: the real server that answers stays up, status
+    # says why it was not checked, and the checks take up where they were afterwards.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    port = listener.getsockname()[1]
+    config = loads(f"""\
+node: {{name: lb1}}
+agent: {{}}
+instances: [{{name: VI_1, interface: eth0, virtual_router_id: 51, priority: 150,
+             vips: [192.0.2.100/32]}}]
+ipvs:
+  services:
+    - vip: 192.0.2.100
+      port: {port}
+      health: {{check: tcp, interval_s: 0.1, timeout_s: 0.1, retries: 1,
+                retry_interval_s: 0.1}}
+      real_servers: [{{address: 127.0.0.1}}]
+""", filename="lb1.yaml")
+    log = get_logger(str(tmp_path / "log.jsonl"), quiet=True)
+    hw = HealthWatch(config, log, apply=lambda services: None, held=lambda s: True,
+                     publish=lambda snapshot: None)
+    key = config.ipvs.services[0].key
+
+    def server() -> tuple[bool, str]:
+        rs = hw.snapshot()["services"][0]["realservers"][0]
+        return rs["state"] == "up", rs["checks"][0]["detail"]
+
+    async def main() -> list[tuple[bool, str]]:
+        seen = []
+        hw.start()
+        await asyncio.sleep(1.5)            # past the bootstrap delay: checked and up
+        seen.append(server())
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        hog: list[socket.socket] = []
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE,
+                               (len(os.listdir("/proc/self/fd")) + 8, hard))
+            with contextlib.suppress(OSError):
+                while True:
+                    hog.append(socket.socket())
+            await asyncio.sleep(0.5)        # five intervals without a descriptor
+            seen.append(server())
+        finally:
+            for s in hog:
+                s.close()
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        await asyncio.sleep(0.5)
+        seen.append(server())
+        hw.stop()
+        return seen
+    try:
+        seen = asyncio.run(main())
+    finally:
+        listener.close()
+    assert seen == [(True, f"connected to 127.0.0.1:{port}"),
+                    (True, "not checked: Too many open files on this director"),
+                    (True, f"connected to 127.0.0.1:{port}")]
+    assert all(v.up for v in hw.view(key))

@@ -355,6 +355,7 @@ vrrp_sync_group NAT {
         VI_CLIENT
         VI_GW
     }
+    sync_group_tracking_weight
 }
 vrrp_instance VI_CLIENT {
     interface eth0
@@ -397,6 +398,67 @@ vrrp_instance VI_GW {
                                 "backup": [generic], "fault": [generic], "stop": [generic]}
     config = valid(migration)
     assert config.sync_group_of("VI_GW") is not None
+
+
+SYNC_WEIGHTS = """\
+global_defs { router_id lb1 }
+vrrp_script chk_own { script /bin/true
+    weight 10 }
+vrrp_script chk_fault { script /bin/true }
+vrrp_sync_group G1 {
+    group { VI_1 VI_2 }@TRACKING@
+}
+vrrp_instance VI_1 { interface eth0
+    virtual_router_id 51
+    priority 150
+    track_interface {
+        eth1 weight -10
+        eth2
+    }
+    track_script {
+        chk_own
+        chk_fault
+    }
+    virtual_ipaddress { 192.0.2.100 } }
+vrrp_instance VI_2 { interface eth0
+    virtual_router_id 52
+    priority 150
+    virtual_ipaddress { 192.0.2.101 } }
+vrrp_instance VI_3 { interface eth0
+    virtual_router_id 53
+    priority 255
+    track_interface { eth1 weight 5 }
+    virtual_ipaddress { 192.0.2.102 } }
+"""
+
+
+def test_weights_keepalived_ignores_in_a_sync_group_are_left_out_and_said() -> None:
+    # keepalived's vrrp.c: in a sync group without sync_group_tracking_weight (and on the
+    # address owner) a weighted interface counts as unweighted and a weighted script is
+    # not tracked at all. haguard's keepalived.conf lets weights count in sync groups, so
+    # a faithful migration drops them.
+    migration = run(SYNC_WEIGHTS.replace("@TRACKING@", ""))
+    vi1, _, vi3 = migration.doc["instances"]
+    assert vi1["track"] == {"interfaces": [{"name": "eth1"}, {"name": "eth2"}],
+                            "scripts": [{"name": "chk_fault"}]}
+    assert vi3["track"] == {"interfaces": [{"name": "eth1"}]}
+    assert [(f.where, f.keyword, f.decision) for f in migration.findings] == [
+        ("keepalived.conf:12", "track_interface", False),
+        ("keepalived.conf:16", "track_script", False),
+        ("keepalived.conf:26", "priority", True),
+        ("keepalived.conf:27", "track_interface", False)]
+    assert "sync group G1" in migration.findings[0].advice
+    assert "address owner" in migration.findings[3].advice
+    assert vi3["priority"] == 254
+    valid(migration)
+
+
+def test_with_sync_group_tracking_weight_the_weights_carry_over() -> None:
+    migration = run(SYNC_WEIGHTS.replace("@TRACKING@", "\n    sync_group_tracking_weight"))
+    vi1 = migration.doc["instances"][0]
+    assert vi1["track"]["interfaces"] == [{"name": "eth1", "weight": -10}, {"name": "eth2"}]
+    assert [s["name"] for s in vi1["track"]["scripts"]] == ["chk_own", "chk_fault"]
+    assert [f.keyword for f in migration.findings] == ["priority", "track_interface"]
 
 
 def test_a_group_of_every_vip_with_every_port_stays_one_service_entry() -> None:

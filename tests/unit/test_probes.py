@@ -5,7 +5,11 @@ The namespace lab runs them against real servers; these pin the edge cases of th
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import resource
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -233,3 +237,59 @@ def test_headers_that_never_end_are_read_no_further_than_the_body_limit() -> Non
     result = http_probe(endless, HttpSpec("/", body="ready"), timeout_s=2.0)
     assert (result.ok, result.detail) == (False, "HTTP 200 from / without 'ready' in the body")
     assert result.duration_s < 1.5
+
+
+def _answers_at_once(listener: socket.socket) -> None:
+    """Accept one connection and answer it at once, before the request is even read."""
+    conn, _ = listener.accept()
+    with conn:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        conn.shutdown(socket.SHUT_WR)
+        with contextlib.suppress(OSError):
+            conn.recv(4096)
+
+
+def test_an_http_answer_that_came_in_time_is_up_even_when_the_loop_runs_late() -> None:
+    # The loop stalls for three timeouts while the real server connects and answers: the
+    # answer is in the socket when the probe wakes, and the probe reads it.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    server_thread = threading.Thread(target=_answers_at_once, args=(listener,))
+    server_thread.start()
+
+    async def main() -> probes.ProbeResult:
+        probe = asyncio.ensure_future(probes.http("127.0.0.1", listener.getsockname()[1],
+                                                  HttpSpec("/", body="ok"), 0.1))
+        await asyncio.sleep(0)          # the probe's connect is under way
+        time.sleep(0.3)                 # the loop does not run for three timeouts
+        return await probe
+    try:
+        result = asyncio.run(main())
+    finally:
+        server_thread.join(5)
+        listener.close()
+    assert (result.ok, result.detail) == (True, "HTTP 200 from /")
+
+
+def test_a_probe_this_host_cannot_make_is_no_verdict_on_the_real_server() -> None:
+    # Every file descriptor in use (thousands of checks, a low limit): the connect is not
+    # made, and the result says so instead of calling the real server down.
+    async def main() -> list[probes.ProbeResult]:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        hog: list[socket.socket] = []
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE,
+                               (len(os.listdir("/proc/self/fd")) + 8, hard))
+            with contextlib.suppress(OSError):
+                while True:
+                    hog.append(socket.socket())
+            return [await probes.tcp("127.0.0.1", 9, 1.0),
+                    await probes.http("127.0.0.1", 9, HttpSpec("/"), 1.0)]
+        finally:
+            for s in hog:
+                s.close()
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    results = asyncio.run(main())
+    assert [(r.ok, r.local, r.detail) for r in results] == [
+        (False, True, "not checked: Too many open files on this director")] * 2

@@ -164,9 +164,11 @@ class Proof:
         killed = time.monotonic()
         wait(lambda: self.table() != before["table"], 120, f"{stopper} to act on rs1")
         after = {"table": self.table(), "after_s": round(time.monotonic() - killed, 1)}
+        after["notified"] = self.noted()
         self.http("rs1")
         wait(lambda: self.table() == before["table"], 120, f"{stopper} to put rs1 back")
-        return {**before, "rs1_down": after}
+        time.sleep(1)      # a command the change ran has written its note
+        return {**before, "rs1_down": after, "rs1_back": {"notified": self.noted()}}
 
     # ------------------------------------------------------------------ the two runs
     def keepalived(self, conf: str) -> dict[str, Any]:

@@ -84,6 +84,35 @@ def test_a_dead_real_server_leaves_both_tables_and_the_client_sees_only_the_othe
                 timeout=DETECT_S + POLL_SLACK_S)
 
 
+def _set_weight(lab: GuestLab, node: str, address: str, weight: int) -> str:
+    """Edit ``address``'s weight in ``node``'s config file in the guest; the file's path."""
+    doc = lab.director_config(node)
+    for rs in doc["ipvs"]["services"][0]["real_servers"]:
+        if rs["address"] == address:
+            rs["weight"] = weight
+    path = lab.director_config_path(node)
+    lab.vm.run(["cp", lab.write_config(doc, f"{node}-edited.yaml"), path], check=True)
+    return path
+
+
+def test_ipvs_apply_while_the_agent_runs_changes_what_the_file_changed_and_not_health(
+        lab: GuestLab) -> None:
+    # rs1 is down (the test before): an operator edits rs2's weight and applies. The
+    # agent applies it; rs1 stays out of the table.
+    assert RS1 not in _table(lab, "lb1")
+    ns = lab.director_ns("lb1")
+    try:
+        path = _set_weight(lab, "lb1", "192.0.2.22", 3)
+        out = json.loads(lab.haguard("ipvs", "apply", "-c", path, "--json", ns=ns).stdout)
+        assert any("192.0.2.22:80" in line for line in out), out
+        assert (_rs_line(_table(lab, "lb1"), RS2) or (None,))[0] == 3
+        assert RS1 not in _table(lab, "lb1")
+    finally:
+        path = _set_weight(lab, "lb1", "192.0.2.22", 1)
+        lab.haguard("ipvs", "apply", "-c", path, ns=ns)
+    assert (_rs_line(_table(lab, "lb1"), RS2) or (None,))[0] == 1
+
+
 def test_a_failover_while_rs1_is_down_sends_nothing_to_rs1(lab: GuestLab) -> None:
     assert RS1 not in _table(lab, "lb2")
     lab.vm.run(["kill", "-TERM", str(lab.keepalived_pid("lb1"))], check=True)

@@ -123,3 +123,64 @@ def test_keepalived_and_haguard_from_its_migration_build_the_same_table(vm: VM) 
     assert by_haguard["notified"] == by_keepalived["notified"] == ["master"]
     assert by_haguard["rs1_down"]["table"] == by_keepalived["rs1_down"]["table"]
     assert not any("192.0.2.21" in line for line in by_haguard["rs1_down"]["table"])
+
+
+# Quorum on a service: two real servers of weight 1 and a quorum of 2, so rs1's failure
+# loses it; the sorry server stands in; the operator's quorum commands note each change.
+QUORUM = """\
+global_defs {
+    router_id lb1
+}
+vrrp_instance VI_1 {
+    state MASTER
+    interface eth0
+    virtual_router_id 52
+    priority 150
+    advert_int 1
+    virtual_ipaddress {
+        192.0.2.100
+    }
+}
+virtual_server 192.0.2.100 80 {
+    delay_loop 2
+    lb_algo rr
+    lb_kind DR
+    protocol TCP
+    quorum 2
+    hysteresis 0
+    quorum_up "@NOTE@ quorum_up"
+    quorum_down "@NOTE@ quorum_down"
+    sorry_server 192.0.2.23 80
+    real_server 192.0.2.21 80 {
+        weight 1
+        TCP_CHECK {
+            connect_timeout 1
+        }
+    }
+    real_server 192.0.2.22 80 {
+        weight 1
+        TCP_CHECK {
+            connect_timeout 1
+        }
+    }
+}
+"""
+
+
+def test_a_service_losing_quorum_swaps_in_its_sorry_server_as_keepalived_does(vm: VM) -> None:
+    work = tempfile.mkdtemp(prefix="migrate-quorum-", dir=vm.work)
+    conf = os.path.join(work, "keepalived.conf")
+    with open(conf, "w", encoding="utf-8") as fh:
+        fh.write(QUORUM.replace("@NOTE@", NOTE_SCRIPT))
+    result = vm.run([vm.python, os.path.join(REPO, "tests", "vm", "migrate_proof.py"), work,
+                     conf], timeout=900, env={"PYTHONPATH": REPO})
+    assert result.returncode == 0, result.stderr[-4000:]
+    found = json.loads(result.stdout)
+    by_keepalived, by_haguard = found["keepalived"], found["haguard"]
+    assert by_haguard["table"] == by_keepalived["table"]
+    assert by_haguard["rs1_down"]["table"] == by_keepalived["rs1_down"]["table"]
+    assert any("192.0.2.23" in line for line in by_haguard["rs1_down"]["table"])  # sorry in
+    for phase in ("rs1_down", "rs1_back"):
+        assert by_haguard[phase]["notified"] == by_keepalived[phase]["notified"], phase
+    assert by_haguard["rs1_down"]["notified"][-1:] == ["quorum_down"]
+    assert by_haguard["rs1_back"]["notified"][-1:] == ["quorum_up"]
