@@ -298,10 +298,13 @@ class HealthWatch:
         quorum = entry.config.quorum or DEFAULT_QUORUM
         weight = live_weight(self.view(key))
         held = quorum_holds(quorum, weight, entry.quorum_held)
-        if entry.quorum_held is not None and held != entry.quorum_held:
+        # keepalived's update_quorum_state at a service's start: quorum met is "gained"
+        # (quorum_up runs), unmet is "lost" only where a sorry server is to stand in.
+        starting = entry.quorum_held is None and (held or entry.config.sorry_server is not None)
+        if starting or entry.quorum_held is not None and held != entry.quorum_held:
             self.log.info("quorum_gained" if held else "quorum_lost", service=str(key),
                           live_weight=weight, quorum=quorum.weight,
-                          hysteresis=quorum.hysteresis,
+                          hysteresis=quorum.hysteresis, at_start=starting,
                           sorry_server=str(entry.config.sorry_server)
                           if entry.config.sorry_server else None)
             commands = quorum.up if held else quorum.down

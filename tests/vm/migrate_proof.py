@@ -164,11 +164,22 @@ class Proof:
         killed = time.monotonic()
         wait(lambda: self.table() != before["table"], 120, f"{stopper} to act on rs1")
         after = {"table": self.table(), "after_s": round(time.monotonic() - killed, 1)}
-        after["notified"] = self.noted()
+        after["notified"] = self.settled_notes()
         self.http("rs1")
         wait(lambda: self.table() == before["table"], 120, f"{stopper} to put rs1 back")
-        time.sleep(1)      # a command the change ran has written its note
-        return {**before, "rs1_down": after, "rs1_back": {"notified": self.noted()}}
+        return {**before, "rs1_down": after, "rs1_back": {"notified": self.settled_notes()}}
+
+    def settled_notes(self) -> list[str]:
+        """The notes once no command has added one for 2 s: a command a change ran starts
+        after the change, seconds later under emulation."""
+        seen, since = self.noted(), time.monotonic()
+        deadline = since + 20
+        while time.monotonic() < deadline and time.monotonic() - since < 2:
+            time.sleep(0.2)
+            now = self.noted()
+            if now != seen:
+                seen, since = now, time.monotonic()
+        return seen
 
     # ------------------------------------------------------------------ the two runs
     def keepalived(self, conf: str) -> dict[str, Any]:
