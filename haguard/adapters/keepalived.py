@@ -130,7 +130,11 @@ def running(pid_file: str) -> int | None:
 
 
 def insecure_path_components(path: str) -> list[str]:
-    """Components of ``path`` that enable_script_security would reject, with why."""
+    """Components of ``path`` that enable_script_security would reject, with why.
+
+    keepalived's rule (check_script_secure): every component root's; a file, or a
+    directory without the sticky bit, writable by others, or by a group other than root's,
+    is unsafe. A sticky directory (/tmp, a 1777 /run) lets nobody replace root's files."""
     problems = []
     current = os.path.abspath(path)
     while True:
@@ -139,9 +143,11 @@ def insecure_path_components(path: str) -> list[str]:
         except FileNotFoundError:
             problems.append(f"{current}: does not exist")
         else:
+            sticky_dir = stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX
             if st.st_uid != 0:
                 problems.append(f"{current}: owned by uid {st.st_uid}, not root")
-            if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            if not sticky_dir and (st.st_mode & stat.S_IWOTH or
+                                   st.st_gid != 0 and st.st_mode & stat.S_IWGRP):
                 problems.append(f"{current}: writable by group or others "
                                 f"(mode {stat.S_IMODE(st.st_mode):o})")
         parent = os.path.dirname(current)

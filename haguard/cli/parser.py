@@ -339,8 +339,8 @@ instances preempt, the old MASTER takes over again and that is timed (failback).
     p = sub.add_parser("hooks", help="install the notify hooks for keepalived",
                        description="Copy hooks/ to a root-owned directory (keepalived's "
                        "enable_script_security requires every path component to be "
-                       "root-owned and not writable by group or others) and record which "
-                       "Python runs haguard.")
+                       "root-owned and not writable by others or a group other than root's, "
+                       "a sticky directory excepted) and record which Python runs haguard.")
     hsub = p.add_subparsers(dest="hooks_command", metavar="ACTION", required=True,
                             parser_class=_Parser)
     hp = hsub.add_parser("install", help="install the hooks",

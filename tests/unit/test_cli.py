@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -165,7 +166,10 @@ def test_lab_run_on_the_vm_kernel_hands_every_option_to_the_guest() -> None:
 
 def test_check_refuses_a_script_check_the_agent_would_refuse_to_run(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    script = tmp_path / "check"      # under /tmp: a directory everyone may write
+    shared = tmp_path / "shared"     # a directory everyone may write (no sticky bit)
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    script = shared / "check"
     script.write_text("#!/bin/sh\nexit 0\n")
     config = tmp_path / "lb1.yaml"
     config.write_text(LAB.read_text() + f"""\
