@@ -55,6 +55,18 @@ vrrp_instance VI_1 {
 """
 
 
+def _keepalived(lab, node: str, conf: Path, workdir: Path) -> subprocess.Popen[bytes]:
+    """The real keepalived (VRRP only) from ``conf``, alone in ``node``'s namespace."""
+    workdir.mkdir()
+    with open(workdir / "keepalived.log", "ab") as log:
+        return subprocess.Popen(
+            netns.ns_exec(lab.ns(node), keepalived_adapter.binary() or "keepalived",
+                          "--dont-fork", "--log-console", "--vrrp", "--use-file", str(conf),
+                          "--pid", str(workdir / "k.pid"), "--vrrp_pid", str(workdir / "v.pid")),
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+
+
 def _addresses(lab, node: str, device: str = "eth0") -> set[str]:
     """Every global address on one of the director's devices (its own and the VIPs)."""
     out = netns.run(["ip", "-n", lab.ns(node), "-j", "addr", "show", "dev", device]).stdout
@@ -100,16 +112,7 @@ def test_a_migrated_director_holds_the_same_vips_and_sends_the_same_adverts(
                                   "haguard's STOP hook to remove the VIPs")
         by_haguard = {"vips": held - own, **adverts}
         # keepalived alone, from the operator's file, in the same namespace.
-        workdir = tmp_path / "keepalived"
-        workdir.mkdir()
-        log = open(workdir / "keepalived.log", "ab")
-        keepalived = subprocess.Popen(
-            netns.ns_exec(lab.ns("lb1"), keepalived_adapter.binary() or "keepalived",
-                          "--dont-fork", "--log-console", "--vrrp", "--use-file", str(original),
-                          "--pid", str(workdir / "k.pid"), "--vrrp_pid", str(workdir / "v.pid")),
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
-        log.close()
+        keepalived = _keepalived(lab, "lb1", original, tmp_path / "keepalived")
         wait_until(lambda: _addresses(lab, "lb1") - own, 30, "keepalived to add the VIPs",
                    step=0.1)
         since = time.time()
@@ -230,16 +233,7 @@ def test_unicast_peers_a_sync_group_and_tracking_migrate_to_the_same_adverts(
                                   _held(lab, "lb1"), 15,
                                   "haguard's STOP hook to remove the VIPs")
         by_haguard["vips"] -= own
-        workdir = tmp_path / "keepalived"
-        workdir.mkdir()
-        log = open(workdir / "keepalived.log", "ab")
-        keepalived = subprocess.Popen(
-            netns.ns_exec(lab.ns("lb1"), keepalived_adapter.binary() or "keepalived",
-                          "--dont-fork", "--log-console", "--vrrp", "--use-file", str(original),
-                          "--pid", str(workdir / "k.pid"), "--vrrp_pid", str(workdir / "v.pid")),
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
-        log.close()
+        keepalived = _keepalived(lab, "lb1", original, tmp_path / "keepalived")
         wait_until(lambda: len(_held(lab, "lb1") - own) == 3, 30,
                    "keepalived to add every VIP", step=0.1)
         time.sleep(1)

@@ -5,9 +5,6 @@ written at all; a check this host could not make changes no real server's state.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import resource
 import socket
 from pathlib import Path
 
@@ -17,6 +14,7 @@ from haguard.core.config import Config, loads
 from haguard.core.health import DISABLED
 from haguard.core.ipvsconfig import VirtualService
 from haguard.core.leverrules import RsLever
+from tests.unit.descriptors import none_free
 
 DOC = """\
 node: {name: lb1}
@@ -138,20 +136,9 @@ ipvs:
         hw.start()
         await asyncio.sleep(1.5)            # past the bootstrap delay: checked and up
         seen.append(server())
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        hog: list[socket.socket] = []
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE,
-                               (len(os.listdir("/proc/self/fd")) + 8, hard))
-            with contextlib.suppress(OSError):
-                while True:
-                    hog.append(socket.socket())
+        with none_free():
             await asyncio.sleep(0.5)        # five intervals without a descriptor
             seen.append(server())
-        finally:
-            for s in hog:
-                s.close()
-            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
         await asyncio.sleep(0.5)
         seen.append(server())
         hw.stop()

@@ -7,17 +7,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import resource
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
 from haguard.adapters import probes
 from haguard.core.healthconfig import HttpSpec
+from tests.unit.descriptors import none_free
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -101,16 +102,22 @@ def test_a_connect_that_completed_in_time_is_up_even_when_the_loop_runs_late() -
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
 
-    async def main() -> probes.ProbeResult:
-        probe = asyncio.ensure_future(probes.tcp("127.0.0.1", listener.getsockname()[1], 0.1))
-        await asyncio.sleep(0)          # the probe's connect is under way
-        time.sleep(0.3)                 # the loop does not run for three timeouts
-        return await probe
     try:
-        result = asyncio.run(main())
+        result = late(probes.tcp("127.0.0.1", listener.getsockname()[1], 0.1))
     finally:
         listener.close()
     assert result.ok, result.detail
+
+
+def late(probe: Coroutine[Any, Any, probes.ProbeResult]) -> probes.ProbeResult:
+    """Run ``probe`` on a loop that stalls for three of its 0.1 s timeouts once the
+    probe's connect is under way (thousands of checks under load)."""
+    async def main() -> probes.ProbeResult:
+        task = asyncio.ensure_future(probe)
+        await asyncio.sleep(0)          # the probe's connect is under way
+        time.sleep(0.3)                 # the loop does not run for three timeouts
+        return await task
+    return asyncio.run(main())
 
 
 def test_a_tcp_probe_reads_ipv6_addresses() -> None:
@@ -194,7 +201,6 @@ def test_an_http_probe_to_a_closed_port_is_a_refusal() -> None:
 
 def test_probes_leave_no_socket_open_whatever_their_outcome() -> None:
     import gc
-    import os
     import warnings
 
     # A listener nobody accepts from: the kernel completes connects, nothing answers.
@@ -258,14 +264,9 @@ def test_an_http_answer_that_came_in_time_is_up_even_when_the_loop_runs_late() -
     server_thread = threading.Thread(target=_answers_at_once, args=(listener,))
     server_thread.start()
 
-    async def main() -> probes.ProbeResult:
-        probe = asyncio.ensure_future(probes.http("127.0.0.1", listener.getsockname()[1],
-                                                  HttpSpec("/", body="ok"), 0.1))
-        await asyncio.sleep(0)          # the probe's connect is under way
-        time.sleep(0.3)                 # the loop does not run for three timeouts
-        return await probe
     try:
-        result = asyncio.run(main())
+        result = late(probes.http("127.0.0.1", listener.getsockname()[1],
+                                  HttpSpec("/", body="ok"), 0.1))
     finally:
         server_thread.join(5)
         listener.close()
@@ -276,20 +277,9 @@ def test_a_probe_this_host_cannot_make_is_no_verdict_on_the_real_server() -> Non
     # Every file descriptor in use (thousands of checks, a low limit): the connect is not
     # made, and the result says so instead of calling the real server down.
     async def main() -> list[probes.ProbeResult]:
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        hog: list[socket.socket] = []
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE,
-                               (len(os.listdir("/proc/self/fd")) + 8, hard))
-            with contextlib.suppress(OSError):
-                while True:
-                    hog.append(socket.socket())
+        with none_free():
             return [await probes.tcp("127.0.0.1", 9, 1.0),
                     await probes.http("127.0.0.1", 9, HttpSpec("/"), 1.0)]
-        finally:
-            for s in hog:
-                s.close()
-            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     results = asyncio.run(main())
     assert [(r.ok, r.local, r.detail) for r in results] == [
         (False, True, "not checked: Too many open files on this director")] * 2

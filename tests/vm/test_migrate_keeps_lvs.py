@@ -97,16 +97,22 @@ virtual_server 192.0.2.100 53 {
 """
 
 
-def test_keepalived_and_haguard_from_its_migration_build_the_same_table(vm: VM) -> None:
+def proved(vm: VM, original: str) -> tuple[dict, dict]:
+    """What keepalived from ``original`` and haguard from its migration did in the VM:
+    tests/vm/migrate_proof.py's two observations."""
     work = tempfile.mkdtemp(prefix="migrate-", dir=vm.work)
     conf = os.path.join(work, "keepalived.conf")
     with open(conf, "w", encoding="utf-8") as fh:
-        fh.write(ORIGINAL.replace("@NOTE@", NOTE_SCRIPT))
+        fh.write(original.replace("@NOTE@", NOTE_SCRIPT))
     result = vm.run([vm.python, os.path.join(REPO, "tests", "vm", "migrate_proof.py"), work,
                      conf], timeout=900, env={"PYTHONPATH": REPO})
     assert result.returncode == 0, result.stderr[-4000:]
     found = json.loads(result.stdout)
-    by_keepalived, by_haguard = found["keepalived"], found["haguard"]
+    return found["keepalived"], found["haguard"]
+
+
+def test_keepalived_and_haguard_from_its_migration_build_the_same_table(vm: VM) -> None:
+    by_keepalived, by_haguard = proved(vm, ORIGINAL)
     assert by_haguard["vips"] == by_keepalived["vips"] == [
         "192.0.2.100/32", "192.0.2.101/32", "198.51.100.100/24"]
     assert by_haguard["table"] == by_keepalived["table"]
@@ -168,15 +174,7 @@ virtual_server 192.0.2.100 80 {
 
 
 def test_a_service_losing_quorum_swaps_in_its_sorry_server_as_keepalived_does(vm: VM) -> None:
-    work = tempfile.mkdtemp(prefix="migrate-quorum-", dir=vm.work)
-    conf = os.path.join(work, "keepalived.conf")
-    with open(conf, "w", encoding="utf-8") as fh:
-        fh.write(QUORUM.replace("@NOTE@", NOTE_SCRIPT))
-    result = vm.run([vm.python, os.path.join(REPO, "tests", "vm", "migrate_proof.py"), work,
-                     conf], timeout=900, env={"PYTHONPATH": REPO})
-    assert result.returncode == 0, result.stderr[-4000:]
-    found = json.loads(result.stdout)
-    by_keepalived, by_haguard = found["keepalived"], found["haguard"]
+    by_keepalived, by_haguard = proved(vm, QUORUM)
     assert by_haguard["table"] == by_keepalived["table"]
     assert by_haguard["rs1_down"]["table"] == by_keepalived["rs1_down"]["table"]
     assert any("192.0.2.23" in line for line in by_haguard["rs1_down"]["table"])  # sorry in
