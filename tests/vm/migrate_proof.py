@@ -163,11 +163,24 @@ class Proof:
         self.stop("rs1:http")
         killed = time.monotonic()
         wait(lambda: self.table() != before["table"], 120, f"{stopper} to act on rs1")
-        after = {"table": self.table(), "after_s": round(time.monotonic() - killed, 1)}
+        after_s = round(time.monotonic() - killed, 1)
+        after = {"table": self.settled_table(), "after_s": after_s}
         after["notified"] = self.settled_notes()
         self.http("rs1")
         wait(lambda: self.table() == before["table"], 120, f"{stopper} to put rs1 back")
         return {**before, "rs1_down": after, "rs1_back": {"notified": self.settled_notes()}}
+
+    def settled_table(self) -> list[str]:
+        """The table once it has not changed for a second: a change made in steps (a real
+        server out, then quorum lost) is read whole."""
+        table = self.table()
+        for _ in range(30):
+            time.sleep(1)
+            again = self.table()
+            if again == table:
+                return table
+            table = again
+        return table
 
     def settled_notes(self) -> list[str]:
         """The notes once no command has added one for 2 s: a command a change ran starts
