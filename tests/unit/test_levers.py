@@ -5,7 +5,6 @@ pulls the same levers on the real keepalived."""
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from haguard.core.render import lever_files
 from haguard.core.vrrp import Advert
 from haguard.errors import OperationFailed
 from tests.unit.memoryhost import MemoryHost
+from tests.unit.standin import keepalived_stand_in
 
 DOC = """\
 node: {{name: lb1, state_dir: {tmp}/state, lever_dir: {tmp}/levers}}
@@ -43,7 +43,7 @@ def load(tmp_path: Path, nopreempt: bool = False) -> Config:
 @pytest.fixture
 def keepalived(tmp_path: Path) -> Iterator[None]:
     """A live process named keepalived in the pid file: what the levers check for."""
-    stand_in = subprocess.Popen(["keepalived", "60"], executable="/bin/sleep")
+    stand_in = keepalived_stand_in()
     (tmp_path / "keepalived.pid").write_text(f"{stand_in.pid}\n")
     try:
         yield

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from haguard.adapters.statefile import StateDir
 from haguard.app.status import collect, format_text
 from haguard.core.config import Config, loads
 from tests.unit.memoryhost import MemoryHost
+from tests.unit.standin import keepalived_stand_in
 
 DOC = """\
 node: {{name: lb1, state_dir: {state}}}
@@ -31,7 +31,7 @@ def config(tmp_path: Path) -> Iterator[Config]:
     config = loads(DOC.format(state=tmp_path / "state"), filename="lb1.yaml")
     StateDir(config.node.state_dir).ensure()
     # status knows keepalived by its pid file and a live process named keepalived there
-    stand_in = subprocess.Popen(["keepalived", "60"], executable="/bin/sleep")
+    stand_in = keepalived_stand_in()
     with open(config.keepalived.pid_file, "w", encoding="ascii") as fh:
         fh.write(f"{stand_in.pid}\n")
     try:
