@@ -1,5 +1,5 @@
-"""One probe of one real server, on asyncio: TCP connect, HTTP(S) GET, a DNS query, a
-script. Every probe ends and says what it saw in words an operator reads in `haguard
+"""One probe of one real server, on asyncio: HTTP(S) GET, a DNS query, a script (TCP
+checks run in bulk: adapters/tcpsweep.py). Every probe ends and says what it saw in words an operator reads in `haguard
 status` ("connect refused", "HTTP 503 from /healthz", "script exit 1: not ready"); none
 raises. A probe that could not be made here (no file descriptor, no local port, no
 memory) says so with ``local`` set: it tells nothing about the real server.
@@ -66,6 +66,12 @@ def _failed(exc: OSError, start: float, words: str | None = None) -> ProbeResult
     if exc.errno in LOCAL_ERRNOS:
         return _not_made(exc, start)
     return ProbeResult(False, words or _os_words(exc), time.monotonic() - start)
+
+
+def connect_failure(err: int, duration_s: float) -> ProbeResult:
+    """What a connect that failed with errno ``err`` reads as (``_failed``'s words for
+    a bare errno)."""
+    return _failed(OSError(err, os.strerror(err)), time.monotonic() - duration_s)
 
 
 def _host(address: str) -> str:
@@ -145,21 +151,6 @@ async def _connect(address: str, port: int, timeout_s: float) -> socket.socket |
         sock.close()
         raise
     return sock
-
-
-async def tcp(address: str, port: int, timeout_s: float) -> ProbeResult:
-    """A TCP connect, closed at once."""
-    start = time.monotonic()
-    try:
-        sock = await _connect(address, port, timeout_s)
-    except OSError as exc:
-        return _failed(exc, start)
-    if sock is None:
-        return ProbeResult(False, f"connect timeout after {timeout_s:g} s",
-                           time.monotonic() - start)
-    sock.close()
-    return ProbeResult(True, f"connected to {_host(address)}:{port}",
-                       time.monotonic() - start)
 
 
 def _tls_context(tls: TlsSpec) -> ssl.SSLContext:

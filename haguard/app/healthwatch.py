@@ -1,5 +1,6 @@
-"""The agent's real-server checks: one task per check on the agent's event loop, the
-results through haguard.core.health, and the effective table kept in the kernel.
+"""The agent's real-server checks on the agent's event loop (TCP checks in bulk on one
+epoll set, the others one task each), the results through haguard.core.health, and the
+effective table kept in the kernel.
 
 No probe blocks: each waits on its own socket or child process, so a slow or hung real
 server costs its own check time, never a VRRP transition's. Checks run on MASTER and
@@ -19,6 +20,7 @@ from typing import Any
 
 from haguard.adapters import probes
 from haguard.adapters.log import Log
+from haguard.adapters.tcpsweep import Target, TcpSweep
 from haguard.core.config import Config
 from haguard.core.health import (
     DEFAULT_QUORUM,
@@ -76,12 +78,21 @@ class _Service:
     levers: dict[tuple[str, int], str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Slot:
+    """One check of one real server of one service."""
+
+    key: ServiceKey
+    rs: RealServer
+    index: int
+    check: Check
+
+
 def _probe(check: Check, rs: RealServer, service: VirtualService
            ) -> Callable[[], Coroutine[Any, Any, probes.ProbeResult]]:
-    """One probe of ``rs`` as ``check`` says, ready to run again and again."""
+    """One probe of ``rs`` as ``check`` says, ready to run again and again (TCP checks
+    run in bulk instead: adapters/tcpsweep.py)."""
     address, port, timeout = str(rs.address), check.port, check.timeout_s
-    if check.kind == "tcp":
-        return lambda: probes.tcp(address, port, timeout)
     if check.http is not None:
         spec, tls = check.http, check.tls
         return lambda: probes.http(address, port, spec, timeout, tls)
@@ -116,6 +127,9 @@ class HealthWatch:
         self.levers: list[RsLever] = []
         self._cached: tuple[tuple[VirtualService, ...], tuple[VirtualService, ...]] | None = None
         self._tasks: dict[tuple[ServiceKey, tuple[str, int], int], asyncio.Task[None]] = {}
+        # TCP checks run in bulk (adapters/tcpsweep.py); each is a slot by its ident there.
+        self._sweep: TcpSweep | None = None
+        self._slots: dict[int, _Slot] = {}
         self._dirty = True
         self._checked = False
         # When a kernel write last failed: a table reconciled before then is not current.
@@ -219,62 +233,85 @@ class HealthWatch:
         for task in self._tasks.values():
             task.cancel()
         self._tasks = {}
+        loop = asyncio.get_running_loop()
+        if self._sweep is None:
+            self._sweep = TcpSweep(loop, self._swept)
+        else:
+            self._sweep.clear()
+        self._slots = {}
         for key, entry in self.services.items():
             for rs in entry.config.real_servers:
                 if rs.health is None:
                     continue
                 for index, check in enumerate(rs.health.checks):
-                    self._tasks[(key, rs.key, index)] = asyncio.get_running_loop().create_task(
-                        self._run(key, rs, index, check), name=f"check {rs} #{index}")
+                    slot = _Slot(key, rs, index, check)
+                    delay = BOOTSTRAP_S + random.uniform(0, check.interval_s)
+                    if check.kind == "tcp":
+                        ident = len(self._slots) + 1
+                        self._slots[ident] = slot
+                        self._sweep.add(ident, Target(str(rs.address), check.port,
+                                                      check.timeout_s), delay)
+                    else:
+                        self._tasks[(key, rs.key, index)] = loop.create_task(
+                            self._run(slot, delay), name=f"check {rs} #{index}")
 
     def stop(self) -> None:
         for task in self._tasks.values():
             task.cancel()
         self._tasks = {}
+        if self._sweep is not None:
+            self._sweep.close()
+            self._sweep = None
         self.flush()        # what the last checks changed is written before the agent ends
 
-    async def _run(self, key: ServiceKey, rs: RealServer, index: int, check: Check) -> None:
-        entry = self.services[key]
-        probe = _probe(check, rs, entry.config)
-        delay = BOOTSTRAP_S + random.uniform(0, check.interval_s)
-        assert rs.health is not None
-        health = rs.health
+    async def _run(self, slot: _Slot, delay: float) -> None:
+        probe = _probe(slot.check, slot.rs, self.services[slot.key].config)
         while True:
             await asyncio.sleep(delay)
-            result = await probe()
-            if result.local:
-                delay = self._not_made(key, rs, index, check, result)
-                continue
-            ok, delta = result.ok, None
-            if check.script is not None and check.script.dynamic_weight and \
-                    result.exit_code is not None and 2 <= result.exit_code <= 255:
-                ok, delta = True, dynamic_delta(rs.weight, result.exit_code)
-            elif check.script is not None and check.script.dynamic_weight and ok:
-                delta = 0
-            state = self.states[(key, rs.key)]
-            new, delay = server_step(health, state, index, ok, delta)
-            self.states[(key, rs.key)] = new
-            record = entry.records[rs.key]
-            before = record.checks[index]
-            record.checks[index] = CheckRecord(check.kind, ok, result.detail, time.time(),
-                                               round(result.duration_s * 1000, 3),
-                                               before.checks + 1)
-            record.failures = 0 if ok else record.failures + 1
-            self._checked = True
-            if (before.ok, before.detail) != (ok, result.detail):
-                self._dirty = True
-            if new.up != state.up:
-                record.since = time.time()
-                record.transitions += 1
-                self.log.info("realserver_up" if new.up else "realserver_down",
-                              service=str(key), realserver=str(rs), check=check.kind,
-                              detail=result.detail)
-                commands = (health.notify_up if new.up else health.notify_down)
-                if commands:
-                    self._spawn_command(commands, "notify_up" if new.up else "notify_down",
-                                        realserver=str(rs))
-            if new != state:
-                self._changed(key, reason=f"{rs}: {result.detail}")
+            delay = self._outcome(slot, await probe())
+
+    def _swept(self, ident: int, result: probes.ProbeResult) -> float:
+        return self._outcome(self._slots[ident], result)
+
+    def _outcome(self, slot: _Slot, result: probes.ProbeResult) -> float:
+        """Take one probe's result into the real server's state; the delay before the
+        check's next probe."""
+        key, rs, index, check = slot.key, slot.rs, slot.index, slot.check
+        if result.local:
+            return self._not_made(key, rs, index, check, result)
+        assert rs.health is not None
+        health = rs.health
+        ok, delta = result.ok, None
+        if check.script is not None and check.script.dynamic_weight and \
+                result.exit_code is not None and 2 <= result.exit_code <= 255:
+            ok, delta = True, dynamic_delta(rs.weight, result.exit_code)
+        elif check.script is not None and check.script.dynamic_weight and ok:
+            delta = 0
+        state = self.states[(key, rs.key)]
+        new, delay = server_step(health, state, index, ok, delta)
+        self.states[(key, rs.key)] = new
+        record = self.services[key].records[rs.key]
+        before = record.checks[index]
+        record.checks[index] = CheckRecord(check.kind, ok, result.detail, time.time(),
+                                           round(result.duration_s * 1000, 3),
+                                           before.checks + 1)
+        record.failures = 0 if ok else record.failures + 1
+        self._checked = True
+        if (before.ok, before.detail) != (ok, result.detail):
+            self._dirty = True
+        if new.up != state.up:
+            record.since = time.time()
+            record.transitions += 1
+            self.log.info("realserver_up" if new.up else "realserver_down",
+                          service=str(key), realserver=str(rs), check=check.kind,
+                          detail=result.detail)
+            commands = (health.notify_up if new.up else health.notify_down)
+            if commands:
+                self._spawn_command(commands, "notify_up" if new.up else "notify_down",
+                                    realserver=str(rs))
+        if new != state:
+            self._changed(key, reason=f"{rs}: {result.detail}")
+        return delay
 
     def _not_made(self, key: ServiceKey, rs: RealServer, index: int, check: Check,
                   result: probes.ProbeResult) -> float:
