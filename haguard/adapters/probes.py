@@ -1,18 +1,15 @@
-"""One probe of one real server, on asyncio: HTTP(S) GET, a DNS query, a script (TCP
-checks run in bulk: adapters/tcpsweep.py). Every probe ends and says what it saw in words an operator reads in `haguard
-status` ("connect refused", "HTTP 503 from /healthz", "script exit 1: not ready"); none
-raises. A probe that could not be made here (no file descriptor, no local port, no
-memory) says so with ``local`` set: it tells nothing about the real server.
+"""One probe of one real server, on asyncio: an HTTPS GET, a DNS query, a script (TCP and
+plain-HTTP checks run in bulk: adapters/sweep.py). Every probe ends and says what it saw
+in words an operator reads in `haguard status` ("connect refused", "HTTPS 503 from
+/healthz", "script exit 1: not ready"); none raises. A probe that could not be made here
+(no file descriptor, no local port, no memory) says so with ``local`` set: it tells
+nothing about the real server.
 
-Timeouts are keepalived's: connect_timeout bounds each wait of a probe, the connect and
-then each read of a plain HTTP answer (keepalived's HTTP_GET re-arms its timer for each
-read), and a wait is judged by the socket's state when the probe wakes, so a loop running
-late under load does not call an answer that came in time a timeout. An HTTPS exchange
-and a DNS query are bounded as a whole.
+An HTTPS exchange and a DNS query are bounded by their timeout as a whole.
 
-What counts as success is keepalived's: TCP_CHECK a completed connect, HTTP_GET a status
-in the list (2xx by default) and, where asked, text in the body, DNS_CHECK a reply to our
-query with rcode NOERROR, MISC_CHECK exit 0 (with dynamic weights 0 or 2-255). A script
+What counts as success is keepalived's: SSL_GET a status in the list (2xx by default)
+and, where asked, text in the body (core.httpanswer), DNS_CHECK a reply to our query with
+rcode NOERROR, MISC_CHECK exit 0 (with dynamic weights 0 or 2-255). A script
 that outlives its timeout gets SIGTERM on its process group and SIGKILL 2 s later, as
 keepalived does.
 """
@@ -24,19 +21,16 @@ import contextlib
 import errno
 import os
 import random
-import select
 import signal
-import socket
 import ssl
 import struct
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from haguard.adapters.keepalived import insecure_path_components
+from haguard.core import httpanswer
 from haguard.core.healthconfig import DnsSpec, HttpSpec, TlsSpec
 
-BODY_LIMIT = 65536          # bytes of a response body read for a `body` match
 KILL_AFTER_S = 2.0          # SIGTERM to SIGKILL for a script past its timeout
 DNS_TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15, "TXT": 16,
              "AAAA": 28, "SRV": 33}
@@ -74,83 +68,10 @@ def connect_failure(err: int, duration_s: float) -> ProbeResult:
     return _failed(OSError(err, os.strerror(err)), time.monotonic() - duration_s)
 
 
-def _host(address: str) -> str:
-    return f"[{address}]" if ":" in address else address
-
-
 def _os_words(exc: OSError) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "connect refused"
     return f"connect failed: {exc.strerror or exc}"
-
-
-def _start_connect(address: str, port: int) -> tuple[socket.socket, bool]:
-    """A non-blocking socket with its connect begun, and whether the connect is still
-    under way (False: it ended at once, and succeeded). OSError as socket(2) or connect(2)
-    says.
-
-    A bare socket and the loop's fd callbacks, not asyncio's streams: a probe is one
-    connect, and the streams' transport and protocol objects cost more than the connect
-    itself when thousands of checks run a second."""
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
-    err = sock.connect_ex((address, port))
-    if err and err != errno.EINPROGRESS:
-        sock.close()
-        raise OSError(err, os.strerror(err))
-    return sock, err == errno.EINPROGRESS
-
-
-def _raise_connect_error(sock: socket.socket) -> None:
-    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-    if err:
-        raise OSError(err, os.strerror(err))
-
-
-def _settle(future: asyncio.Future[bool], ready: bool) -> None:
-    if not future.done():
-        future.set_result(ready)
-
-
-async def _wait_for(sock: socket.socket, event: int, timeout_s: float) -> bool:
-    """Wait until ``sock`` is ready for ``event`` (select.POLLIN or POLLOUT) or
-    ``timeout_s`` has passed; whether it is ready. Woken by the deadline, the socket is
-    looked at before the answer is no: a loop late by L lets the wait take up to the
-    timeout plus L, and never calls a socket that became ready in time not ready."""
-    loop = asyncio.get_running_loop()
-    fd = sock.fileno()
-    woken: asyncio.Future[bool] = loop.create_future()
-    if event == select.POLLIN:
-        loop.add_reader(fd, _settle, woken, True)
-    else:
-        loop.add_writer(fd, _settle, woken, True)
-    timer = loop.call_later(timeout_s, _settle, woken, False)
-    try:
-        if await woken:
-            return True
-    finally:
-        timer.cancel()
-        if event == select.POLLIN:
-            loop.remove_reader(fd)
-        else:
-            loop.remove_writer(fd)
-    poller = select.poll()
-    poller.register(fd, event)
-    return bool(poller.poll(0))
-
-
-async def _connect(address: str, port: int, timeout_s: float) -> socket.socket | None:
-    """A connected socket, None when the connect timed out; OSError as connect(2) says."""
-    sock, pending = _start_connect(address, port)
-    try:
-        if pending and not await _wait_for(sock, select.POLLOUT, timeout_s):
-            sock.close()
-            return None
-        _raise_connect_error(sock)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 def _tls_context(tls: TlsSpec) -> ssl.SSLContext:
@@ -163,61 +84,17 @@ def _tls_context(tls: TlsSpec) -> ssl.SSLContext:
     return context
 
 
-async def http(address: str, port: int, spec: HttpSpec, timeout_s: float,
-               tls: TlsSpec | None = None) -> ProbeResult:
-    """GET ``spec.path``: the status must be one of ``spec.status`` and the body, where
-    ``spec.body`` is given, must contain it."""
+async def https(address: str, port: int, spec: HttpSpec, timeout_s: float,
+                tls: TlsSpec) -> ProbeResult:
+    """GET ``spec.path`` over TLS, judged as core.httpanswer says; the exchange bounded
+    by ``timeout_s`` as a whole."""
     start = time.monotonic()
-    if tls is None:
-        return await _http_plain(address, port, spec, timeout_s, start)
     try:
         async with asyncio.timeout(timeout_s):
             return await _https(address, port, spec, tls, start)
     except TimeoutError:
         return ProbeResult(False, f"HTTPS timeout after {timeout_s:g} s on {spec.path}",
                            time.monotonic() - start)
-
-
-def _request(address: str, port: int, spec: HttpSpec) -> bytes:
-    host = spec.host or (f"{_host(address)}:{port}")
-    return (f"GET {spec.path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: haguard-check"
-            "\r\nAccept: */*\r\nConnection: close\r\n\r\n").encode("ascii", "replace")
-
-
-async def _http_plain(address: str, port: int, spec: HttpSpec, timeout_s: float,
-                      start: float) -> ProbeResult:
-    try:
-        sock = await _connect(address, port, timeout_s)
-    except OSError as exc:
-        return _failed(exc, start)
-    if sock is None:
-        return ProbeResult(False, f"connect timeout after {timeout_s:g} s",
-                           time.monotonic() - start)
-
-    async def recv() -> bytes:
-        while True:
-            try:
-                return sock.recv(BODY_LIMIT)
-            except BlockingIOError:
-                pass
-            if not await _wait_for(sock, select.POLLIN, timeout_s):
-                raise TimeoutError
-
-    try:
-        request = _request(address, port, spec)
-        # A new connection's send buffer takes a request of a few hundred bytes whole.
-        sent = sock.send(request)
-        if sent < len(request):
-            await asyncio.wait_for(asyncio.get_running_loop().sock_sendall(
-                sock, request[sent:]), timeout_s)
-        return await _answer(recv, spec, "HTTP", start)
-    except TimeoutError:
-        return ProbeResult(False, f"HTTP timeout after {timeout_s:g} s on {spec.path}",
-                           time.monotonic() - start)
-    except OSError as exc:
-        return _failed(exc, start, f"HTTP exchange failed: {exc}")
-    finally:
-        sock.close()
 
 
 async def _https(address: str, port: int, spec: HttpSpec, tls: TlsSpec,
@@ -235,66 +112,19 @@ async def _https(address: str, port: int, spec: HttpSpec, tls: TlsSpec,
     except OSError as exc:
         return _failed(exc, start)
     try:
-        writer.write(_request(address, port, spec))
+        writer.write(httpanswer.request(address, port, spec))
         await writer.drain()
-        return await _answer(lambda: reader.read(BODY_LIMIT), spec, "HTTPS", start)
+        answer = b""
+        while True:
+            chunk = await reader.read(httpanswer.BODY_LIMIT)
+            answer += chunk
+            said = httpanswer.verdict(answer, not chunk, spec, "HTTPS")
+            if said is not None:
+                return ProbeResult(said[0], said[1], time.monotonic() - start)
     except (OSError, ssl.SSLError) as exc:
         return ProbeResult(False, f"HTTPS exchange failed: {exc}", time.monotonic() - start)
     finally:
         writer.transport.abort()
-
-
-async def _answer(recv: Callable[[], Awaitable[bytes]], spec: HttpSpec, scheme: str,
-                  start: float) -> ProbeResult:
-    """Read the answer through ``recv`` (b"" at its end) and judge it."""
-    data = b""
-    while b"\n" not in data and len(data) < BODY_LIMIT:
-        chunk = await recv()
-        if not chunk:
-            break
-        data += chunk
-    status_line, _, rest = data.partition(b"\n")
-    parts = status_line.decode("latin-1").split()
-    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-        words = status_line[:60].decode("latin-1").strip() or "nothing"
-        return ProbeResult(False, f"not an HTTP answer from {spec.path}: {words!r}",
-                           time.monotonic() - start)
-    status = int(parts[1])
-    if status not in spec.status:
-        return ProbeResult(False, f"{scheme} {status} from {spec.path}",
-                           time.monotonic() - start)
-    if spec.body is not None:
-        body = await _body(recv, rest)
-        if spec.body.encode() not in body:
-            return ProbeResult(False, f"{scheme} {status} from {spec.path} without "
-                                      f"{spec.body!r} in the body", time.monotonic() - start)
-    return ProbeResult(True, f"{scheme} {status} from {spec.path}", time.monotonic() - start)
-
-
-async def _body(recv: Callable[[], Awaitable[bytes]], data: bytes) -> bytes:
-    """The body after the headers, up to BODY_LIMIT (chunked framing left in: a text
-    match does not need it undone); ``data``: what was read past the status line."""
-    at = 0                          # where the next header line starts
-    while True:
-        end = data.find(b"\n", at)
-        if end < 0:
-            if len(data) > BODY_LIMIT:
-                return b""          # headers past the limit: no body read to match
-            chunk = await recv()
-            if not chunk:
-                return b""          # the answer ended inside its headers
-            data += chunk
-            continue
-        line, at = data[at:end], end + 1
-        if line in (b"", b"\r"):
-            break
-    data = data[at:]
-    while len(data) < BODY_LIMIT:
-        chunk = await recv()
-        if not chunk:
-            break
-        data += chunk
-    return data[:BODY_LIMIT]
 
 
 class _DnsReply(asyncio.DatagramProtocol):

@@ -1,5 +1,5 @@
-"""The agent's real-server checks on the agent's event loop (TCP checks in bulk on one
-epoll set, the others one task each), the results through haguard.core.health, and the
+"""The agent's real-server checks on the agent's event loop (TCP and plain-HTTP checks in
+bulk on one epoll set, the others one task each), the results through haguard.core.health, and the
 effective table kept in the kernel.
 
 No probe blocks: each waits on its own socket or child process, so a slow or hung real
@@ -20,7 +20,7 @@ from typing import Any
 
 from haguard.adapters import probes
 from haguard.adapters.log import Log
-from haguard.adapters.tcpsweep import Target, TcpSweep
+from haguard.adapters.sweep import Sweep, Target
 from haguard.core.config import Config
 from haguard.core.health import (
     DEFAULT_QUORUM,
@@ -90,12 +90,12 @@ class _Slot:
 
 def _probe(check: Check, rs: RealServer, service: VirtualService
            ) -> Callable[[], Coroutine[Any, Any, probes.ProbeResult]]:
-    """One probe of ``rs`` as ``check`` says, ready to run again and again (TCP checks
-    run in bulk instead: adapters/tcpsweep.py)."""
+    """One probe of ``rs`` as ``check`` says, ready to run again and again (TCP and
+    plain-HTTP checks run in bulk instead: adapters/sweep.py)."""
     address, port, timeout = str(rs.address), check.port, check.timeout_s
-    if check.http is not None:
+    if check.http is not None and check.tls is not None:
         spec, tls = check.http, check.tls
-        return lambda: probes.http(address, port, spec, timeout, tls)
+        return lambda: probes.https(address, port, spec, timeout, tls)
     if check.dns is not None:
         query = check.dns
         return lambda: probes.dns(address, port, query, timeout)
@@ -127,8 +127,8 @@ class HealthWatch:
         self.levers: list[RsLever] = []
         self._cached: tuple[tuple[VirtualService, ...], tuple[VirtualService, ...]] | None = None
         self._tasks: dict[tuple[ServiceKey, tuple[str, int], int], asyncio.Task[None]] = {}
-        # TCP checks run in bulk (adapters/tcpsweep.py); each is a slot by its ident there.
-        self._sweep: TcpSweep | None = None
+        # TCP and plain-HTTP checks run in bulk (adapters/sweep.py); each is a slot by its ident there.
+        self._sweep: Sweep | None = None
         self._slots: dict[int, _Slot] = {}
         self._dirty = True
         self._checked = False
@@ -235,7 +235,7 @@ class HealthWatch:
         self._tasks = {}
         loop = asyncio.get_running_loop()
         if self._sweep is None:
-            self._sweep = TcpSweep(loop, self._swept)
+            self._sweep = Sweep(loop, self._swept)
         else:
             self._sweep.clear()
         self._slots = {}
@@ -246,11 +246,11 @@ class HealthWatch:
                 for index, check in enumerate(rs.health.checks):
                     slot = _Slot(key, rs, index, check)
                     delay = BOOTSTRAP_S + random.uniform(0, check.interval_s)
-                    if check.kind == "tcp":
+                    if check.kind == "tcp" or check.http is not None and check.tls is None:
                         ident = len(self._slots) + 1
                         self._slots[ident] = slot
                         self._sweep.add(ident, Target(str(rs.address), check.port,
-                                                      check.timeout_s), delay)
+                                                      check.timeout_s, check.http), delay)
                     else:
                         self._tasks[(key, rs.key, index)] = loop.create_task(
                             self._run(slot, delay), name=f"check {rs} #{index}")
