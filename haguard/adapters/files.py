@@ -30,22 +30,38 @@ def read_jsonl(path: str | None) -> list[dict[str, Any]]:
 
 def load_config(path: str) -> Config:
     """Read and validate a node config; the Config remembers its absolute path."""
+    return parse_config(read_config(path), path)
+
+
+def read_config(path: str) -> bytes:
+    """A config file's bytes (BadInput, in words, when it cannot be read)."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        with open(path, "rb") as fh:
+            return fh.read()
     except FileNotFoundError:
         raise BadInput(f"{path}: no such config file") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError([f"{path}:1: not UTF-8 text ({exc.reason})"]) from None
     except OSError as exc:
         raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def parse_config(data: bytes, path: str) -> Config:
+    """Validate the bytes read from ``path`` as a node config."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}:1: not UTF-8 text ({exc.reason})"]) from None
     return loads(text, filename=path, path=os.path.abspath(path))
 
 
 def digest(path: str) -> str:
     """sha256 of the file's bytes: which version of a config a process has read."""
     with open(path, "rb") as fh:
-        return hashlib.sha256(fh.read()).hexdigest()
+        return digest_of(fh.read())
+
+
+def digest_of(data: bytes) -> str:
+    """sha256 of bytes already read (``digest``'s answer for the file they came from)."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def same_file(a: str, b: str) -> bool:

@@ -12,12 +12,14 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from haguard.adapters import process
 from haguard.core.events import OrderKey
 from haguard.errors import OperationFailed
+
+T = TypeVar("T")
 
 
 def frame_cache_path(state_dir: StateDir, instance: str, device: str | None = None) -> str:
@@ -111,6 +113,19 @@ class StateDir:
         except (FileNotFoundError, ValueError):
             return None
         return data if isinstance(data, dict) else None
+
+    def await_health(self, answer: Callable[[dict[str, Any]], T | None], wait_s: float,
+                     poll_s: float = 0.1) -> T | None:
+        """Read the agent's snapshot every ``poll_s`` until ``answer`` makes something of
+        it (an absent snapshot reads as {}); None once ``wait_s`` has passed without."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            said = answer(self.read_health() or {})
+            if said is not None:
+                return said
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(poll_s)
 
     def record_drill(self, node: str, instances: list[str], report: dict[str, Any]) -> None:
         """Keep the last drill's outage for the metrics textfile, and rewrite it."""

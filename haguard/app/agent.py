@@ -28,7 +28,6 @@ from collections.abc import Callable
 from typing import Any
 
 from haguard.adapters import failpoint, files, leverfiles, process
-from haguard.adapters.files import load_config
 from haguard.adapters.host import Host
 from haguard.adapters.journal import Journal
 from haguard.adapters.locks import PidLock
@@ -196,9 +195,12 @@ class Agent:
         holds it: while the agent runs it is the table's one writer, and `ipvs apply`
         asks it to do this instead of writing the kernel itself."""
         self._reload_requested.clear()
-        digest = _digest(self.config.path)
+        # One read: the digest `ipvs apply` waits for names the bytes this reload parsed.
+        digest = None
         try:
-            config = load_config(self.config.path)
+            data = files.read_config(self.config.path)
+            digest = files.digest_of(data)
+            config = files.parse_config(data, self.config.path)
         except HaguardError as exc:
             self._reloaded(digest, f"{exc} (kept the running config)")
             self.log.error("reload_failed", config=self.config.path, error=str(exc),
@@ -253,10 +255,13 @@ class Agent:
 
     def _reloaded(self, digest: str | None, error: str | None,
                   changes: list[str] | None = None) -> None:
-        """Publish how the reload of the config with ``digest`` went, at once."""
+        """Publish how the reload of the config with ``digest`` went, at once (the table
+        changes health queued written first, so the snapshot's ``written`` is current)."""
         self.loaded = {"path": self.config.path, "digest": digest,
                        "reload": {"ok": error is None, "error": error,
                                   "changes": changes or [], "at": time.time()}}
+        if self.health is not None:
+            self.health.flush()
         snapshot = self.health.snapshot() if self.health is not None else \
             {"at": time.time(), "services": []}
         try:

@@ -8,7 +8,6 @@ at its weight), and the agent, believing the kernel holds its table, would not c
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from haguard.adapters import files, locks, process
@@ -30,7 +29,7 @@ def agent_pid(config: Config) -> int | None:
 def apply(config: Config, pid: int, wait_s: float = AGENT_WAIT_S) -> list[str]:
     """Have the agent (``pid``) apply ``config``'s file; the changes it made."""
     state_dir = StateDir(config.node.state_dir)
-    running = _loaded(state_dir)
+    running = _config_of(state_dir.read_health() or {})
     if running and running.get("path") and not files.same_file(running["path"], config.path):
         raise BadInput(f"the running agent (pid {pid}) reads {running['path']}, not "
                        f"{config.path}: while it runs it owns the IPVS table, so apply "
@@ -44,24 +43,25 @@ def apply(config: Config, pid: int, wait_s: float = AGENT_WAIT_S) -> list[str]:
         process.ask_to_reload(pid)
     except OSError as exc:
         raise OperationFailed(f"cannot signal the agent (pid {pid}): {exc.strerror}") from exc
-    deadline = time.monotonic() + wait_s
-    while True:
-        loaded = _loaded(state_dir) or {}
+
+    def settled(health: dict[str, Any]) -> dict[str, Any] | None:
+        loaded = _config_of(health) or {}
         outcome = loaded.get("reload") or {}
-        if loaded.get("digest") == digest and outcome and outcome != before:
-            if not outcome.get("ok"):
-                raise OperationFailed(f"the agent (pid {pid}) did not apply {config.path}: "
-                                      f"{outcome.get('error')}")
-            changes = [str(c) for c in outcome.get("changes") or []]
-            return changes or ["the agent applied it: nothing to change"]
-        if time.monotonic() >= deadline:
-            raise OperationFailed(
-                f"the agent (pid {pid}) was asked to re-read {config.path} but has not said "
-                f"it applied it within {wait_s:g} s (its log says why); nothing was written "
-                "by this command")
-        time.sleep(POLL_S)
+        return outcome if loaded.get("digest") == digest and outcome and outcome != before \
+            else None
+    outcome = state_dir.await_health(settled, wait_s, POLL_S)
+    if outcome is None:
+        raise OperationFailed(
+            f"the agent (pid {pid}) was asked to re-read {config.path} but has not said "
+            f"it applied it within {wait_s:g} s (its log says why); nothing was written "
+            "by this command")
+    if not outcome.get("ok"):
+        raise OperationFailed(f"the agent (pid {pid}) did not apply {config.path}: "
+                              f"{outcome.get('error')}")
+    changes = [str(c) for c in outcome.get("changes") or []]
+    return changes or ["the agent applied it: nothing to change"]
 
 
-def _loaded(state_dir: StateDir) -> dict[str, Any] | None:
-    loaded = (state_dir.read_health() or {}).get("config")
+def _config_of(health: dict[str, Any]) -> dict[str, Any] | None:
+    loaded = health.get("config")
     return loaded if isinstance(loaded, dict) else None

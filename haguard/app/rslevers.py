@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from haguard.adapters import leverfiles, locks
 from haguard.adapters.host import Host
@@ -106,11 +107,10 @@ def _wait_for_agent(config: Config, service: VirtualService, rs: RealServer,
                     kind: str | None) -> list[str]:
     """Until the agent publishes ``rs`` with lever ``kind`` and its table in the kernel
     (where the service is held); OperationFailed after AGENT_WAIT_S."""
-    state_dir = StateDir(config.node.state_dir)
-    deadline = time.monotonic() + AGENT_WAIT_S
-    while True:
-        published = {e.get("service"): e for e in (state_dir.read_health() or {}).get(
-            "services", []) if isinstance(e, dict)}
+
+    def said(health: dict[str, Any]) -> list[str] | None:
+        published = {e.get("service"): e for e in health.get("services", [])
+                     if isinstance(e, dict)}
         entry = published.get(str(service.key))
         if entry is None and kind is None:
             return [f"{service.key}: the agent holds no lever on it"]
@@ -122,12 +122,14 @@ def _wait_for_agent(config: Config, service: VirtualService, rs: RealServer,
                 where = "in the kernel" if entry.get("written") else \
                     "recorded (not held on this node now)"
                 return [f"{service.key}: applied by the agent, {where}"]
-        if time.monotonic() >= deadline:
-            raise OperationFailed(
-                f"{service.key}: the lever is recorded, but the running agent has not "
-                f"applied it within {AGENT_WAIT_S:g} s (its log says why: "
-                "health_apply_failed); it applies it as soon as it can")
-        time.sleep(AGENT_POLL_S)
+        return None
+    answer = StateDir(config.node.state_dir).await_health(said, AGENT_WAIT_S, AGENT_POLL_S)
+    if answer is None:
+        raise OperationFailed(
+            f"{service.key}: the lever is recorded, but the running agent has not "
+            f"applied it within {AGENT_WAIT_S:g} s (its log says why: "
+            "health_apply_failed); it applies it as soon as it can")
+    return answer
 
 
 def pull(config: Config, service: str, realserver: str, *, kind: str, reason: str,

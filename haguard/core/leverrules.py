@@ -41,7 +41,7 @@ class RsLever:
 
     service: str              # as haguard prints it: 'tcp 192.0.2.100:80'
     realserver: str           # '192.0.2.21:80', '[2001:db8::21]:80'
-    kind: str                 # disable | drain
+    kind: str                 # disabled | draining (core.health DISABLED, DRAINING)
     set_at: float
     by: str
     reason: str

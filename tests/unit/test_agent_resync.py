@@ -21,6 +21,8 @@ from haguard.app.agent import Agent
 from haguard.app.transition import handle_event
 from haguard.core.config import Config, loads
 from haguard.core.events import Event, OrderKey
+from haguard.core.health import DRAINING
+from haguard.core.leverrules import RsLever
 from tests.unit.memoryhost import MemoryHost
 
 VIPS = ["192.0.2.100/32"]
@@ -176,6 +178,10 @@ def test_a_reload_applies_the_new_table_and_publishes_which_file_it_applied(
 
     async def main() -> None:
         agent.health = agent._watch_health()
+        assert agent.health is not None
+        # A drained real server: the service is the agent's to publish (no checks run here).
+        agent.health.set_levers([RsLever("tcp 192.0.2.100:80", "192.0.2.21:80", DRAINING,
+                                         0.0, "ops", "test")])
         digest = write("{address: 192.0.2.21}, {address: 192.0.2.22}")
         agent._reload()
         published = StateDir(str(state)).read_health() or {}
@@ -185,6 +191,10 @@ def test_a_reload_applies_the_new_table_and_publishes_which_file_it_applied(
             "+ tcp 192.0.2.100:80 -> 192.0.2.22:80")
         assert sorted(str(rs) for s in host.table.table.values()
                       for rs in s.real_servers) == ["192.0.2.21:80", "192.0.2.22:80"]
+        # What it published says the kernel has the new table already (the drain too).
+        assert [s["written"] for s in published["services"]] == [True]
+        assert {str(rs): rs.weight for s in host.table.table.values()
+                for rs in s.real_servers} == {"192.0.2.21:80": 0, "192.0.2.22:80": 1}
         # A file it cannot take: the running config and the kernel stay as they were.
         digest = write("{address: 192.0.2.300}")
         agent._reload()
