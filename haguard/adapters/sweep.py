@@ -32,6 +32,9 @@ from haguard.core import httpanswer
 from haguard.core.healthconfig import HttpSpec
 
 _ERROR = select.EPOLLERR | select.EPOLLHUP
+# Probes begun per wake-up at most: after a stall thousands may be due at once, and the
+# loop's other work (a VRRP event from keepalived) goes between bursts, not after all.
+BURST = 256
 _CONNECT_FLAGS = socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
 
 
@@ -153,10 +156,12 @@ class Sweep:
                 continue            # that probe ended, or read since, before this deadline
             self._end(fd, probe, False, probe.check.connect_timeout_words
                       if probe.unsent is None else probe.check.read_timeout_words)
-        while due and due[0][0] <= now:
+        begun = 0
+        while due and due[0][0] <= now and begun < BURST:
             _, _, ident = heapq.heappop(due)
             if ident in self._checks:
                 self._begin(ident)
+                begun += 1
         nxt = min(deadlines[0][0] if deadlines else float("inf"),
                   due[0][0] if due else float("inf"))
         if nxt != float("inf"):

@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager, contextmanager, nullcontext
 import pytest
 
 from haguard.adapters.probes import ProbeResult
-from haguard.adapters.sweep import Sweep, Target
+from haguard.adapters.sweep import BURST, Sweep, Target
 from haguard.core.healthconfig import HttpSpec
 from tests.unit.descriptors import none_free
 
@@ -360,3 +360,38 @@ def test_an_http_answer_that_came_in_time_is_up_even_when_the_loop_runs_late() -
         finally:
             server_thread.join(5)
     assert (result.ok, result.detail) == (True, "HTTP 200 from /")
+
+
+def test_a_thousand_checks_due_at_once_begin_in_bursts_with_the_loops_other_work_between(
+        ) -> None:
+    # After a stall thousands of checks are due together: another reader on the loop (in
+    # the agent, keepalived's FIFO) runs between bursts of BURST, not after all of them.
+    with listening(backlog=1024) as port:
+        async def main() -> list[int]:
+            loop = asyncio.get_running_loop()
+            ended = 0
+            sweep: Sweep
+
+            def done(ident: int, result: ProbeResult) -> None:
+                nonlocal ended
+                ended += 1
+            seen: list[int] = []
+            r, w = os.pipe()
+            os.write(w, b"x")           # readable on every turn of the loop
+            loop.add_reader(r, lambda: seen.append(ended + sweep.in_flight()))
+            sweep = Sweep(loop, done)
+            for ident in range(1000):
+                sweep.add(ident, Target("127.0.0.1", port, 5.0), 0.0)
+            try:
+                while ended < 1000:
+                    await asyncio.sleep(0.01)
+            finally:
+                loop.remove_reader(r)
+                os.close(r)
+                os.close(w)
+                sweep.close()
+            return seen
+        seen = asyncio.run(main())
+    steps = [b - a for a, b in zip(seen, seen[1:])]
+    assert seen[-1] == 1000
+    assert 0 < max(steps) <= BURST and max(steps) < 1000, steps
