@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from haguard.adapters import process
 from haguard.core.events import OrderKey
+from haguard.core.metrics import Family
 from haguard.errors import OperationFailed
 
 T = TypeVar("T")
@@ -144,7 +145,19 @@ class StateDir:
                       health: dict[str, Any] | None = None) -> None:
         """Rewrite metrics.prom (Prometheus textfile) from the records, the last drill and
         the real servers' health (``health``: the snapshot just written, else the file)."""
-        from haguard.core.metrics import render
+        from haguard.core.metrics import text
+
+        final = os.path.join(self.path, "metrics.prom")
+        tmp = f"{final}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text(self.metric_families(node, instances, health)))
+        os.replace(tmp, final)
+
+    def metric_families(self, node: str, instances: list[str],
+                        health: dict[str, Any] | None = None) -> list[Family]:
+        """The textfile's families, from the records and the last drill on disk and the
+        real servers' health (``health``, else the file)."""
+        from haguard.core.metrics import families
 
         drill = None
         try:
@@ -153,12 +166,8 @@ class StateDir:
         except (FileNotFoundError, ValueError):
             pass
         records = [r for r in (self.read_state(name) for name in instances) if r]
-        final = os.path.join(self.path, "metrics.prom")
-        tmp = f"{final}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(render(node, records, drill,
-                            health if health is not None else self.read_health()))
-        os.replace(tmp, final)
+        return families(node, records, drill,
+                        health if health is not None else self.read_health())
 
 
 def _pending(key: OrderKey | None) -> OrderKey | None:

@@ -32,6 +32,7 @@ from haguard.adapters.host import Host
 from haguard.adapters.journal import Journal
 from haguard.adapters.locks import PidLock
 from haguard.adapters.log import Log, get_logger
+from haguard.adapters.metricsserver import MetricsServer
 from haguard.adapters.process import now_key
 from haguard.adapters.statefile import StateDir
 from haguard.adapters.watch import Fifo, OpenWatch, ProcessExit, readable
@@ -48,11 +49,13 @@ from haguard.core.fifo import (
     parse_line,
 )
 from haguard.core.ipvsconfig import VirtualService
+from haguard.core.metrics import Family, agent_families
 from haguard.errors import HaguardError, OperationFailed
 
 TICK_S = 0.2          # how often pid files and the FIFO's identity are re-checked
 PUBLISH_S = 1.0       # how often the real servers' status is rewritten (when it changed)
 OPEN_FILES_SPARE = 1024   # open files beyond one per check: sockets, the FIFO, state files
+LAG_PERIOD_S = 1.0    # how often the event loop's lateness is measured (for /metrics)
 
 
 class Agent:
@@ -81,6 +84,11 @@ class Agent:
         # last reload went; published with the health snapshot.
         self.loaded: dict[str, Any] = {"path": config.path, "digest": _digest(config.path),
                                        "reload": None}
+        # For /metrics: the last health snapshot published, the loop's lateness, and when
+        # keepalived last wrote to the FIFO.
+        self._published: dict[str, Any] | None = None
+        self._loop_lag_s: float | None = None
+        self._last_fifo_line_at: float | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def _acquire(self) -> None:
@@ -133,19 +141,59 @@ class Agent:
         self.health = self._watch_health()
         self._resynchronise(fifo)
         watch.opened()  # our own open, and keepalived's before we started
-        publisher = None
+        tasks = []
         if self.health is not None:
             self.health.start()
-            publisher = asyncio.get_running_loop().create_task(
-                self.health.publish_every(PUBLISH_S), name="health status")
+            tasks.append(asyncio.get_running_loop().create_task(
+                self.health.publish_every(PUBLISH_S), name="health status"))
+        metrics = await self._serve_metrics()
+        if metrics is not None:
+            tasks.append(asyncio.get_running_loop().create_task(
+                self._measure_lag(), name="loop lag"))
         try:
             while not self._stop.is_set():
                 await self._serve_once(fifo, watch)
         finally:
             if self.health is not None:
                 self.health.stop()
-            if publisher is not None:
-                publisher.cancel()
+            if metrics is not None:
+                metrics.close()
+            for task in tasks:
+                task.cancel()
+
+    # ------------------------------------------------------------------ metrics
+    async def _serve_metrics(self) -> MetricsServer | None:
+        """/metrics where the config says; a port it cannot have is logged and the agent
+        goes on without it (its work is the VIPs, not the scrape)."""
+        assert self.config.agent is not None
+        listen = self.config.agent.metrics_listen
+        if listen is None:
+            return None
+        server = MetricsServer(self._collect_metrics)
+        try:
+            await server.start(*listen)
+        except OSError as exc:
+            self.log.error("metrics_listen_failed", address=listen[0], port=listen[1],
+                           error=exc.strerror or str(exc),
+                           action="serving no /metrics; the textfile is still written")
+            return None
+        self.log.info("metrics_listening", address=listen[0], port=server.port())
+        return server
+
+    def _collect_metrics(self) -> Callable[[], list[Family]]:
+        """What a scrape reads, taken on the loop; the families are built by the caller's
+        worker thread from it (the records and the last drill are read there, from disk)."""
+        node, names = self.config.node.name, [i.name for i in self.config.instances]
+        published, state_dir = self._published, self.state_dir
+        own = agent_families(node, self._loop_lag_s, self.transitions, self._last_fifo_line_at)
+        return lambda: state_dir.metric_families(node, names, published) + own
+
+    async def _measure_lag(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(LAG_PERIOD_S)
+            self._loop_lag_s = max(0.0, loop.time() - start - LAG_PERIOD_S)
 
     # ------------------------------------------------------------------ health
     def _watch_health(self) -> HealthWatch | None:
@@ -161,6 +209,7 @@ class Agent:
 
     def _publish_health(self, snapshot: dict[str, Any]) -> None:
         snapshot["config"] = self.loaded
+        self._published = snapshot
         self.state_dir.write_health(snapshot)
         self.state_dir.write_metrics(self.config.node.name,
                                      [i.name for i in self.config.instances], snapshot)
@@ -290,6 +339,7 @@ class Agent:
         if fifo.fd in ready:
             lines = fifo.read_lines()
             if lines:
+                self._last_fifo_line_at = time.time()
                 failpoint.hit("agent:read")
                 self._apply_lines(lines)
                 failpoint.hit("agent:applied")

@@ -131,9 +131,11 @@ class KeepalivedSettings:
 
 @dataclass(frozen=True)
 class AgentSettings:
-    """``haguard agent``: keepalived writes its events to ``fifo``; the agent applies them."""
+    """``haguard agent``: keepalived writes its events to ``fifo``; the agent applies them.
+    With ``metrics_listen`` (address, port) it serves /metrics over HTTP there."""
 
     fifo: str
+    metrics_listen: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -224,7 +226,9 @@ def _agent(c: Checker, raw: Any, node: NodeSettings | None) -> AgentSettings | N
     path: Path = ("agent",)
     if raw is None:
         raw = {}  # `agent:` alone: the defaults
-    data = c.mapping(raw, path, ("fifo",))
+    data = c.mapping(raw, path, ("fifo", "metrics"))
+    listen = _metrics(c, data.get("metrics"), path + ("metrics",)) if "metrics" in data \
+        else None
     fifo = field(c, data, "fifo", path, c.abspath, None)
     if fifo is None:
         if "fifo" in data:
@@ -234,7 +238,33 @@ def _agent(c: Checker, raw: Any, node: NodeSettings | None) -> AgentSettings | N
         c.fail(path + ("fifo",), f"{fifo!r}: keepalived splits its config on spaces and quotes; "
                                  "use a path without them")
         return None
-    return AgentSettings(fifo=fifo)
+    return AgentSettings(fifo=fifo, metrics_listen=listen)
+
+
+def _metrics(c: Checker, raw: Any, path: Path) -> tuple[str, int] | None:
+    """``agent.metrics``: ``listen: ADDRESS:PORT`` (an IPv6 address in brackets)."""
+    data = c.mapping(raw, path, ("listen",), required=("listen",))
+    value = data.get("listen")
+    if value is None:
+        return None
+    where = path + ("listen",)
+    match = re.fullmatch(r"\[([^\]]+)\]:(\d+)|([^:\[\]]+):(\d+)", str(value)) \
+        if isinstance(value, str) else None
+    if match is None:
+        c.fail(where, f"{show(value)}: give ADDRESS:PORT, e.g. 127.0.0.1:9650 or [::1]:9650")
+        return None
+    address, port = (match.group(1), match.group(2)) if match.group(1) else \
+        (match.group(3), match.group(4))
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        c.fail(where, f"{address!r} is not an IP address (a host name is not resolved "
+                      "here: give the address to listen on)")
+        return None
+    if not 1 <= int(port) <= 65535:
+        c.fail(where, f"port {port} is outside 1-65535")
+        return None
+    return address, int(port)
 
 
 def _sysctl(c: Checker, raw: Any) -> tuple[tuple[str, str], ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from haguard.core.events import STATES
@@ -34,55 +35,88 @@ _INSTANCE_FAMILIES: tuple[tuple[str, str, str, Callable[[dict[str, Any]], str | 
 )
 
 
+@dataclass(frozen=True)
+class Family:
+    """One metric family: its samples as (labels, value in exposition text)."""
+
+    name: str
+    kind: str                 # gauge | counter
+    help: str
+    samples: tuple[tuple[tuple[tuple[str, str], ...], str], ...]
+
+
 def render(node: str, records: Iterable[dict[str, Any]], drill: dict[str, Any] | None,
            health: dict[str, Any] | None = None) -> str:
-    """Metrics from the recorded state of every instance, the last drill and the agent's
-    real-server health."""
-    records = [r for r in records if r.get("instance")]
+    """The textfile: metrics from the recorded state of every instance, the last drill
+    and the agent's real-server health."""
+    return text(families(node, records, drill, health))
+
+
+def text(found: Iterable[Family]) -> str:
+    """Families in Prometheus' text exposition format."""
     lines: list[str] = []
-
-    def family(name: str, kind: str, text: str) -> None:
-        lines.append(f"# HELP {name} {text}")
-        lines.append(f"# TYPE {name} {kind}")
-
-    family("haguard_instance_state", "gauge",
-           "1 for the VRRP state haguard last applied to the instance, 0 for the others")
-    for r in records:
-        for state in STATES:
-            lines.append(f"haguard_instance_state{_labels(node=node, instance=r['instance'], state=state)} "
-                         f"{1 if r.get('state') == state else 0}")
-    for name, kind, text, value in _INSTANCE_FAMILIES:
-        family(name, kind, text)
-        for r in records:
-            sample = value(r)
-            if sample is not None:
-                lines.append(f"{name}{_labels(node=node, instance=r['instance'])} {sample}")
-    outage = _seconds((drill or {}).get("outage_ms"))
-    if drill and outage is not None:
-        family("haguard_last_drill_outage_seconds", "gauge",
-               "client-observed outage of the last `haguard failover-test`")
-        lines.append(f"haguard_last_drill_outage_seconds{_labels(node=node)} {outage}")
-        family("haguard_last_drill_timestamp_seconds", "gauge", "when that drill ran")
-        lines.append(f"haguard_last_drill_timestamp_seconds{_labels(node=node)} "
-                     f"{float(drill.get('at', 0)):.3f}")
-    lines += _health(node, health)
+    for f in found:
+        lines += [f"# HELP {f.name} {f.help}", f"# TYPE {f.name} {f.kind}"]
+        lines += [f"{f.name}{_labels(**dict(labels))} {value}" for labels, value in f.samples]
     return "\n".join(lines) + "\n"
 
 
-def _health(node: str, health: dict[str, Any] | None) -> list[str]:
+def families(node: str, records: Iterable[dict[str, Any]], drill: dict[str, Any] | None,
+             health: dict[str, Any] | None = None) -> list[Family]:
+    """Every family the textfile has (an instance family even without samples)."""
+    records = [r for r in records if r.get("instance")]
+    out = [Family("haguard_instance_state", "gauge",
+                  "1 for the VRRP state haguard last applied to the instance, 0 for the others",
+                  tuple(((("node", node), ("instance", r["instance"]), ("state", state)),
+                         "1" if r.get("state") == state else "0")
+                        for r in records for state in STATES))]
+    for name, kind, help_text, value in _INSTANCE_FAMILIES:
+        out.append(Family(name, kind, help_text, tuple(
+            ((("node", node), ("instance", r["instance"])), sample)
+            for r in records if (sample := value(r)) is not None)))
+    outage = _seconds((drill or {}).get("outage_ms"))
+    if drill and outage is not None:
+        out.append(Family("haguard_last_drill_outage_seconds", "gauge",
+                          "client-observed outage of the last `haguard failover-test`",
+                          (((("node", node),), outage),)))
+        out.append(Family("haguard_last_drill_timestamp_seconds", "gauge", "when that drill ran",
+                          (((("node", node),), f"{float(drill.get('at', 0)):.3f}"),)))
+    return out + _health(node, health)
+
+
+def agent_families(node: str, loop_lag_s: float | None, events_applied: int,
+                   last_fifo_line_at: float | None) -> list[Family]:
+    """The agent's own health, served with the rest over HTTP: how late its event loop
+    runs, the events it has applied, and when keepalived last wrote to it."""
+    labels = (("node", node),)
+    out = [Family("haguard_agent_events_applied_total", "counter",
+                  "keepalived events the agent applied since it started",
+                  ((labels, str(events_applied)),))]
+    if loop_lag_s is not None:
+        out.append(Family("haguard_agent_loop_lag_seconds", "gauge",
+                          "how late the agent's event loop ran a timer, last second",
+                          ((labels, f"{loop_lag_s:.6f}"),)))
+    if last_fifo_line_at is not None:
+        out.append(Family("haguard_agent_last_fifo_line_timestamp_seconds", "gauge",
+                          "when keepalived last wrote a line to the agent's notify FIFO",
+                          ((labels, f"{last_fifo_line_at:.3f}"),)))
+    return out
+
+
+def _health(node: str, health: dict[str, Any] | None) -> list[Family]:
     """Per real server: up, in the kernel and at what weight, transitions, the last
     check's duration and time (a checker that stopped shows as an old time)."""
     services = [s for s in (health or {}).get("services", []) if isinstance(s, dict)]
     if not services:
         return []
-    samples: dict[str, list[str]] = {name: [] for name, _, _ in _RS_FAMILIES}
+    samples: dict[str, list[tuple[tuple[tuple[str, str], ...], str]]] = {
+        name: [] for name, _, _ in _RS_FAMILIES}
     for svc in services:
-        svc_labels = {"node": node, "service": str(svc.get("service"))}
+        svc_labels = (("node", node), ("service", str(svc.get("service"))))
         if svc.get("quorum") is not None:
-            samples["haguard_service_quorum"].append(
-                f"haguard_service_quorum{_labels(**svc_labels)} {1 if svc['quorum'] else 0}")
+            samples["haguard_service_quorum"].append((svc_labels, "1" if svc["quorum"] else "0"))
         for rs in svc.get("realservers", []):
-            labels = _labels(**svc_labels, realserver=str(rs.get("realserver")))
+            labels = (*svc_labels, ("realserver", str(rs.get("realserver"))))
             checks = [c for c in rs.get("checks", []) if isinstance(c.get("at"), (int, float))]
             values = {
                 "haguard_realserver_up": "1" if rs.get("state") == "up" else "0",
@@ -96,12 +130,9 @@ def _health(node: str, health: dict[str, Any] | None) -> list[str]:
                     f"{max(c['at'] for c in checks):.3f}" if checks else None}
             for name, value in values.items():
                 if value is not None:
-                    samples[name].append(f"{name}{labels} {value}")
-    out: list[str] = []
-    for name, kind, text in _RS_FAMILIES:
-        if samples[name]:
-            out += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", *samples[name]]
-    return out
+                    samples[name].append((labels, value))
+    return [Family(name, kind, help_text, tuple(samples[name]))
+            for name, kind, help_text in _RS_FAMILIES if samples[name]]
 
 
 _RS_FAMILIES = (

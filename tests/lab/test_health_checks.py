@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from haguard.adapters.files import read_jsonl
 from haguard.lab import netns
@@ -51,7 +52,7 @@ CONFIG = """\
 node: {{name: lb1, state_dir: {root}/state, lever_dir: {root}/levers, log_file: {root}/log.jsonl}}
 keepalived: {{pid_file: {root}/keepalived.pid, vrrp_pid_file: {root}/vrrp.pid,
              hooks_dir: {root}/hooks, config: {root}/keepalived.conf}}
-agent: {{fifo: {root}/notify.fifo}}
+agent: {{fifo: {root}/notify.fifo, metrics: {{listen: "198.51.100.1:9650"}}}}
 instances:
   - {{name: VI_1, interface: eth0, virtual_router_id: 51, priority: 150,
      vips: [198.51.100.100/32]}}
@@ -221,6 +222,38 @@ def test_each_kind_of_check_sees_its_real_server_up_and_the_silent_one_time_out(
     metrics = Path(f"{pair.root}/state/metrics.prom").read_text().splitlines()
     assert f'haguard_realserver_up{{{labels}"{SILENT_RS}"}} 0' in metrics
     assert f'haguard_realserver_up{{{labels}"{HTTP_RS}"}} 1' in metrics
+
+
+def test_the_agent_serves_what_the_textfile_says_and_its_own_health_over_http(pair) -> None:
+    pair.start_agent()
+    wait_until(pair.checked_once, 15, "every real server checked once")
+    wait_until(lambda: pair.events("metrics_listening"), 10, "the metrics listener")
+
+    def scrape(path: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(netns.ns_exec(
+            pair.lb, sys.executable, "-c", "import sys, urllib.request, urllib.error\n"
+            "try:\n"
+            f"    print(urllib.request.urlopen('http://198.51.100.1:9650{path}', "
+            "timeout=10).read().decode(), end='')\n"
+            "except urllib.error.HTTPError as e:\n"
+            "    sys.exit(e.code - 400)"), capture_output=True, text=True, timeout=60)
+    # The loop's lateness is measured once a second: the second scrape has it.
+    wait_until(lambda: "haguard_agent_loop_lag_seconds" in scrape("/metrics").stdout, 10,
+               "the loop lag in /metrics")
+    served = {(s.name, tuple(sorted(s.labels.items()))): s.value
+              for f in text_string_to_metric_families(scrape("/metrics").stdout)
+              for s in f.samples}
+    rs = (("node", "lb1"), ("realserver", SILENT_RS), ("service", "tcp 198.51.100.100:8080"))
+    assert served[("haguard_realserver_up", rs)] == 0
+    assert served[("haguard_realserver_up", (("node", "lb1"), ("realserver", HTTP_RS),
+                                             ("service", "tcp 198.51.100.100:8080")))] == 1
+    assert served[("haguard_agent_events_applied_total", (("node", "lb1"),))] >= 0
+    assert 0 <= served[("haguard_agent_loop_lag_seconds", (("node", "lb1"),))] < 5
+    # Every family of the textfile is served too.
+    textfile = Path(f"{pair.root}/state/metrics.prom").read_text()
+    assert {f.name for f in text_string_to_metric_families(textfile)} <= \
+        {f.name for f in text_string_to_metric_families(scrape("/metrics").stdout)}
+    assert scrape("/").returncode == 4          # 404: the metrics are at /metrics
 
 
 def test_http_503_takes_a_server_down_within_the_bound_and_200_brings_it_back(pair) -> None:

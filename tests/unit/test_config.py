@@ -1041,7 +1041,7 @@ def test_an_agent_section_defaults_its_fifo_into_the_state_dir() -> None:
 @pytest.mark.parametrize(("tail", "expected"), [
     ("agent: {fifo: notify.fifo}\n", "agent.fifo: 'notify.fifo' must be an absolute path"),
     ("agent: {fifo: /run/my fifo}\n", "agent.fifo: '/run/my fifo': keepalived splits"),
-    ("agent: {fifo: /run/x, socket: /run/y}\n", "agent.socket: unknown key (known keys: fifo)"),
+    ("agent: {fifo: /run/x, socket: /run/y}\n", "agent.socket: unknown key (known keys: fifo, metrics)"),
     ("agent: [fifo]\n", "agent: must be a mapping"),
 ])
 def test_a_bad_agent_section_is_named_by_path(tail: str, expected: str) -> None:
