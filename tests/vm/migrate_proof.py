@@ -32,6 +32,34 @@ ROOT = "/run/haguard-migrate-proof"
 # The operator's notify_master command: it writes its argument down.
 NOTE_SCRIPT = f"{ROOT}/note.sh"
 NOTED = f"{ROOT}/noted"
+# The operator's MISC_CHECK: a real server fails it while a file named for it exists.
+CHECK_SCRIPT = f"{ROOT}/check.sh"
+FAILING = f"{ROOT}/failing-"
+HTTPS = """\
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "3")
+        self.end_headers()
+        self.wfile.write(b"ok\\n")
+    def log_message(self, *args):
+        pass
+s = http.server.HTTPServer((sys.argv[2], 443), H)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(sys.argv[1])
+s.socket = context.wrap_socket(s.socket, server_side=True)
+s.serve_forever()
+"""
+# A DNS server that answers every query NOERROR (no records): DNS_CHECK's success.
+DNS = """\
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 53))
+while True:
+    query, peer = s.recvfrom(512)
+    s.sendto(query[:2] + struct.pack("!HHHHH", 0x8180, 1, 0, 0, 0) + query[12:], peer)
+"""
 VIP_DEVICES = ("eth0", "eth1")
 
 
@@ -78,21 +106,44 @@ class Proof:
         # The director's second device, for the VIP the file puts on "dev eth1".
         sh("ip", "-n", NS["d"], "link", "add", "eth1", "type", "dummy")
         sh("ip", "-n", NS["d"], "link", "set", "eth1", "up")
-        for node in ("rs1", "rs2"):
-            self.http(node)
         shutil.rmtree(ROOT, ignore_errors=True)      # nothing of an earlier run in this boot
         os.makedirs(ROOT, mode=0o755)
-        with open(NOTE_SCRIPT, "w", encoding="utf-8") as fh:
-            fh.write(f'#!/bin/sh\necho "$1" >> {NOTED}\n')
-        os.chmod(NOTE_SCRIPT, 0o755)
+        for path, text in ((NOTE_SCRIPT, f'#!/bin/sh\necho "$1" >> {NOTED}\n'),
+                           (CHECK_SCRIPT, f'#!/bin/sh\n[ ! -e "{FAILING}$1" ]\n'),
+                           (f"{ROOT}/https.py", HTTPS), (f"{ROOT}/dns.py", DNS)):
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.chmod(path, 0o755)
+        sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+           "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=rs",
+           "-keyout", f"{ROOT}/cert.pem", "-out", f"{ROOT}/cert.pem")
+        for node in ("rs1", "rs2"):
+            self.http(node)
+            self.https(node)
+        self.dns("rs2")
 
     def http(self, node: str) -> None:
         self.start(f"{node}:http", in_ns(node, sys.executable, "-m", "http.server", "80",
                                          "--bind", ADDRESS[node]))
+        self.reachable(node, 80)
+
+    def https(self, node: str) -> None:
+        self.start(f"{node}:https", in_ns(node, sys.executable, f"{ROOT}/https.py",
+                                          f"{ROOT}/cert.pem", ADDRESS[node]))
+        self.reachable(node, 443)
+
+    def dns(self, node: str) -> None:
+        self.start(f"{node}:dns", in_ns(node, sys.executable, f"{ROOT}/dns.py", ADDRESS[node]))
+        code = ("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                f"s.settimeout(1); s.sendto(b'\\0' * 12, ('{ADDRESS[node]}', 53)); s.recv(512)")
+        wait(lambda: sh(*in_ns("d", sys.executable, "-c", code), check=False).returncode == 0,
+             60, f"{node}'s DNS server")
+
+    def reachable(self, node: str, port: int) -> None:
         wait(lambda: sh(*in_ns("d", sys.executable, "-c",
                                "import socket; socket.create_connection(("
-                               f"'{ADDRESS[node]}', 80), 1).close()"),
-                        check=False).returncode == 0, 60, f"{node}'s HTTP server")
+                               f"'{ADDRESS[node]}', {port}), 1).close()"),
+                        check=False).returncode == 0, 60, f"{node}'s server on port {port}")
 
     def start(self, name: str, argv: list[str]) -> None:
         out = open(os.path.join(self.work, f"{name.replace(':', '-')}.log"), "ab")
@@ -168,7 +219,21 @@ class Proof:
         after["notified"] = self.settled_notes()
         self.http("rs1")
         wait(lambda: self.table() == before["table"], 120, f"{stopper} to put rs1 back")
-        return {**before, "rs1_down": after, "rs1_back": {"notified": self.settled_notes()}}
+        back = {"notified": self.settled_notes()}
+        # rs2 fails its SSL_GET, DNS_CHECK and MISC_CHECK (its TCP check on :80 stands).
+        self.stop("rs2:https")
+        self.stop("rs2:dns")
+        open(f"{FAILING}{ADDRESS['rs2']}", "w").close()
+        gone = ("-a -t 192.0.2.100:443 -r 192.0.2.22", "-a -u 192.0.2.100:53 -r 192.0.2.22",
+                "-a -t 192.0.2.100:8080 -r 192.0.2.22", "-a -t 192.0.2.101:8080 -r 192.0.2.22")
+        wait(lambda: not any(line.startswith(gone) for line in self.table()), 120,
+             f"{stopper} to take rs2 out of the TLS, DNS and script-checked services")
+        failed = {"table": self.table()}
+        os.unlink(f"{FAILING}{ADDRESS['rs2']}")
+        self.https("rs2")
+        self.dns("rs2")
+        wait(lambda: self.table() == before["table"], 120, f"{stopper} to put rs2 back")
+        return {**before, "rs1_down": after, "rs1_back": back, "rs2_failed": failed}
 
     def settled_table(self) -> list[str]:
         """The table once it has not changed for a second: a change made in steps (a real

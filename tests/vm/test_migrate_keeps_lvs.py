@@ -11,7 +11,7 @@ import tempfile
 
 from haguard.lab.vm import VM
 from tests.vm.conftest import REPO
-from tests.vm.migrate_proof import NOTE_SCRIPT
+from tests.vm.migrate_proof import CHECK_SCRIPT, NOTE_SCRIPT
 
 # An operator's file, written to use the keywords a migration must carry into the real
 # kernel: DR with persistence, wlc and weights; an HTTP check on one real server and a
@@ -20,7 +20,9 @@ from tests.vm.migrate_proof import NOTE_SCRIPT
 # lvs_timeouts; a VIP on another device (dev eth1); a tracked script whose weight shows
 # in the adverts' priority; the operator's own notify_master command; a quorum of 3 (the
 # weights' sum), so rs1's failure loses it, the sorry server stands in alone and the
-# quorum commands note each change.
+# quorum commands note each change; and the other checkers, SSL_GET on a TLS service,
+# DNS_CHECK on the UDP one and MISC_CHECK (an operator's script) on the group's, each of
+# which takes rs2 out of its service when rs2 fails it.
 ORIGINAL = """\
 global_defs {
     router_id lb1
@@ -84,20 +86,59 @@ virtual_server 192.0.2.100 80 {
     }
 }
 virtual_server group web {
+    delay_loop 2
     lb_algo rr
     lb_kind DR
     protocol TCP
     real_server 192.0.2.22 8080 {
         weight 1
+        MISC_CHECK {
+            misc_path "@CHECK@ 192.0.2.22"
+            misc_timeout 2
+        }
+    }
+}
+virtual_server 192.0.2.100 443 {
+    delay_loop 2
+    lb_algo rr
+    lb_kind DR
+    protocol TCP
+    real_server 192.0.2.21 443 {
+        weight 1
+        SSL_GET {
+            url {
+                path /
+                status_code 200
+            }
+            connect_timeout 2
+        }
+    }
+    real_server 192.0.2.22 443 {
+        weight 1
+        SSL_GET {
+            url {
+                path /
+                status_code 200
+            }
+            connect_timeout 2
+        }
     }
 }
 virtual_server 192.0.2.100 53 {
+    delay_loop 2
     lb_algo rr
     lb_kind DR
     protocol UDP
     ops
     real_server 192.0.2.22 53 {
         weight 1
+        DNS_CHECK {
+            type A
+            name www.example.org
+            connect_timeout 1
+            retry 1
+            delay_before_retry 1
+        }
     }
 }
 """
@@ -109,7 +150,7 @@ def proved(vm: VM, original: str) -> tuple[dict, dict]:
     work = tempfile.mkdtemp(prefix="migrate-", dir=vm.work)
     conf = os.path.join(work, "keepalived.conf")
     with open(conf, "w", encoding="utf-8") as fh:
-        fh.write(original.replace("@NOTE@", NOTE_SCRIPT))
+        fh.write(original.replace("@NOTE@", NOTE_SCRIPT).replace("@CHECK@", CHECK_SCRIPT))
     result = vm.run([vm.python, os.path.join(REPO, "tests", "vm", "migrate_proof.py"), work,
                      conf], timeout=900, env={"PYTHONPATH": REPO})
     assert result.returncode == 0, result.stderr[-4000:]
@@ -145,3 +186,56 @@ def test_keepalived_and_haguard_from_its_migration_build_the_same_table(vm: VM) 
             sorted(by_keepalived[phase]["notified"]), phase
     assert by_haguard["rs1_down"]["notified"][-1:] == ["quorum_down"]
     assert by_haguard["rs1_back"]["notified"][-1:] == ["quorum_up"]
+    # SSL_GET, DNS_CHECK and MISC_CHECK: rs2 up in each service while it answers, out of
+    # each once it fails them, in both runs alike.
+    for service in ("-t 192.0.2.100:443", "-u 192.0.2.100:53", "-t 192.0.2.100:8080",
+                    "-t 192.0.2.101:8080"):
+        assert any(line.startswith(f"-a {service} -r 192.0.2.22") for line in by_haguard["table"])
+    assert by_haguard["rs2_failed"]["table"] == by_keepalived["rs2_failed"]["table"]
+    assert not any(line.startswith(("-a -t 192.0.2.100:443 -r 192.0.2.22",
+                                    "-a -u 192.0.2.100:53 -r 192.0.2.22",
+                                    "-a -t 192.0.2.100:8080 -r 192.0.2.22"))
+                   for line in by_haguard["rs2_failed"]["table"])
+    assert any(line.startswith("-a -t 192.0.2.100:443 -r 192.0.2.21")
+               for line in by_haguard["rs2_failed"]["table"])
+
+
+# An operator's file tracking a process (keepalived's process-events connector: the
+# VM's own network namespace, see tests/vm/track_process_proof.py).
+TRACKED = """\
+global_defs {
+    router_id lb1
+}
+vrrp_track_process chk_sleeper {
+    process tpsleeper
+    weight 10
+}
+vrrp_instance VI_9 {
+    state MASTER
+    interface hgtp0
+    virtual_router_id 61
+    priority 100
+    advert_int 1
+    track_process {
+        chk_sleeper
+    }
+    virtual_ipaddress {
+        203.0.113.100
+    }
+}
+"""
+
+
+def test_a_tracked_process_moves_the_priority_alike_under_keepalived_and_the_migration(
+        vm: VM) -> None:
+    work = tempfile.mkdtemp(prefix="track-", dir=vm.work)
+    conf = os.path.join(work, "keepalived.conf")
+    with open(conf, "w", encoding="utf-8") as fh:
+        fh.write(TRACKED)
+    result = vm.run([vm.python, os.path.join(REPO, "tests", "vm", "track_process_proof.py"),
+                     work, conf], timeout=600, env={"PYTHONPATH": REPO})
+    assert result.returncode == 0, result.stderr[-4000:]
+    found = json.loads(result.stdout)
+    # The process's weight while it runs, none once it is gone, and back with it.
+    assert found["haguard"] == found["keepalived"] == {"running": 110, "gone": 100,
+                                                       "again": 110}
