@@ -376,35 +376,9 @@ MORE = """\
         - {{address: 198.51.100.22, forwarding: nat}}
 """
 
-HTTPS = textwrap.dedent("""\
-    import http.server, ssl, sys
-    cert, port = sys.argv[1], int(sys.argv[2])
-    class H(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Length", "3")
-            self.end_headers()
-            self.wfile.write(b"ok\\n")
-        def log_message(self, *args):
-            pass
-    s = http.server.HTTPServer(("198.51.100.21", port), H)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert)
-    s.socket = context.wrap_socket(s.socket, server_side=True)
-    s.serve_forever()
-""")
-
-DNS = textwrap.dedent("""\
-    import socket, struct, sys
-    rcode_file = sys.argv[1]
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("198.51.100.21", 53))
-    while True:
-        query, peer = s.recvfrom(512)
-        rcode = int(open(rcode_file).read())
-        flags = 0x8180 | rcode
-        s.sendto(query[:2] + struct.pack("!HHHHH", flags, 1, 0, 0, 0) + query[12:], peer)
-""")
+# The real servers' HTTPS and DNS (run as scripts in the real server's namespace).
+HTTPS_SERVER = os.path.join(os.path.dirname(os.path.dirname(__file__)), "https_server.py")
+DNS_SERVER = os.path.join(os.path.dirname(os.path.dirname(__file__)), "dns_server.py")
 
 
 def _more(pair: Pair, tmp_path: Path) -> Path:
@@ -413,15 +387,11 @@ def _more(pair: Pair, tmp_path: Path) -> Path:
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-subj", "/CN=rs.example.org", "-keyout", str(cert), "-out", str(cert)],
                    check=True, capture_output=True, timeout=60)
-    https = tmp_path / "https.py"
-    https.write_text(HTTPS)
     for port in ("8443", "8444"):
-        pair.spawn(pair.rs, sys.executable, str(https), str(cert), port)
+        pair.spawn(pair.rs, sys.executable, HTTPS_SERVER, str(cert), "198.51.100.21", port)
     rcode = tmp_path / "rcode"
     rcode.write_text("0")
-    dns = tmp_path / "dns.py"
-    dns.write_text(DNS)
-    pair.spawn(pair.rs, sys.executable, str(dns), str(rcode))
+    pair.spawn(pair.rs, sys.executable, DNS_SERVER, "198.51.100.21", str(rcode))
     netns.add_address(pair.rs, "eth0", "198.51.100.22/24")
     for address in ("198.51.100.21", "198.51.100.22"):
         pair.spawn(pair.rs, sys.executable, "-c",

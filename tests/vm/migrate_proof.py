@@ -35,31 +35,9 @@ NOTED = f"{ROOT}/noted"
 # The operator's MISC_CHECK: a real server fails it while a file named for it exists.
 CHECK_SCRIPT = f"{ROOT}/check.sh"
 FAILING = f"{ROOT}/failing-"
-HTTPS = """\
-import http.server, ssl, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", "3")
-        self.end_headers()
-        self.wfile.write(b"ok\\n")
-    def log_message(self, *args):
-        pass
-s = http.server.HTTPServer((sys.argv[2], 443), H)
-context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-context.load_cert_chain(sys.argv[1])
-s.socket = context.wrap_socket(s.socket, server_side=True)
-s.serve_forever()
-"""
-# A DNS server that answers every query NOERROR (no records): DNS_CHECK's success.
-DNS = """\
-import socket, struct, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind((sys.argv[1], 53))
-while True:
-    query, peer = s.recvfrom(512)
-    s.sendto(query[:2] + struct.pack("!HHHHH", 0x8180, 1, 0, 0, 0) + query[12:], peer)
-"""
+# The real servers' HTTPS and DNS (DNS_CHECK's success: NOERROR).
+HTTPS_SERVER = os.path.join(REPO, "tests", "https_server.py")
+DNS_SERVER = os.path.join(REPO, "tests", "dns_server.py")
 VIP_DEVICES = ("eth0", "eth1")
 
 
@@ -109,8 +87,7 @@ class Proof:
         shutil.rmtree(ROOT, ignore_errors=True)      # nothing of an earlier run in this boot
         os.makedirs(ROOT, mode=0o755)
         for path, text in ((NOTE_SCRIPT, f'#!/bin/sh\necho "$1" >> {NOTED}\n'),
-                           (CHECK_SCRIPT, f'#!/bin/sh\n[ ! -e "{FAILING}$1" ]\n'),
-                           (f"{ROOT}/https.py", HTTPS), (f"{ROOT}/dns.py", DNS)):
+                           (CHECK_SCRIPT, f'#!/bin/sh\n[ ! -e "{FAILING}$1" ]\n')):
             with open(path, "w", encoding="utf-8") as fh:
                 fh.write(text)
             os.chmod(path, 0o755)
@@ -128,12 +105,12 @@ class Proof:
         self.reachable(node, 80)
 
     def https(self, node: str) -> None:
-        self.start(f"{node}:https", in_ns(node, sys.executable, f"{ROOT}/https.py",
-                                          f"{ROOT}/cert.pem", ADDRESS[node]))
+        self.start(f"{node}:https", in_ns(node, sys.executable, HTTPS_SERVER,
+                                          f"{ROOT}/cert.pem", ADDRESS[node], "443"))
         self.reachable(node, 443)
 
     def dns(self, node: str) -> None:
-        self.start(f"{node}:dns", in_ns(node, sys.executable, f"{ROOT}/dns.py", ADDRESS[node]))
+        self.start(f"{node}:dns", in_ns(node, sys.executable, DNS_SERVER, ADDRESS[node]))
         code = ("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
                 f"s.settimeout(1); s.sendto(b'\\0' * 12, ('{ADDRESS[node]}', 53)); s.recv(512)")
         wait(lambda: sh(*in_ns("d", sys.executable, "-c", code), check=False).returncode == 0,
@@ -277,15 +254,20 @@ class Proof:
             wait(lambda: not self.vips() and not self.table(), 60,
                  "keepalived to leave no VIP and no service behind")
 
-    def haguard(self, conf: str) -> dict[str, Any]:
-        if os.path.exists(NOTED):
-            os.unlink(NOTED)
+    def director(self, *argv: str) -> list[str]:
+        """A command as the director runs it (in its namespace)."""
+        return in_ns("d", *argv)
+
+    def start_haguard(self, conf: str) -> str:
+        """haguard (agent and rendered keepalived.conf) from what `haguard migrate` made of
+        ``conf``, started on the director; the lines the migration listed."""
         migrated = f"{self.work}/migrated.yaml"
         proc = sh(sys.executable, "-m", "haguard", "migrate", conf, "-o", migrated,
                   check=False)
         if proc.returncode not in (0, 3):
             raise RuntimeError(f"haguard migrate: exit {proc.returncode}: {proc.stderr}")
-        doc = yaml.safe_load(open(migrated, encoding="utf-8"))
+        with open(migrated, encoding="utf-8") as fh:
+            doc = yaml.safe_load(fh)
         # Where this run keeps its files; everything else is the migration's.
         doc["node"].update(state_dir=f"{ROOT}/state", log_file=f"{self.work}/haguard.jsonl",
                            lever_dir=f"{ROOT}/levers")
@@ -297,26 +279,30 @@ class Proof:
         with open(config, "w", encoding="utf-8") as fh:
             yaml.safe_dump(doc, fh, sort_keys=False)
         haguard = [sys.executable, "-m", "haguard"]
-        sh(*in_ns("d", *haguard, "hooks", "install", "-c", config, "--no-systemd"))
+        sh(*self.director(*haguard, "hooks", "install", "-c", config, "--no-systemd"))
         sh(*haguard, "render", "-c", config, "-o", f"{ROOT}/keepalived.conf")
-        self.start("agent", in_ns("d", *haguard, "agent", "-c", config))
+        self.start("agent", self.director(*haguard, "agent", "-c", config))
         wait(lambda: os.path.exists(f"{ROOT}/state/notify.fifo"), 120,
              "the agent's notify FIFO")
-        self.start("keepalived", in_ns("d", "keepalived", "--dont-fork", "--log-console",
-                                       "--vrrp", "--use-file", f"{ROOT}/keepalived.conf",
-                                       "--pid", f"{self.work}/h.pid",
-                                       "--vrrp_pid", f"{self.work}/hv.pid"))
+        self.start("keepalived", self.director(
+            "keepalived", "--dont-fork", "--log-console", "--vrrp", "--use-file",
+            f"{ROOT}/keepalived.conf", "--pid", f"{self.work}/h.pid",
+            "--vrrp_pid", f"{self.work}/hv.pid"))
+        return proc.stderr
+
+    def haguard(self, conf: str) -> dict[str, Any]:
+        if os.path.exists(NOTED):
+            os.unlink(NOTED)
+        migration = self.start_haguard(conf)
         try:
-            return {**self.observe("haguard's agent"), "migration": proc.stderr}
+            return {**self.observe("haguard's agent"), "migration": migration}
         finally:
             self.stop("keepalived")
             self.stop("agent")
 
 
-def main() -> int:
-    work, conf = sys.argv[1], sys.argv[2]
-    sh("modprobe", "ip_vs")
-    proof = Proof(work)
+def prove(proof: Proof, conf: str) -> int:
+    """Run ``conf`` under keepalived, then its migration under haguard; print both."""
     try:
         proof.build()
         result = {"keepalived": proof.keepalived(conf), "haguard": proof.haguard(conf)}
@@ -324,6 +310,11 @@ def main() -> int:
         proof.teardown()
     print(json.dumps(result))
     return 0
+
+
+def main() -> int:
+    sh("modprobe", "ip_vs")
+    return prove(Proof(sys.argv[1]), sys.argv[2])
 
 
 if __name__ == "__main__":

@@ -144,15 +144,15 @@ virtual_server 192.0.2.100 53 {
 """
 
 
-def proved(vm: VM, original: str) -> tuple[dict, dict]:
+def proved(vm: VM, original: str, proof: str = "migrate_proof.py") -> tuple[dict, dict]:
     """What keepalived from ``original`` and haguard from its migration did in the VM:
-    tests/vm/migrate_proof.py's two observations."""
+    the two observations of the guest script ``proof`` (tests/vm/)."""
     work = tempfile.mkdtemp(prefix="migrate-", dir=vm.work)
     conf = os.path.join(work, "keepalived.conf")
     with open(conf, "w", encoding="utf-8") as fh:
         fh.write(original.replace("@NOTE@", NOTE_SCRIPT).replace("@CHECK@", CHECK_SCRIPT))
-    result = vm.run([vm.python, os.path.join(REPO, "tests", "vm", "migrate_proof.py"), work,
-                     conf], timeout=900, env={"PYTHONPATH": REPO})
+    result = vm.run([vm.python, os.path.join(REPO, "tests", "vm", proof), work, conf],
+                    timeout=900, env={"PYTHONPATH": REPO})
     assert result.returncode == 0, result.stderr[-4000:]
     found = json.loads(result.stdout)
     return found["keepalived"], found["haguard"]
@@ -228,14 +228,6 @@ vrrp_instance VI_9 {
 
 def test_a_tracked_process_moves_the_priority_alike_under_keepalived_and_the_migration(
         vm: VM) -> None:
-    work = tempfile.mkdtemp(prefix="track-", dir=vm.work)
-    conf = os.path.join(work, "keepalived.conf")
-    with open(conf, "w", encoding="utf-8") as fh:
-        fh.write(TRACKED)
-    result = vm.run([vm.python, os.path.join(REPO, "tests", "vm", "track_process_proof.py"),
-                     work, conf], timeout=600, env={"PYTHONPATH": REPO})
-    assert result.returncode == 0, result.stderr[-4000:]
-    found = json.loads(result.stdout)
+    by_keepalived, by_haguard = proved(vm, TRACKED, "track_process_proof.py")
     # The process's weight while it runs, none once it is gone, and back with it.
-    assert found["haguard"] == found["keepalived"] == {"running": 110, "gone": 100,
-                                                       "again": 110}
+    assert by_haguard == by_keepalived == {"running": 110, "gone": 100, "again": 110}

@@ -19,12 +19,9 @@ import shutil
 import sys
 from typing import Any
 
-import yaml
-
-from tests.vm.migrate_proof import Proof, sh, wait
+from tests.vm.migrate_proof import ROOT, Proof, prove, sh, wait
 
 DEVICE, PEER, ADDRESS = "hgtp0", "hgtp1", "203.0.113.1/24"
-ROOT = "/run/haguard-track-proof"
 SLEEPER = f"{ROOT}/tpsleeper"      # its own name: /proc/PID/comm is what is tracked
 
 
@@ -57,7 +54,7 @@ class TrackProof(Proof):
     def has_vip(self) -> bool:
         return "203.0.113.100/" in sh("ip", "-o", "addr", "show", "dev", DEVICE).stdout
 
-    def observe(self) -> dict[str, Any]:
+    def observe(self, stopper: str = "haguard's agent") -> dict[str, Any]:
         self.start("sleeper", [SLEEPER, "3600"])
         wait(self.has_vip, 120, "the VIP on the MASTER")
         running = self.priority()
@@ -80,33 +77,11 @@ class TrackProof(Proof):
             self.stop("keepalived")
             wait(lambda: not self.has_vip(), 60, "keepalived to leave the VIP")
 
+    def director(self, *argv: str) -> list[str]:
+        return list(argv)           # the VM's own namespace
+
     def haguard(self, conf: str) -> dict[str, Any]:
-        migrated = f"{self.work}/migrated.yaml"
-        proc = sh(sys.executable, "-m", "haguard", "migrate", conf, "-o", migrated,
-                  check=False)
-        if proc.returncode != 0:
-            raise RuntimeError(f"haguard migrate: exit {proc.returncode}: {proc.stderr}")
-        with open(migrated, encoding="utf-8") as fh:
-            doc = yaml.safe_load(fh)
-        doc["node"].update(state_dir=f"{ROOT}/state", log_file=f"{self.work}/haguard.jsonl",
-                           lever_dir=f"{ROOT}/levers")
-        doc["keepalived"] = {"config": f"{ROOT}/keepalived.conf", "hooks_dir": f"{ROOT}/hooks",
-                             "pid_file": f"{self.work}/h.pid",
-                             "vrrp_pid_file": f"{self.work}/hv.pid"}
-        doc["agent"] = {"fifo": f"{ROOT}/state/notify.fifo"}
-        config = f"{ROOT}/lb1.yaml"
-        with open(config, "w", encoding="utf-8") as fh:
-            yaml.safe_dump(doc, fh, sort_keys=False)
-        haguard = [sys.executable, "-m", "haguard"]
-        sh(*haguard, "hooks", "install", "-c", config, "--no-systemd")
-        sh(*haguard, "render", "-c", config, "-o", f"{ROOT}/keepalived.conf")
-        self.start("agent", [*haguard, "agent", "-c", config])
-        wait(lambda: os.path.exists(f"{ROOT}/state/notify.fifo"), 120,
-             "the agent's notify FIFO")
-        self.start("keepalived", ["keepalived", "--dont-fork", "--log-console", "--vrrp",
-                                  "--use-file", f"{ROOT}/keepalived.conf",
-                                  "--pid", f"{self.work}/h.pid",
-                                  "--vrrp_pid", f"{self.work}/hv.pid"])
+        self.start_haguard(conf)
         try:
             return self.observe()
         finally:
@@ -115,15 +90,7 @@ class TrackProof(Proof):
 
 
 def main() -> int:
-    work, conf = sys.argv[1], sys.argv[2]
-    proof = TrackProof(work)
-    try:
-        proof.build()
-        result = {"keepalived": proof.keepalived(conf), "haguard": proof.haguard(conf)}
-    finally:
-        proof.teardown()
-    print(json.dumps(result))
-    return 0
+    return prove(TrackProof(sys.argv[1]), sys.argv[2])
 
 
 if __name__ == "__main__":
