@@ -47,6 +47,7 @@ BOOTSTRAP_S = 1.0          # keepalived's BOOTSTRAP_DELAY before a check's first
 # is written this often (thousands of checks a second must not rewrite the file each).
 REFRESH_S = 10.0
 NOTIFY_TIMEOUT_S = 10.0    # notify and quorum commands
+PUBLISH_SHARE = 10         # the status snapshot takes at most 1/10 of the loop's time
 
 
 @dataclass
@@ -431,18 +432,22 @@ class HealthWatch:
 
     async def publish_every(self, seconds: float) -> None:
         """Write the snapshot within ``seconds`` of a change, and every REFRESH_S while
-        checks only repeat themselves (their times move on)."""
+        checks only repeat themselves (their times move on). A snapshot that takes long
+        (thousands of real servers) is written less often: publishing takes at most
+        1/PUBLISH_SHARE of the loop, whose work is the checks and the transitions."""
         written = 0.0
         while True:
+            pause = seconds
             if self._dirty or (self._checked and time.monotonic() - written >= REFRESH_S):
                 self._dirty = self._checked = False
-                written = time.monotonic()
                 self.flush()       # what is published as the table is in the kernel first
+                written = time.monotonic()
                 try:
                     self._publish(self.snapshot())
                 except Exception as exc:  # noqa: BLE001 - status is stale, checks go on
                     self.log.warning("health_publish_failed", error=str(exc))
-            await asyncio.sleep(seconds)
+                pause = max(seconds, (time.monotonic() - written) * (PUBLISH_SHARE - 1))
+            await asyncio.sleep(pause)
 
 
 def with_table(config: Config, services: tuple[VirtualService, ...]) -> Config:

@@ -9,10 +9,12 @@ from typing import Any
 from haguard.core.events import STATES
 
 
-def _labels(**labels: str) -> str:
-    def esc(value: str) -> str:
-        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return "{" + ",".join(f'{k}="{esc(v)}"' for k, v in labels.items()) + "}"
+def _esc(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _labels(labels: tuple[tuple[str, str], ...]) -> str:
+    return "{" + ",".join([f'{k}="{_esc(v)}"' for k, v in labels]) + "}"
 
 
 def _seconds(ms: Any) -> str | None:
@@ -57,7 +59,8 @@ def text(found: Iterable[Family]) -> str:
     lines: list[str] = []
     for f in found:
         lines += [f"# HELP {f.name} {f.help}", f"# TYPE {f.name} {f.kind}"]
-        lines += [f"{f.name}{_labels(**dict(labels))} {value}" for labels, value in f.samples]
+        name = f.name
+        lines += [f"{name}{_labels(labels)} {value}" for labels, value in f.samples]
     return "\n".join(lines) + "\n"
 
 

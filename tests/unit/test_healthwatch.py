@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from pathlib import Path
 
 from haguard.adapters.log import get_logger
@@ -151,3 +152,31 @@ ipvs:
                     (True, "not checked: Too many open files on this director"),
                     (True, f"connected to 127.0.0.1:{port}")]
     assert all(v.up for v in hw.view(key))
+
+
+def test_a_slow_snapshot_is_published_less_often_so_the_checks_keep_the_loop(
+        tmp_path: Path) -> None:
+    # Thousands of real servers: a snapshot that takes 40 ms, and something to publish on
+    # every turn. Asked for every 10 ms, it is written about every 400 ms instead.
+    config: Config = loads(DOC, filename="lb1.yaml")
+    published: list[tuple[float, float]] = []
+
+    def publish(snapshot: dict) -> None:
+        began = time.monotonic()
+        time.sleep(0.04)
+        published.append((began, time.monotonic()))
+    hw = HealthWatch(config, get_logger(str(tmp_path / "log.jsonl"), quiet=True),
+                     apply=lambda services: None, held=lambda s: True, publish=publish)
+
+    async def main() -> None:
+        task = asyncio.get_running_loop().create_task(hw.publish_every(0.01))
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            hw._dirty = True                # a change to publish, always
+            await asyncio.sleep(0.005)
+        task.cancel()
+    asyncio.run(main())
+    # Each publish waits nine times as long as the one before took (at least).
+    waits = [(b[0] - a[1], a[1] - a[0]) for a, b in zip(published, published[1:])]
+    assert all(wait >= 9 * took * 0.95 for wait, took in waits), waits
+    assert 1 <= len(published) <= 5, waits
