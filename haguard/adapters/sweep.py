@@ -145,6 +145,17 @@ class Sweep:
 
     def _tick(self) -> None:
         self._timer = None
+        try:
+            self._due_now()
+        finally:
+            # Whatever one result's handling raised (the loop's handler logs it), every
+            # other check keeps its schedule.
+            nxt = min(self._deadlines[0][0] if self._deadlines else float("inf"),
+                      self._due[0][0] if self._due else float("inf"))
+            if nxt != float("inf"):
+                self._arm(nxt)
+
+    def _due_now(self) -> None:
         # Sockets ready by now are judged ready, however late this wake-up is.
         self._collect()
         now = self._loop.time()
@@ -162,10 +173,6 @@ class Sweep:
             if ident in self._checks:
                 self._begin(ident)
                 begun += 1
-        nxt = min(deadlines[0][0] if deadlines else float("inf"),
-                  due[0][0] if due else float("inf"))
-        if nxt != float("inf"):
-            self._arm(nxt)
 
     # ------------------------------------------------------------------ probing
     def _begin(self, ident: int) -> None:

@@ -395,3 +395,41 @@ def test_a_thousand_checks_due_at_once_begin_in_bursts_with_the_loops_other_work
     steps = [b - a for a, b in zip(seen, seen[1:])]
     assert seen[-1] == 1000
     assert 0 < max(steps) <= BURST and max(steps) < 1000, steps
+
+
+def test_a_result_whose_handling_raises_stops_no_other_check() -> None:
+    # A bug in what hears one check's result, on the sweep's timer (a connect timeout):
+    # the loop's handler reports it, and the timer still runs every other check.
+    with listening() as port, listening(backlog=0) as full_port:
+        fillers = []
+        for _ in range(4):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", full_port))
+            fillers.append(s)
+
+        async def main() -> tuple[int, list[str]]:
+            loop = asyncio.get_running_loop()
+            errors: list[str] = []
+            loop.set_exception_handler(lambda _, context: errors.append(
+                str(context.get("exception"))))
+            heard = {1: 0, 2: 0}
+
+            def done(ident: int, result: ProbeResult) -> float:
+                heard[ident] += 1
+                if ident == 1:
+                    raise RuntimeError(f"a bug on {result.detail}")
+                return 0.02
+            sweep = Sweep(loop, done)
+            sweep.add(1, Target("127.0.0.1", full_port, 0.05), 0.0)
+            sweep.add(2, Target("127.0.0.1", port, 1.0), 0.2)
+            await asyncio.sleep(0.6)
+            sweep.close()
+            return heard[2], errors
+        try:
+            later, errors = asyncio.run(main())
+        finally:
+            for s in fillers:
+                s.close()
+    assert errors[:1] == ["a bug on connect timeout after 0.05 s"]
+    assert later >= 5
