@@ -1,6 +1,6 @@
 """The agent's real-server checks on the agent's event loop (TCP and plain-HTTP checks in
-bulk on one epoll set, the others one task each), the results through haguard.core.health, and the
-effective table kept in the kernel.
+bulk on one epoll set, the others one task each), the results through
+haguard.core.health, and the effective table kept in the kernel.
 
 No probe blocks: each waits on its own socket or child process, so a slow or hung real
 server costs its own check time, never a VRRP transition's. Checks run on MASTER and
@@ -128,7 +128,8 @@ class HealthWatch:
         self.levers: list[RsLever] = []
         self._cached: tuple[tuple[VirtualService, ...], tuple[VirtualService, ...]] | None = None
         self._tasks: dict[tuple[ServiceKey, tuple[str, int], int], asyncio.Task[None]] = {}
-        # TCP and plain-HTTP checks run in bulk (adapters/sweep.py); each is a slot by its ident there.
+        # TCP and plain-HTTP checks run in bulk (adapters/sweep.py), each a slot by its
+        # ident there.
         self._sweep: Sweep | None = None
         self._slots: dict[int, _Slot] = {}
         self._dirty = True
