@@ -296,9 +296,40 @@ class Proof:
         migration = self.start_haguard(conf)
         try:
             return {**self.observe("haguard's agent"), "migration": migration}
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n{self.agent_view()}") from exc
         finally:
             self.stop("keepalived")
             self.stop("agent")
+
+    def agent_view(self) -> str:
+        """What the agent says of each real server, the table, and its last changes: what
+        a failed wait needs to be understood after the guest's files are gone."""
+        try:
+            lines = ["the table now:", *self.table()]
+        except RuntimeError as exc:
+            lines = [f"the table now: unread ({exc})"]
+        lines.append("the agent's real servers:")
+        try:
+            with open(f"{ROOT}/state/health.json", encoding="utf-8") as fh:
+                health = json.load(fh)
+            lines += [f"  {svc['service']} {rs['realserver']}: {rs['state']} "
+                      f"({'; '.join(str(c.get('detail')) for c in rs['checks'])})"
+                      for svc in health.get("services", []) for rs in svc["realservers"]]
+        except (OSError, ValueError, KeyError) as exc:
+            lines.append(f"  (no health.json: {exc})")
+        try:
+            with open(f"{self.work}/haguard.jsonl", encoding="utf-8") as fh:
+                events = [json.loads(line) for line in fh if line.strip()]
+        except (OSError, ValueError) as exc:
+            events, lines = [], [*lines, f"(no log: {exc})"]
+        lines.append("its last changes:")
+        lines += [f"  {e.get('event')} {e.get('service', '')} {e.get('realserver', '')} "
+                  f"{e.get('detail', e.get('error', ''))}" for e in events
+                  if e.get("event") in ("realserver_down", "realserver_up", "quorum_lost",
+                                        "quorum_gained", "health_apply_failed",
+                                        "check_not_made")][-30:]
+        return "\n".join(lines)
 
 
 def prove(proof: Proof, conf: str) -> int:

@@ -102,7 +102,7 @@ def test_an_interrupted_run_with_the_vm_tier_beside_powers_the_besides_guest_off
         tmp_path: Path) -> None:
     """scripts/test's whole run hands the VM tier to a child pytest (tests/beside.py):
     SIGTERM to the run reaches that child, whose session powers its guest off."""
-    run = ChildRun(str(tmp_path), TARGET, "tests/unit/test_probes.py",
+    run = ChildRun(str(tmp_path), TARGET, "tests/unit/test_sweep.py",
                    env={"HAGUARD_TIER_BESIDE": "vm"})
     try:
         beside = run.wait_for(lambda: _pytest_child_of(run.proc.pid), 60, "the VM tier's own pytest")

@@ -22,7 +22,9 @@ from tests.vm.migrate_proof import CHECK_SCRIPT, NOTE_SCRIPT
 # weights' sum), so rs1's failure loses it, the sorry server stands in alone and the
 # quorum commands note each change; and the other checkers, SSL_GET on a TLS service,
 # DNS_CHECK on the UDP one and MISC_CHECK (an operator's script) on the group's, each of
-# which takes rs2 out of its service when rs2 fails it.
+# which takes rs2 out of its service when rs2 fails it. Their timeouts are generous: a
+# TLS handshake, a script's fork or a DNS round trip by Python under emulation, beside
+# the other tiers, can take seconds, and a flapping check would leave no steady table.
 ORIGINAL = """\
 global_defs {
     router_id lb1
@@ -86,7 +88,7 @@ virtual_server 192.0.2.100 80 {
     }
 }
 virtual_server group web {
-    delay_loop 2
+    delay_loop 6
     lb_algo rr
     lb_kind DR
     protocol TCP
@@ -94,12 +96,12 @@ virtual_server group web {
         weight 1
         MISC_CHECK {
             misc_path "@CHECK@ 192.0.2.22"
-            misc_timeout 2
+            misc_timeout 5
         }
     }
 }
 virtual_server 192.0.2.100 443 {
-    delay_loop 2
+    delay_loop 6
     lb_algo rr
     lb_kind DR
     protocol TCP
@@ -110,7 +112,7 @@ virtual_server 192.0.2.100 443 {
                 path /
                 status_code 200
             }
-            connect_timeout 2
+            connect_timeout 5
         }
     }
     real_server 192.0.2.22 443 {
@@ -120,12 +122,12 @@ virtual_server 192.0.2.100 443 {
                 path /
                 status_code 200
             }
-            connect_timeout 2
+            connect_timeout 5
         }
     }
 }
 virtual_server 192.0.2.100 53 {
-    delay_loop 2
+    delay_loop 6
     lb_algo rr
     lb_kind DR
     protocol UDP
@@ -135,7 +137,7 @@ virtual_server 192.0.2.100 53 {
         DNS_CHECK {
             type A
             name www.example.org
-            connect_timeout 1
+            connect_timeout 5
             retry 1
             delay_before_retry 1
         }
