@@ -71,6 +71,24 @@ def listening(backlog: int = 8) -> Iterator[int]:
         yield int(listener.getsockname()[1])
 
 
+@contextmanager
+def dropping_syns() -> Iterator[int]:
+    """A loopback port whose accept queue is full: the kernel drops further SYNs, as a
+    firewall would; connects to it time out."""
+    with listening(backlog=0) as port:
+        fillers = []
+        try:
+            for _ in range(4):
+                s = socket.socket()
+                s.setblocking(False)
+                s.connect_ex(("127.0.0.1", port))
+                fillers.append(s)
+            yield port
+        finally:
+            for s in fillers:
+                s.close()
+
+
 def test_a_connect_that_completes_is_up_and_says_where() -> None:
     with listening() as port:
         result = probe_once("127.0.0.1", port, 1.0)
@@ -84,19 +102,8 @@ def test_a_closed_port_is_a_refusal_at_once() -> None:
 
 
 def test_a_listener_that_drops_syns_is_a_connect_timeout_within_the_timeout() -> None:
-    # A full accept queue: the kernel drops further SYNs, as a firewall would.
-    with listening(backlog=0) as port:
-        fillers = []
-        try:
-            for _ in range(4):
-                s = socket.socket()
-                s.setblocking(False)
-                s.connect_ex(("127.0.0.1", port))
-                fillers.append(s)
-            result = probe_once("127.0.0.1", port, 0.3)
-        finally:
-            for s in fillers:
-                s.close()
+    with dropping_syns() as port:
+        result = probe_once("127.0.0.1", port, 0.3)
     assert (result.ok, result.detail) == (False, "connect timeout after 0.3 s")
     assert 0.3 <= result.duration_s < 1.0
 
@@ -178,13 +185,7 @@ def test_a_check_whose_result_returns_no_delay_is_not_probed_again() -> None:
 def test_the_sweep_leaves_no_socket_open_whatever_the_outcome_and_when_cleared() -> None:
     # Connects completed, refused and timed out, HTTP answers that never came, and then a
     # clear() with probes in flight: every socket is closed, none is left for the collector.
-    with listening() as up_port, listening(backlog=0) as full_port:
-        fillers = []
-        for _ in range(4):
-            s = socket.socket()
-            s.setblocking(False)
-            s.connect_ex(("127.0.0.1", full_port))
-            fillers.append(s)
+    with listening() as up_port, dropping_syns() as full_port:
         refused = closed_port()
 
         async def main() -> tuple[set[str], int]:
@@ -210,17 +211,13 @@ def test_the_sweep_leaves_no_socket_open_whatever_the_outcome_and_when_cleared()
             await asyncio.sleep(0.05)
             sweep.close()
             return details, in_flight
-        try:
-            gc.collect()       # earlier tests' garbage must not close its files mid-count
-            before = len(os.listdir("/proc/self/fd"))
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", ResourceWarning)
-                details, in_flight = asyncio.run(main())
-                gc.collect()
-            after = len(os.listdir("/proc/self/fd"))
-        finally:
-            for s in fillers:
-                s.close()
+        gc.collect()       # earlier tests' garbage must not close its files mid-count
+        before = len(os.listdir("/proc/self/fd"))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            details, in_flight = asyncio.run(main())
+            gc.collect()
+        after = len(os.listdir("/proc/self/fd"))
     assert details == {f"connected to 127.0.0.1:{up_port}", "connect refused",
                        "connect timeout after 0.05 s", "HTTP timeout after 0.05 s on /"}
     assert in_flight > 0            # the clear() met connects under way
@@ -400,14 +397,7 @@ def test_a_thousand_checks_due_at_once_begin_in_bursts_with_the_loops_other_work
 def test_a_result_whose_handling_raises_stops_no_other_check() -> None:
     # A bug in what hears one check's result, on the sweep's timer (a connect timeout):
     # the loop's handler reports it, and the timer still runs every other check.
-    with listening() as port, listening(backlog=0) as full_port:
-        fillers = []
-        for _ in range(4):
-            s = socket.socket()
-            s.setblocking(False)
-            s.connect_ex(("127.0.0.1", full_port))
-            fillers.append(s)
-
+    with listening() as port, dropping_syns() as full_port:
         async def main() -> tuple[int, list[str]]:
             loop = asyncio.get_running_loop()
             errors: list[str] = []
@@ -426,10 +416,6 @@ def test_a_result_whose_handling_raises_stops_no_other_check() -> None:
             await asyncio.sleep(0.6)
             sweep.close()
             return heard[2], errors
-        try:
-            later, errors = asyncio.run(main())
-        finally:
-            for s in fillers:
-                s.close()
+        later, errors = asyncio.run(main())
     assert errors[:1] == ["a bug on connect timeout after 0.05 s"]
     assert later >= 5
