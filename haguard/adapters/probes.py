@@ -50,22 +50,22 @@ class ProbeResult:
     local: bool = False               # not made here (``LOCAL_ERRNOS``): no verdict
 
 
-def _not_made(exc: OSError, start: float) -> ProbeResult:
-    return ProbeResult(False, f"not checked: {exc.strerror or exc} on this director",
-                       time.monotonic() - start, local=True)
-
-
 def _failed(exc: OSError, start: float, words: str | None = None) -> ProbeResult:
-    """What an OSError of a probe reads as; one of this host's own is no verdict."""
-    if exc.errno in LOCAL_ERRNOS:
-        return _not_made(exc, start)
-    return ProbeResult(False, words or _os_words(exc), time.monotonic() - start)
+    """What an OSError of a probe begun at ``start`` reads as."""
+    return _failure(exc, time.monotonic() - start, words)
 
 
 def connect_failure(err: int, duration_s: float) -> ProbeResult:
-    """What a connect that failed with errno ``err`` reads as (``_failed``'s words for
-    a bare errno)."""
-    return _failed(OSError(err, os.strerror(err)), time.monotonic() - duration_s)
+    """What a connect that failed with errno ``err`` after ``duration_s`` reads as."""
+    return _failure(OSError(err, os.strerror(err)), duration_s)
+
+
+def _failure(exc: OSError, duration_s: float, words: str | None = None) -> ProbeResult:
+    """One of this host's own errors is no verdict; any other is the real server's."""
+    if exc.errno in LOCAL_ERRNOS:
+        return ProbeResult(False, f"not checked: {exc.strerror or exc} on this director",
+                           duration_s, local=True)
+    return ProbeResult(False, words or _os_words(exc), duration_s)
 
 
 def _os_words(exc: OSError) -> str:
