@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
+from collections.abc import Iterator, Mapping
 
 from haguard.core.kaconf import KeepalivedConfError, Line, Stmt, lines, parse
 
 MAX_INCLUDE_DEPTH = 8   # keepalived's own limit is deeper; past this it is a loop
+# keepalived runs under systemd, whose default PATH for services is this one; keepalived
+# searches it for a command written without a directory.
+SERVICE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def read_keepalived_conf(path: str) -> tuple[Stmt, ...]:
@@ -47,3 +52,22 @@ def _expanded(path: str, chain: tuple[str, ...], where: str | None) -> list[Line
         for match in matches:
             out.extend(_expanded(match, chain + (real,), line.where))
     return out
+
+
+class ProgramPaths(Mapping[str, str]):
+    """Where keepalived's PATH search finds a bare command name on this machine."""
+
+    def __init__(self, search: str = SERVICE_PATH) -> None:
+        self._search = search
+
+    def __getitem__(self, name: str) -> str:
+        found = shutil.which(name, path=self._search)
+        if found is None:
+            raise KeyError(name)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())   # looked up by name only; the PATH is not listed
+
+    def __len__(self) -> int:
+        return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from haguard.adapters.kafiles import read_keepalived_conf
+from haguard.adapters.kafiles import ProgramPaths, read_keepalived_conf
 from haguard.core.config import loads
 from haguard.core.migrate import Finding, migrate, to_yaml
 from haguard.errors import ConfigError
@@ -21,7 +21,7 @@ class MigrationResult:
 
 def migrate_file(path: str, node: str | None = None) -> MigrationResult:
     """Translate ``path`` (includes followed); validate the YAML as haguard will read it."""
-    migration = migrate(read_keepalived_conf(path), node)
+    migration = migrate(read_keepalived_conf(path), node, ProgramPaths())
     text = to_yaml(migration, path)
     problems: tuple[str, ...] = ()
     try:

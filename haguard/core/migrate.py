@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,11 @@ PROCESS_TUNING = frozenset({
     "vrrp_netlink_monitor_rcv_bufs", "lvs_netlink_cmd_rcv_bufs",
     "lvs_netlink_monitor_rcv_bufs", "vrrp_startup_delay", "dynamic_interfaces",
     "child_wait_time", "vrrp_dont_use_vmac", "uptime"})
+# Announcement settings keepalived reads in a vrrp_instance (and, with vrrp_, in
+# global_defs); written bare in global_defs they are unknown to it.
+INSTANCE_GARP = frozenset({"garp_master_delay", "garp_master_repeat", "garp_master_refresh",
+                           "garp_master_refresh_repeat", "garp_lower_prio_delay",
+                           "garp_lower_prio_repeat"})
 MAIL = ("haguard sends no mail: it logs every transition (journald, or node.log_file) and "
         "exports metrics (haguard metrics); alert on those")
 # keepalived's checker defaults (keepalived.conf(5), keepalived/check/), written out in
@@ -105,9 +111,12 @@ def defined_params(stmts: tuple[Stmt, ...]) -> frozenset[str]:
     return frozenset(names)
 
 
-def migrate(stmts: tuple[Stmt, ...], node: str | None = None) -> Migration:
-    """Translate a parsed keepalived.conf; ``node`` names the director (else router_id)."""
-    conv = _Converter(params=defined_params(stmts))
+def migrate(stmts: tuple[Stmt, ...], node: str | None = None,
+            programs: Mapping[str, str] | None = None) -> Migration:
+    """Translate a parsed keepalived.conf; ``node`` names the director (else router_id);
+    ``programs`` maps a command written without a directory to where keepalived's PATH
+    search finds it."""
+    conv = _Converter(params=defined_params(stmts), programs=programs or {})
     return conv.run(stmts, node)
 
 
@@ -116,6 +125,7 @@ class _Converter:
     # keepalived expands $NAME where the file defines NAME (or NAME is one of its own,
     # which start with _); any other $ is literal text to it, and to the YAML.
     params: frozenset[str] = frozenset()
+    programs: Mapping[str, str] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     router_id: str | None = None
     script_user: str | None = None
@@ -306,6 +316,10 @@ class _Converter:
                 self.lvs_timeouts(s)
             elif kw == "lvs_sync_daemon":
                 self.sync_daemon(s, named_instance=True)
+            elif kw in INSTANCE_GARP:
+                self.note(s, f"an instance's keyword, not a global one (that is vrrp_{kw}): "
+                             "keepalived ignored it here ('Unknown keyword'); so does the "
+                             "YAML", decision=False)
             elif kw == "lvs_id":
                 self.note(s, "a name for the director in keepalived's mail; nothing acts "
                              "on it", decision=False)
@@ -354,7 +368,11 @@ class _Converter:
                 deferred_vips.append(s)
             elif kw == "unicast_peer":
                 out["unicast_peers"] = [self.peer(p) for p in self.block(s)]
-            elif kw.startswith("garp_") or kw == "gna_interval":
+            elif kw in ("garp_interval", "gna_interval"):
+                self.note(s, f"not an instance's keyword to keepalived (it is vrrp_{kw} in "
+                             "global_defs, or a garp_group's): keepalived ignored it here "
+                             "('Unknown keyword'); so does the YAML", decision=False)
+            elif kw.startswith("garp_"):
                 garp[kw] = s
             elif kw in ("notify_master", "notify_backup", "notify_fault", "notify_stop",
                         "notify"):
@@ -580,9 +598,6 @@ class _Converter:
         if len(stmt.args) > 1 and stmt.args[1] != "root":
             self.note(stmt, f"runs as {' '.join(stmt.args[1:])} under keepalived; haguard "
                             "runs notify commands as root")
-        if not argv[0].startswith("/"):
-            self.note(stmt, f"{argv[0]!r}: haguard runs commands without a shell or a PATH "
-                            "search; the YAML needs its absolute path")
         notify = out.setdefault("notify", {})
         if stmt.keyword == "notify":
             for state in ("master", "backup", "fault", "stop"):
@@ -771,8 +786,14 @@ class _Converter:
                 servers.append(s)
             elif kw == "sorry_server":
                 sorry = s
-            elif kw in ("quorum", "hysteresis"):
-                quorum["weight" if kw == "quorum" else kw] = self.integer(s)
+            elif kw == "quorum":
+                quorum["weight"] = self.integer(s)
+                if quorum["weight"] < 1:
+                    self.note(s, f"{quorum['weight']}: keepalived refuses a quorum below 1 "
+                                 "and uses 1, its default; so does the YAML", decision=False)
+                    quorum["weight"] = 1
+            elif kw == "hysteresis":
+                quorum["hysteresis"] = self.integer(s)
             elif kw in ("quorum_up", "quorum_down"):
                 quorum[kw.removeprefix("quorum_")] = self.command(s)
             elif kw == "virtualhost":
@@ -1083,7 +1104,21 @@ class _Converter:
         words = [w for arg in stmt.args for w in arg.split()]
         if not words:
             raise KeepalivedConfError(f"{stmt.where}: {stmt.keyword} needs a command")
-        return words
+        program = words[0]
+        if "/" in program:
+            return words
+        # keepalived searches its PATH for a bare name; haguard runs commands without
+        # a PATH search, so the YAML needs the file keepalived would have run.
+        found = self.programs.get(program)
+        if found is None:
+            self.note(stmt, f"{program!r}: keepalived looked for it on its PATH, and it is "
+                            "not on this machine's: write its absolute path (or migrate "
+                            "on the director that runs it)")
+            return words
+        self.note(stmt, f"{program!r}: keepalived found it on its PATH; the YAML has "
+                        f"{found}, where it is on this machine (migrate on the director "
+                        "that runs it)", decision=False)
+        return [found, *words[1:]]
 
 
 def _fold(services: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -1142,7 +1177,9 @@ def _num(value: float) -> float | int:
 
 
 def _checked(service: dict[str, Any]) -> bool:
-    return "health" in service or any("health" in r for r in service["real_servers"])
+    """Whether the service needs the agent: checks, a quorum or a sorry server."""
+    return (any(key in service for key in ("health", "quorum", "sorry_server"))
+            or any("health" in r for r in service["real_servers"]))
 
 
 def _common_health(servers: list[dict[str, Any]]) -> Any:

@@ -622,3 +622,81 @@ def test_vip_flags_do_not_shift_the_options_that_take_a_value() -> None:
                    if f.keyword == "virtual_ipaddress")
     assert words == ["-nodad", "home", "no_track"]
 
+
+
+BARE_COMMANDS = """\
+global_defs { router_id lb1 }
+vrrp_script chk_proxy {
+    script "pidof haproxy"
+    interval 2
+}
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 51
+    priority 100
+    virtual_ipaddress { 192.0.2.10 }
+    track_script { chk_proxy }
+    notify_master "conntrack-sync master"
+}
+"""
+
+
+def test_a_bare_command_gets_the_path_keepalived_would_have_found() -> None:
+    programs = {"pidof": "/usr/bin/pidof", "conntrack-sync": "/usr/local/sbin/conntrack-sync"}
+    migration = migrate(parse(lines(BARE_COMMANDS, "keepalived.conf")), None, programs)
+    valid(migration)
+    assert migration.doc["scripts"][0]["command"] == ["/usr/bin/pidof", "haproxy"]
+    assert migration.doc["instances"][0]["notify"]["master"] == [
+        ["/usr/local/sbin/conntrack-sync", "master"]]
+    assert migration.decisions == ()
+    assert ("keepalived.conf:3: script: note: 'pidof': keepalived found it on its PATH; the "
+            "YAML has /usr/bin/pidof, where it is on this machine (migrate on the director "
+            "that runs it)") in said(migration)
+
+
+def test_a_bare_command_not_found_here_is_a_decision() -> None:
+    migration = migrate(parse(lines(BARE_COMMANDS, "keepalived.conf")), None,
+                        {"pidof": "/usr/bin/pidof"})
+    assert [str(f) for f in migration.decisions] == [
+        "keepalived.conf:12: notify_master: 'conntrack-sync': keepalived looked for it on "
+        "its PATH, and it is not on this machine's: write its absolute path (or migrate on "
+        "the director that runs it)"]
+
+
+def test_quorum_0_is_read_as_keepalived_reads_it_quorum_1() -> None:
+    migration = run("""\
+global_defs { router_id lb1 }
+vrrp_instance VI_1 { interface eth0
+  virtual_router_id 51
+  priority 100
+  virtual_ipaddress { 192.0.2.10 } }
+virtual_server 192.0.2.10 53 {
+    protocol UDP
+    lb_kind DR
+    quorum 0
+    real_server 198.51.100.21 53 { weight 1 }
+}
+""")
+    valid(migration)
+    assert migration.doc["ipvs"]["services"][0]["quorum"] == {"weight": 1}
+    assert migration.decisions == ()
+    assert ("keepalived.conf:9: quorum: note: 0: keepalived refuses a quorum below 1 and "
+            "uses 1, its default; so does the YAML") in said(migration)
+
+
+def test_garp_keywords_written_where_keepalived_does_not_read_them_are_ignored_as_it_did() -> None:
+    migration = run("""\
+global_defs {
+    router_id lb1
+    garp_master_delay 3
+}
+vrrp_instance VI_1 { interface eth0
+  virtual_router_id 51
+  priority 100
+  garp_interval 0.5
+  virtual_ipaddress { 192.0.2.10 } }
+""")
+    valid(migration)
+    assert "announce" not in migration.doc["instances"][0]
+    assert migration.decisions == ()
+    assert [f.where for f in migration.findings] == ["keepalived.conf:3", "keepalived.conf:8"]
