@@ -29,13 +29,19 @@ KEEPALIVED_DROPIN_TEXT = """\
 KillMode=process
 """
 
-_AGENT = """\
+_AGENT_HEAD = """\
 # {name}: written by `haguard agent -c {config} --unit`.
 # Install: save as /etc/systemd/system/{name}, then
 #   systemctl daemon-reload && systemctl enable --now {name}
+"""
+_PACKAGED_HEAD = """\
+# {name}: shipped by the haguard package, for {config}.
+# Once that file is this node's: systemctl enable --now {name}
+"""
+_AGENT = """\
 [Unit]
 Description=haguard agent: applies keepalived's VRRP transitions (VIPs, announcements, IPVS)
-Documentation=man:keepalived.conf(5)
+Documentation=man:haguard(8) man:keepalived.conf(5)
 # Started before keepalived so the notify FIFO exists when keepalived opens it; keepalived
 # keeps running (hooks as fallback) when the agent stops or fails.
 Before=keepalived.service
@@ -44,7 +50,7 @@ After=network-online.target
 
 [Service]
 Type=simple
-ExecStart={python} -m haguard agent -c {config}
+ExecStart={command} agent -c {config}
 Restart=on-failure
 RestartSec=1
 # Only the agent: re-announcers it started belong to the MASTER, not to this process.
@@ -60,10 +66,13 @@ WantedBy=keepalived.service
 
 REALSERVER_UNIT_NAME = "haguard-realserver.service"
 
-_REALSERVER = """\
+_REALSERVER_HEAD = """\
 # Installed by `haguard realserver up`: puts the VIPs back on every boot.
+"""
+_REALSERVER = """\
 [Unit]
-Description=haguard real server setup ({mode}: {vips})
+Description=haguard real server setup ({what})
+Documentation=man:haguard(8)
 After=network-pre.target
 Wants=network-pre.target
 Before=network.target
@@ -71,8 +80,8 @@ Before=network.target
 [Service]
 Type=oneshot
 RemainAfterExit=yes
-ExecStart={python} -m haguard realserver -c {config} up --no-persist
-ExecStop={python} -m haguard realserver -c {config} down
+ExecStart={command} realserver -c {config} up --no-persist
+ExecStop={command} realserver -c {config} down
 
 [Install]
 WantedBy=multi-user.target
@@ -168,8 +177,9 @@ def install_realserver_unit(config: Config, mode: str, vips: str, unit_dir: str)
     """Write the unit that redoes `realserver up` at boot; enable it where systemd runs."""
     path = os.path.join(unit_dir, REALSERVER_UNIT_NAME)
     os.makedirs(unit_dir, exist_ok=True)
-    write_atomic(path, _REALSERVER.format(mode=mode.upper(), vips=vips, python=sys.executable,
-                                          config=config.path))
+    write_atomic(path, _REALSERVER_HEAD + _REALSERVER.format(
+        what=f"{mode.upper()}: {vips}", command=f"{sys.executable} -m haguard",
+        config=config.path))
     lines = [f"wrote {path}"]
     if usable():
         checked("daemon-reload")
@@ -183,4 +193,21 @@ def install_realserver_unit(config: Config, mode: str, vips: str, unit_dir: str)
 
 def agent_unit(config: Config, python: str | None = None) -> str:
     """haguard-agent.service for ``config``, running this Python's haguard."""
-    return _AGENT.format(name=AGENT_UNIT_NAME, config=config.path, python=python or sys.executable)
+    return (_AGENT_HEAD + _AGENT).format(name=AGENT_UNIT_NAME, config=config.path,
+                                         command=f"{python or sys.executable} -m haguard")
+
+
+# The Debian package's own copies, for /etc/haguard/haguard.yaml and /usr/bin/haguard.
+PACKAGED_CONFIG = "/etc/haguard/haguard.yaml"
+
+
+def packaged_units() -> dict[str, str]:
+    """The units and drop-in the package ships, by their path under /lib/systemd/system."""
+    agent = (_PACKAGED_HEAD + _AGENT).format(name=AGENT_UNIT_NAME, config=PACKAGED_CONFIG,
+                                             command="/usr/bin/haguard")
+    realserver = (_PACKAGED_HEAD + _REALSERVER).format(
+        name=REALSERVER_UNIT_NAME, what=f"the VIPs of {PACKAGED_CONFIG}",
+        command="/usr/bin/haguard", config=PACKAGED_CONFIG)
+    return {AGENT_UNIT_NAME: agent, REALSERVER_UNIT_NAME: realserver,
+            KEEPALIVED_DROPIN: KEEPALIVED_DROPIN_TEXT.replace(
+                "# Written by `haguard hooks install`", "# Shipped by the haguard package")}

@@ -37,9 +37,14 @@ Files: /run/haguard-lab/NAME/ (configs, keepalived.conf, logs, state).
 
 
 def _default_config() -> str:
-    here = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    """conf/lab.yaml here, else the checkout's, else the installed package's copy."""
+    checkout = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__)))), DEFAULT_LAB_CONFIG)
-    return DEFAULT_LAB_CONFIG if os.path.exists(DEFAULT_LAB_CONFIG) else here
+    installed = os.path.join(sys.prefix, "share", "haguard", DEFAULT_LAB_CONFIG)
+    for candidate in (DEFAULT_LAB_CONFIG, checkout, installed):
+        if os.path.exists(candidate):
+            return candidate
+    return DEFAULT_LAB_CONFIG       # missing: the error names the path it was given
 
 
 def add_lab_parser(sub: Any) -> None:
