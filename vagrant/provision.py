@@ -7,15 +7,15 @@ here: the entry says the VM's role, its private addresses and its haguard config
 
 - every VM: its host name, and its private interfaces (systemd-networkd on haguard's
   box, ifupdown on others) so they come back at boot;
-- directors and real servers: haguard installed into the venv /opt/haguard from the
-  wheels built on the host (the VMs have no internet), the node config written to
-  /etc/haguard/haguard.yaml;
+- directors and real servers: haguard's Debian package, built on the host, installed
+  with apt (the VMs have no internet: its dependencies are in the box), the node config
+  written to /etc/haguard/haguard.yaml (the package's example replaced);
 - directors: `haguard hooks install` (root-owned path, keepalived's script security
   on; it also gives keepalived.service KillMode=process so the STOP hook outlives
   keepalived), `haguard render -o /etc/keepalived/keepalived.conf`, `haguard ipvs
   apply`, keepalived enabled and restarted under systemd, ip_vs loaded at boot (see
-  IPVS_MODULES); with an `agent` section in the config, haguard-agent.service as
-  `haguard agent --unit` writes it, enabled and started before keepalived;
+  IPVS_MODULES); with an `agent` section in the config, the package's
+  haguard-agent.service enabled and started before keepalived;
 - real servers: `haguard realserver up` (which writes and enables its systemd unit) and
   an HTTP service naming the server (haguard.adapters.httpprobe, the lab's own).
 
@@ -32,13 +32,15 @@ import sys
 import time
 from typing import Any
 
-WHEELS = "/vagrant/vagrant/.wheels"
-VENV = "/opt/haguard"
-HAGUARD = f"{VENV}/bin/haguard"
+DEBS = "/vagrant/vagrant/.debs"
+HAGUARD = "/usr/bin/haguard"
 HTTP_UNIT = "haguard-http.service"
 AGENT_UNIT = "haguard-agent.service"
-# What a public Debian box lacks and haguard's own box has.
-PACKAGES = ("keepalived", "ipvsadm", "python3-venv", "iproute2", "kmod", "rsync")
+PACKAGED_CONFIG = "/etc/haguard/haguard.yaml"    # what the package's units run
+# What a public Debian box lacks and haguard's own box has (the .deb's dependencies).
+PACKAGES = ("keepalived", "ipvsadm", "iproute2", "kmod", "rsync", "python3-prometheus-client",
+            "python3-pyroute2", "python3-scapy", "python3-structlog", "python3-tenacity",
+            "python3-yaml")
 
 
 START = time.monotonic()
@@ -130,31 +132,25 @@ def wait_for_address(name: str, address: str, timeout: float = 60.0) -> None:
 
 
 def install_haguard() -> None:
-    """haguard into the venv /opt/haguard, from the wheels built on the host.
+    """haguard's .deb, built on the host, installed with apt as an operator would.
 
-    haguard's box comes with that venv and haguard's dependencies already installed
-    and byte-compiled (minutes of CPU per VM under emulation); pip adds what a newer
-    haguard needs beyond them. On another box the venv is made here, and pip runs from
-    its wheel (ensurepip alone takes most of a minute under emulation).
+    Every dependency is in haguard's box (on another box `packages` installed them), so
+    apt needs no network. A re-provision installs the new build over the old one.
     """
-    wheels = sorted(os.listdir(WHEELS))
-    ours = [w for w in wheels if w.startswith("haguard-")]
-    pip_wheel = [w for w in wheels if w.startswith("pip-")]
-    if len(ours) != 1:
-        raise SystemExit(f"provision: expected one haguard wheel in {WHEELS}, found {ours}")
-    if not os.path.exists(f"{VENV}/bin/python"):
-        run(["python3", "-m", "venv", "--without-pip", VENV])
-    if os.path.exists(f"{VENV}/bin/pip"):
-        pip = [f"{VENV}/bin/pip"]
-    elif pip_wheel:
-        pip = [f"{VENV}/bin/python", f"{WHEELS}/{pip_wheel[0]}/pip"]
-    else:
-        raise SystemExit(f"provision: {VENV} has no pip and {WHEELS} no pip wheel")
-    # A re-provision replaces haguard (same version, new code) and keeps the rest.
-    again = ["--no-deps", "--force-reinstall"] if os.path.exists(HAGUARD) else []
-    run([*pip, "install", "-q", "--no-index", "--find-links", WHEELS,
-         "--disable-pip-version-check", *again, f"{WHEELS}/{ours[0]}"])
-    say(f"installed {ours[0]} into {VENV}")
+    debs = sorted(d for d in os.listdir(DEBS) if d.startswith("haguard_") and d.endswith(".deb"))
+    if len(debs) != 1:
+        raise SystemExit(f"provision: expected one haguard .deb in {DEBS}, found {debs}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    proc = subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends",
+                           "--reinstall", "-o", "Dpkg::Options::=--force-confold",
+                           f"{DEBS}/{debs[0]}"], text=True, capture_output=True,
+                          stdin=subprocess.DEVNULL, env=env)
+    if proc.returncode != 0:
+        print(proc.stdout + proc.stderr, flush=True)
+        raise SystemExit(f"provision: apt-get install {debs[0]} exited {proc.returncode}")
+    # The package's units and keepalived's drop-in, known to systemd before they are used.
+    run(["systemctl", "daemon-reload"])
+    say(f"installed {debs[0]} ({run([HAGUARD, '--version']).stdout.strip()})")
 
 
 def enable(unit: str) -> None:
@@ -182,11 +178,11 @@ def director(config: str, agent: bool) -> None:
     run([HAGUARD, "render", "-c", config, "-o", "/etc/keepalived/keepalived.conf"])
     run([HAGUARD, "ipvs", "apply", "-c", config])
     if agent:
-        # As the README installs it: the agent's own unit, started before keepalived so
-        # the notify FIFO is there when keepalived opens it.
-        unit = run([HAGUARD, "agent", "-c", config, "--unit"]).stdout
-        if write(f"/etc/systemd/system/{AGENT_UNIT}", unit):
-            run(["systemctl", "daemon-reload"])
+        if config != PACKAGED_CONFIG:
+            raise SystemExit(f"provision: the package's {AGENT_UNIT} runs {PACKAGED_CONFIG}, "
+                             f"and this director's config is {config}")
+        # The package's unit (for /etc/haguard/haguard.yaml), started before keepalived
+        # so the notify FIFO is there when keepalived opens it.
         enable(AGENT_UNIT)
         run(["systemctl", "restart", AGENT_UNIT])
         say("haguard-agent " + run(["systemctl", "is-active", AGENT_UNIT]).stdout.strip())
@@ -205,7 +201,7 @@ def realserver(host: dict[str, Any], config: str) -> None:
         text = ("# The real server's service in the multi-VM topology: answers with its name.\n"
                 f"[Unit]\nDescription=HTTP on port {port} naming {host['name']}\n"
                 "After=network.target\n\n[Service]\n"
-                f"ExecStart={VENV}/bin/python -m haguard.adapters.httpprobe serve "
+                "ExecStart=/usr/bin/python3 -m haguard.adapters.httpprobe serve "
                 f"--name {host['name']} --port {port} --bind ::\nRestart=always\n\n"
                 "[Install]\nWantedBy=multi-user.target\n")
         changed |= write(f"/etc/systemd/system/{unit}", text)

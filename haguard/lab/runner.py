@@ -28,7 +28,15 @@ from haguard.core.render import lever_files, render
 from haguard.errors import BadInput, LabError
 from haguard.lab import netns
 from haguard.lab.timeline import Timeline, build_timeline
-from haguard.lab.topology import LAB_ROOT, Director, Lab, RealServerNode, build, check_lab_name
+from haguard.lab.topology import (
+    EXEC_ROOT,
+    LAB_ROOT,
+    Director,
+    Lab,
+    RealServerNode,
+    build,
+    check_lab_name,
+)
 
 Say = Callable[[str], None]
 
@@ -55,7 +63,15 @@ def load_lab(name: str, config_paths: list[str], agent: bool = False) -> tuple[L
         if agent and isinstance(doc, dict):
             doc.setdefault("agent", {})
         docs.append(doc)
-    return build(name, configs, docs), configs
+    return build(name, configs, docs, hooks_in_exec_root=not holds_programs(LAB_ROOT)), configs
+
+
+def holds_programs(path: str) -> bool:
+    """Whether programs can run from ``path`` (or, while it does not exist, from the
+    nearest directory above it): not on a file system mounted noexec."""
+    while not os.path.exists(path) and path != os.path.dirname(path):
+        path = os.path.dirname(path)
+    return not os.statvfs(path).f_flag & os.ST_NOEXEC
 
 
 def time_scale() -> float:
@@ -603,10 +619,10 @@ def teardown(name: str, children: dict[int, subprocess.Popen[bytes]] | None = No
             proc.wait(5)
         except subprocess.TimeoutExpired:
             pass
-    workdir = f"{LAB_ROOT}/{name}"
-    if os.path.isdir(workdir):
-        shutil.rmtree(workdir, ignore_errors=True)
-        done.append(f"removed {workdir}")
+    for workdir in (f"{LAB_ROOT}/{name}", f"{EXEC_ROOT}/{name}"):
+        if os.path.isdir(workdir):
+            shutil.rmtree(workdir, ignore_errors=True)
+            done.append(f"removed {workdir}")
     return done
 
 

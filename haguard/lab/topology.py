@@ -18,6 +18,9 @@ from haguard.core.config import Config
 from haguard.errors import BadInput
 
 LAB_ROOT = "/run/haguard-lab"
+# Where the hooks go when LAB_ROOT's file system is mounted noexec, as Debian's
+# initramfs mounts /run: keepalived could not run them there.
+EXEC_ROOT = "/var/lib/haguard-lab"
 _LAB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,11}$")
 
 SEGMENTS_V4 = (ipaddress.ip_network("192.0.2.0/24"), ipaddress.ip_network("198.51.100.0/24"),
@@ -100,10 +103,12 @@ class Lab:
     real_servers: tuple[RealServerNode, ...] = ()
     # The device of each VIP that is not on the first interface (vips[].interface).
     vip_interfaces: tuple[tuple[str, str], ...] = ()
+    hooks_in_exec_root: bool = False     # the hooks in EXEC_ROOT, not in the workdir
 
     @property
     def hooks_dir(self) -> str:
-        return f"{self.workdir}/hooks"
+        return f"{EXEC_ROOT}/{self.name}/hooks" if self.hooks_in_exec_root \
+            else f"{self.workdir}/hooks"
 
     @property
     def namespaces(self) -> tuple[str, ...]:
@@ -136,8 +141,10 @@ def derive_peer(doc: dict[str, Any]) -> dict[str, Any]:
     return peer
 
 
-def build(name: str, configs: list[Config], docs: list[dict[str, Any]]) -> Lab:
-    """Lay out the lab for one or two director configs (``docs`` are their raw YAML)."""
+def build(name: str, configs: list[Config], docs: list[dict[str, Any]],
+          hooks_in_exec_root: bool = False) -> Lab:
+    """Lay out the lab for one or two director configs (``docs`` are their raw YAML);
+    ``hooks_in_exec_root`` where LAB_ROOT cannot hold programs."""
     check_lab_name(name)
     if len(configs) not in (1, 2) or len(configs) != len(docs):
         raise BadInput("lab: give one director config (its peer is derived) or two")
@@ -198,14 +205,14 @@ def build(name: str, configs: list[Config], docs: list[dict[str, Any]]) -> Lab:
                     routes.append((f"{vip.address}/{vip.address.max_prefixlen}",
                                    inst.device_of(vip)))
 
+    hooks_dir = f"{EXEC_ROOT}/{name}/hooks" if hooks_in_exec_root else f"{workdir}/hooks"
     built = []
     for i, (doc, legs) in enumerate(directors):
         other_legs = directors[1 - i][1]
         built.append(Director(node=doc["node"]["name"], namespace=f"{prefix}-d{i}",
                               legs=legs, workdir=f"{workdir}/{doc['node']['name']}",
                               config_doc=_lab_doc(doc, f"{workdir}/{doc['node']['name']}",
-                                                  f"{workdir}/hooks", interfaces, legs,
-                                                  other_legs)))
+                                                  hooks_dir, interfaces, legs, other_legs)))
     extra = tuple(f"{SEGMENTS_V4[0].network_address + h}/{SEGMENTS_V4[0].prefixlen}"
                   for h in CLIENT_EXTRA_HOSTS)
     host_addresses.update(ipaddress.ip_interface(a).ip for a in extra)
@@ -216,7 +223,7 @@ def build(name: str, configs: list[Config], docs: list[dict[str, Any]]) -> Lab:
                client=Client(namespace=f"{prefix}-cl", legs=client_legs,
                              onlink_routes=tuple(routes), extra_ipv4=extra),
                vips=tuple(vips), real_servers=real_servers,
-               vip_interfaces=tuple(vip_interfaces))
+               vip_interfaces=tuple(vip_interfaces), hooks_in_exec_root=hooks_in_exec_root)
 
 
 def _segment_of(address: ipaddress.IPv4Address | ipaddress.IPv6Address,

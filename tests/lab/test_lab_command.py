@@ -122,3 +122,19 @@ def test_lab_refuses_a_config_with_errors_before_making_anything(tmp_path) -> No
     assert proc.returncode == 2
     assert "instances[0].priority: 0 is out of range (1-254)" in proc.stderr
     assert leftovers(name) == []
+
+
+def test_lab_run_works_where_run_is_mounted_noexec() -> None:
+    """Debian's initramfs mounts /run noexec, so keepalived could not run hooks kept in
+    /run/haguard-lab: the lab puts them in /var/lib/haguard-lab there, and removes them.
+    Here /run is a noexec tmpfs in a mount namespace of the run's own."""
+    name = lab_name()
+    script = ('mount -t tmpfs -o noexec,nosuid,nodev,mode=755 tmpfs /run && '
+              'exec "$0" -m haguard lab run --name "$1" --json')
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                           sys.executable, name], capture_output=True, text=True, timeout=300,
+                          cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["learned_from_announcement"] is True
+    assert f"removed /var/lib/haguard-lab/{name}" in proc.stderr
+    assert not os.path.exists(f"/var/lib/haguard-lab/{name}")

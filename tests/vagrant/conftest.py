@@ -100,7 +100,7 @@ class Cluster:
 
     def haguard(self, node: str, *args: str, check: bool = True,
                 timeout: float = 120) -> Result:
-        return self.ssh(node, ["/opt/haguard/bin/haguard", *args], check=check,
+        return self.ssh(node, ["/usr/bin/haguard", *args], check=check,
                         timeout=timeout)
 
     def view(self, node: str) -> tuple[str | None, bool]:

@@ -90,11 +90,70 @@ def test_every_vm_is_up_and_provisioned_by_haguard(cluster: Cluster) -> None:
         assert check.rc == 0
     for node in _names(cluster, "realserver"):
         status = cluster.ssh(node, f"systemctl is-enabled haguard-realserver; echo @@; "
-                                   f"/opt/haguard/bin/haguard realserver -c {config} status",
+                                   f"/usr/bin/haguard realserver -c {config} status",
                              check=False)
         enabled, report = _sections(status.out)
         assert status.rc == 0 and report.splitlines()[-1] == "healthy", status.out
         assert enabled == "enabled"
+
+
+# What the package puts where an operator looks for it (debian/, scripts/build-deb).
+PACKAGE_FILES = ("/usr/bin/haguard", "/usr/libexec/haguard/notify",
+                 "/usr/libexec/haguard/notify_master", "/lib/systemd/system/haguard-agent.service",
+                 "/lib/systemd/system/haguard-realserver.service",
+                 "/lib/systemd/system/keepalived.service.d/haguard.conf",
+                 "/usr/share/man/man8/haguard.8.gz", "/usr/share/man/man5/haguard.yaml.5.gz",
+                 "/usr/share/bash-completion/completions/haguard", "/etc/haguard/haguard.yaml",
+                 "/usr/share/haguard/hooks/notify", "/usr/share/haguard/conf/lab.yaml")
+# Debian 12's own versions of haguard's libraries, which the package depends on.
+BOOKWORM_LIBRARIES = {"PyYAML": "6.0", "scapy": "2.5.0", "structlog": "22.3.0",
+                      "tenacity": "8.2.1", "pyroute2": "0.7.2", "prometheus-client": "0.16.0"}
+_WHAT_RUNS = ("import haguard, importlib.metadata as m, json; print(json.dumps("
+              "{'haguard': haguard.__file__, 'libraries': {n: m.version(n) for n in "
+              + repr(sorted(BOOKWORM_LIBRARIES)) + "}}))")
+
+
+def test_haguard_runs_from_its_debian_package_on_debians_libraries(cluster: Cluster) -> None:
+    """Every director and real server got haguard as an operator does, with apt from the
+    .deb built from this checkout: its files in place, the hooks root's, and the agent
+    and every command running the package's code on bookworm's own libraries."""
+    for node in [*_names(cluster, "director"), *_names(cluster, "realserver")]:
+        status, files, owners = _sections(cluster.ssh(
+            node, "dpkg-query -W -f '${Status} ${Version}' haguard; echo @@; dpkg -L haguard; "
+                  "echo @@; stat -c '%U %a' /usr/libexec/haguard /usr/libexec/haguard/notify "
+                  "/var/lib/haguard", check=False).out)
+        assert status.startswith("install ok installed "), (node, status)
+        listed = set(files.splitlines())
+        assert [f for f in PACKAGE_FILES if f not in listed] == [], node
+        assert [line.split() for line in owners.splitlines()] == [
+            ["root", "755"], ["root", "755"], ["root", "755"]], (node, owners)
+        runs = json.loads(cluster.ssh(node, ["python3", "-c", _WHAT_RUNS]).out)
+        assert runs == {"haguard": "/usr/lib/python3/dist-packages/haguard/__init__.py",
+                        "libraries": BOOKWORM_LIBRARIES}, node
+    for node in _names(cluster, "director"):
+        if "agent" in (cluster.layout.host(node).config or {}):
+            exec_start = cluster.ssh(node, "systemctl show -p ExecStart --value "
+                                           "haguard-agent.service").out
+            assert "/usr/bin/haguard agent -c /etc/haguard/haguard.yaml" in exec_start, exec_start
+
+
+def test_the_installed_package_runs_the_lab(cluster: Cluster) -> None:
+    """`haguard lab run` from the package (its lab config and hooks from /usr/share/haguard)
+    on a real server's VM, where /run is noexec as Debian's initramfs mounts it: the pair
+    in namespaces with the real keepalived fails over and the client learns the new owner
+    from haguard's announcement."""
+    node = _names(cluster, "realserver")[-1]
+    start = time.monotonic()
+    # The lab stretches its waits by itself only in haguard's own VM; this one is as slow
+    # (software emulation), so it is told, as an operator on a slow machine would.
+    res = cluster.ssh(node, ["env", "HAGUARD_LAB_TIME_SCALE=10", "/usr/bin/haguard", "lab",
+                             "run", "--name", "pkg", "--json"], check=False, timeout=900)
+    took = time.monotonic() - start
+    assert res.rc == 0, f"{node}: haguard lab run exited {res.rc}\n{res.out[-3000:]}\n{res.err[-3000:]}"
+    timeline = json.loads(res.out)
+    assert timeline["learned_from_announcement"], timeline
+    figure(f"`haguard lab run` from the package on {node}: exit 0 in {took:.0f} s, "
+           f"outage {timeline.get('outage_ms', '?')} ms")
 
 
 def test_doctor_catches_keepalived_killed_with_its_cgroup(cluster: Cluster) -> None:
@@ -102,7 +161,10 @@ def test_doctor_catches_keepalived_killed_with_its_cgroup(cluster: Cluster) -> N
     KillMode=process and doctor is content; without it (Debian's unit as shipped) doctor
     reports the error that leaves a stopped director holding the VIPs."""
     node = _names(cluster, "director")[-1]
-    dropin = "/etc/systemd/system/keepalived.service.d/haguard.conf"
+    # The package ships the drop-in under /lib and `hooks install` writes it under /etc:
+    # without both, keepalived.service is Debian's as shipped.
+    dropins = " ".join(f"{top}/systemd/system/keepalived.service.d/haguard.conf"
+                       for top in ("/etc", "/lib"))
 
     def killmode_check() -> tuple[str, list[dict[str, Any]]]:
         res = cluster.haguard(node, "doctor", "-c", cluster.topology.NODE_CONFIG, "--json",
@@ -112,12 +174,13 @@ def test_doctor_catches_keepalived_killed_with_its_cgroup(cluster: Cluster) -> N
         return result, [f for f in report["findings"] if f["check"] == "keepalived-killmode"]
 
     assert killmode_check() == ("ok", [])
-    cluster.ssh(node, f"mv {dropin} /root/haguard.conf.saved && systemctl daemon-reload")
+    cluster.ssh(node, f"for f in {dropins}; do mv $f $f.saved; done; systemctl daemon-reload")
     try:
         result, found = killmode_check()
         assert result == "error" and "KillMode=control-group" in found[0]["what"], found
     finally:
-        cluster.ssh(node, f"mv /root/haguard.conf.saved {dropin} && systemctl daemon-reload")
+        cluster.ssh(node, f"for f in {dropins}; do mv $f.saved $f; done; "
+                          "systemctl daemon-reload")
     assert killmode_check() == ("ok", [])
 
 
