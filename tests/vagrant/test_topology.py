@@ -135,6 +135,19 @@ def test_haguard_runs_from_its_debian_package_on_debians_libraries(cluster: Clus
             exec_start = cluster.ssh(node, "systemctl show -p ExecStart --value "
                                            "haguard-agent.service").out
             assert "/usr/bin/haguard agent -c /etc/haguard/haguard.yaml" in exec_start, exec_start
+    # The package's example config, as shipped, names the package's own hooks
+    # (/usr/libexec/haguard), and they pass keepalived's script security as doctor
+    # checks it (keepalived -t does not check scripts).
+    node = _names(cluster, "director")[0]
+    example = "/root/haguard-example.yaml"
+    cluster.ssh(node, f"dpkg-deb --fsys-tarfile /vagrant/vagrant/.debs/haguard_*_all.deb "
+                      f"| tar -xO ./etc/haguard/haguard.yaml > {example}")
+    rendered = cluster.haguard(node, "render", "-c", example).out
+    assert f'notify "/usr/libexec/haguard/notify -c {example}"' in rendered, rendered
+    report = json.loads(cluster.haguard(node, "doctor", "-c", example, "--json", "--skip-wire",
+                                        check=False).out)
+    security = {c["check"]: c["result"] for c in report["checks"]}["script-security"]
+    assert security == "ok", [f for f in report["findings"] if f["check"] == "script-security"]
 
 
 def test_the_installed_package_runs_the_lab(cluster: Cluster) -> None:
