@@ -30,6 +30,7 @@ from typing import Any
 
 ETH_P_ARP = 0x0806
 PACKET_OUTGOING = 4
+SO_TIMESTAMPNS = 35        # asm-generic/socket.h; the socket module does not name it
 
 
 def mac_text(raw: bytes) -> str:
@@ -42,6 +43,7 @@ class Probe:
         self.port = port
         self.iface = iface
         self.t0 = time.monotonic()
+        self.wall0 = time.time() - (time.monotonic() - self.t0)   # the wall clock at t0
         self.stop = threading.Event()
         self.requests: list[dict[str, Any]] = []
         self.arp: list[dict[str, Any]] = []
@@ -50,6 +52,15 @@ class Probe:
 
     def now_ms(self) -> float:
         return round((time.monotonic() - self.t0) * 1000, 1)
+
+    def kernel_ms(self, ancillary: list[tuple[int, int, bytes]]) -> float:
+        """A frame's kernel receive time (SO_TIMESTAMPNS, the wall clock) on this
+        probe's clock; now when the kernel gave none."""
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+                sec, nsec = struct.unpack("qq", data[:16])
+                return round((sec + nsec / 1e9 - self.wall0) * 1000, 1)
+        return self.now_ms()
 
     def http(self, interval: float, timeout: float) -> None:
         while not self.stop.is_set():
@@ -73,17 +84,22 @@ class Probe:
     def sniff(self) -> None:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
         sock.bind((self.iface, ETH_P_ARP))
+        # Each frame timed by the kernel as it arrived, not when this thread got to read
+        # it: under emulation the thread can be late, and a frame stamped late would
+        # look as if it came after the neighbour entry it caused.
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.settimeout(0.2)
         while not self.stop.is_set():
             try:
-                frame, addr = sock.recvfrom(2048)
+                frame, ancillary, _, addr = sock.recvmsg(2048, 64)
             except TimeoutError:
                 continue
             if len(frame) < 42:
                 continue
             op = struct.unpack("!H", frame[20:22])[0]
             self.arp.append({
-                "t": self.now_ms(), "op": "request" if op == 1 else "reply" if op == 2 else op,
+                "t": self.kernel_ms(ancillary),
+                "op": "request" if op == 1 else "reply" if op == 2 else op,
                 "outgoing": addr[2] == PACKET_OUTGOING, "eth_src": mac_text(frame[6:12]),
                 "eth_dst": mac_text(frame[0:6]), "sha": mac_text(frame[22:28]),
                 "spa": socket.inet_ntoa(frame[28:32]), "tha": mac_text(frame[32:38]),

@@ -107,8 +107,7 @@ class Lab:
 
     @property
     def hooks_dir(self) -> str:
-        return f"{EXEC_ROOT}/{self.name}/hooks" if self.hooks_in_exec_root \
-            else f"{self.workdir}/hooks"
+        return hooks_dir(self.name, self.hooks_in_exec_root)
 
     @property
     def namespaces(self) -> tuple[str, ...]:
@@ -139,6 +138,11 @@ def derive_peer(doc: dict[str, Any]) -> dict[str, Any]:
         inst["priority"] = max(1, int(inst["priority"]) - 50)
         inst["state"] = "BACKUP"
     return peer
+
+
+def hooks_dir(name: str, in_exec_root: bool) -> str:
+    """Where lab ``name`` keeps the hooks keepalived runs."""
+    return f"{EXEC_ROOT if in_exec_root else LAB_ROOT}/{name}/hooks"
 
 
 def build(name: str, configs: list[Config], docs: list[dict[str, Any]],
@@ -205,14 +209,14 @@ def build(name: str, configs: list[Config], docs: list[dict[str, Any]],
                     routes.append((f"{vip.address}/{vip.address.max_prefixlen}",
                                    inst.device_of(vip)))
 
-    hooks_dir = f"{EXEC_ROOT}/{name}/hooks" if hooks_in_exec_root else f"{workdir}/hooks"
+    hooks = hooks_dir(name, hooks_in_exec_root)
     built = []
     for i, (doc, legs) in enumerate(directors):
         other_legs = directors[1 - i][1]
         built.append(Director(node=doc["node"]["name"], namespace=f"{prefix}-d{i}",
                               legs=legs, workdir=f"{workdir}/{doc['node']['name']}",
                               config_doc=_lab_doc(doc, f"{workdir}/{doc['node']['name']}",
-                                                  hooks_dir, interfaces, legs, other_legs)))
+                                                  hooks, interfaces, legs, other_legs)))
     extra = tuple(f"{SEGMENTS_V4[0].network_address + h}/{SEGMENTS_V4[0].prefixlen}"
                   for h in CLIENT_EXTRA_HOSTS)
     host_addresses.update(ipaddress.ip_interface(a).ip for a in extra)

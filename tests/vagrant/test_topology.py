@@ -143,7 +143,7 @@ def test_haguard_runs_from_its_debian_package_on_debians_libraries(cluster: Clus
     cluster.ssh(node, f"dpkg-deb --fsys-tarfile /vagrant/vagrant/.debs/haguard_*_all.deb "
                       f"| tar -xO ./etc/haguard/haguard.yaml > {example}")
     rendered = cluster.haguard(node, "render", "-c", example).out
-    assert f'notify "/usr/libexec/haguard/notify -c {example}"' in rendered, rendered
+    assert f'notify "/usr/libexec/haguard/notify -c {example} ' in rendered, rendered
     report = json.loads(cluster.haguard(node, "doctor", "-c", example, "--json", "--skip-wire",
                                         check=False).out)
     security = {c["check"]: c["result"] for c in report["checks"]}["script-security"]
