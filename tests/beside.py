@@ -4,7 +4,9 @@ The VM tier is one qemu guest under emulation; the lab, reliability and unit tie
 on keepalived's timers more than they compute. Side by side on two cores each takes
 about what it takes alone (measured: lab +5 %, vm +10 %), so the whole run is shorter
 by the VM tier's length. The multi-VM tier (five guests) still runs alone: it waits for
-the VM tier before it starts.
+the VM tier before it starts. What it does before it boots anything (install vagrant and
+libvirt, build the .deb, debootstrap the box: minutes of a fresh machine) runs beside
+from the start too, at the lowest priority, and the tier waits for it.
 
 Switched on by HAGUARD_TIER_BESIDE=vm (scripts/test sets it). The run's own pytest
 collects every test, hands the VM tier's to a child pytest (its own session, so an
@@ -28,32 +30,30 @@ from typing import Any
 
 import pytest
 
+from haguard.adapters import process
 from tests import tiers
 
 BESIDE_ENV = "HAGUARD_TIER_BESIDE"
 REPORTS_ENV = "HAGUARD_BESIDE_REPORTS"
 # Tiers the child's tier waits for before they start (they need the machine to themselves).
 ALONE = ("vagrant",)
+# The tier whose preparation (vagrant/run prepare) runs beside the others from the start.
+PREPARED = "vagrant"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STOP_GRACE_S = 180       # an interrupted child's teardown: powering its guest off
 
 
-class Child:
-    """The child pytest running one tier's tests, its log and its serialized reports."""
+class Background:
+    """A process running beside the tests in a session of its own, its output in a log."""
 
-    def __init__(self, tier: str, nodeids: list[str]) -> None:
-        self.tier = tier
-        self.nodeids = nodeids
-        self.dir = tempfile.mkdtemp(prefix=f"haguard-{tier}-beside-")
-        self.log = os.path.join(self.dir, "pytest.log")
-        self.reports = os.path.join(self.dir, "reports.jsonl")
-        env = {k: v for k, v in os.environ.items() if k != BESIDE_ENV}
-        env[REPORTS_ENV] = self.reports
+    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None,
+                 directory: str | None = None) -> None:
+        self.dir = directory or tempfile.mkdtemp(prefix=f"haguard-{name}-beside-")
+        self.log = os.path.join(self.dir, "out.log")
         with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pytest", "-p", "tests.tiers", "-p", "tests.beside",
-                 "-p", "no:cacheprovider", *nodeids],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True)
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, env=env,
+                                         start_new_session=True)
         self.started = time.monotonic()
         self.ended: float | None = None
 
@@ -62,6 +62,9 @@ class Child:
         if self.ended is None:
             self.ended = time.monotonic()
         return code
+
+    def seconds(self) -> float:
+        return (self.ended or time.monotonic()) - self.started
 
     def interrupt(self) -> None:
         """SIGTERM, as CI's time limit sends it; its group killed if it outstays its grace."""
@@ -75,6 +78,37 @@ class Child:
             self.proc.wait()
 
 
+class Child(Background):
+    """The child pytest running one tier's tests, and its serialized reports."""
+
+    def __init__(self, tier: str, nodeids: list[str]) -> None:
+        self.tier = tier
+        self.nodeids = nodeids
+        directory = tempfile.mkdtemp(prefix=f"haguard-{tier}-beside-")
+        self.reports = os.path.join(directory, "reports.jsonl")
+        env = {k: v for k, v in os.environ.items() if k != BESIDE_ENV}
+        env[REPORTS_ENV] = self.reports
+        super().__init__(tier, [sys.executable, "-m", "pytest", "-p", "tests.tiers",
+                                "-p", "tests.beside", "-p", "no:cacheprovider", *nodeids],
+                         env, directory)
+
+
+class Preparation(Background):
+    """`vagrant/run prepare` (the host's packages, the .deb, the box): what the multi-VM
+    tier would otherwise do first, alone. At the lowest CPU and I/O priority, so the
+    tiers it runs beside keep their machine; the VM tier's emulation leaves it a core."""
+
+    def __init__(self) -> None:
+        super().__init__("vagrant-prepare", [
+            "nice", "-n", "19", "ionice", "-c", "2", "-n", "7",
+            os.path.join(REPO, "vagrant", "run"), "prepare"])
+
+    def interrupt(self) -> None:
+        """SIGTERM to the whole group: a shell waiting for debootstrap would die alone and
+        leave it running. The box build's own trap unmounts and removes its work."""
+        process.stop_group(self.proc, STOP_GRACE_S)
+
+
 class BesideRun:
     """The parent's side: hand the tier's tests to a child, and replay its reports."""
 
@@ -82,12 +116,16 @@ class BesideRun:
         self.tier = tier
         self.child: Child | None = None
         self.replayed = False
+        self.preparation: Preparation | None = None
+        self.prepared = False
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config,
                                       items: list[pytest.Item]) -> None:
         if config.option.collectonly:
             return
+        if os.geteuid() == 0 and any(tiers.tier_of(item.nodeid) == PREPARED for item in items):
+            self.preparation = Preparation()
         mine = [item for item in items if tiers.tier_of(item.nodeid) == self.tier]
         if not mine or len(mine) == len(items):
             return                      # nothing to run beside
@@ -97,13 +135,17 @@ class BesideRun:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
         child = self.child
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if child is not None:
             # Counted from the start, so the progress reads out of every test collected.
             session.testscollected += len(child.nodeids)
-            reporter = session.config.pluginmanager.get_plugin("terminalreporter")
             if reporter is not None:
                 reporter.write_line(f"tests/{child.tier}: {len(child.nodeids)} tests running "
                                     f"beside the others (pid {child.proc.pid}, log {child.log})")
+        if self.preparation is not None and reporter is not None:
+            reporter.write_line(f"tests/{PREPARED}: vagrant/run prepare running beside the "
+                                f"others (pid {self.preparation.proc.pid}, "
+                                f"log {self.preparation.log})")
         result = yield               # an interruption raises here: no replay, no wait
         if child is not None and not self.replayed and not session.shouldstop:
             self.replay(session, child)
@@ -111,9 +153,28 @@ class BesideRun:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+        tier = tiers.tier_of(item.nodeid)
         child = self.child
-        if child is not None and not self.replayed and tiers.tier_of(item.nodeid) in ALONE:
+        if child is not None and not self.replayed and tier in ALONE:
             self.replay(item.session, child)
+        if self.preparation is not None and not self.prepared and tier == PREPARED:
+            self.await_preparation(item.session, self.preparation)
+
+    def await_preparation(self, session: pytest.Session, prep: Preparation) -> None:
+        """Wait for `vagrant/run prepare` and say how it went. Should it have failed,
+        `vagrant/run up` does the same steps again and fails with their message."""
+        self.prepared = True
+        tiers.pause()               # the wait belongs to no tier's budget
+        code = prep.wait()
+        with open(prep.log, encoding="utf-8", errors="replace") as fh:
+            said = [line.rstrip() for line in fh if line.startswith("vagrant/run:")]
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("")
+            reporter.write_line(f"tests/{PREPARED}: vagrant/run prepare ran beside the others: "
+                                f"exit {code} after {prep.seconds():.0f} s (log {prep.log})")
+            for line in said[-6:]:
+                reporter.write_line(f"  {line}")
 
     def replay(self, session: pytest.Session, child: Child) -> None:
         """Wait for the child, then report its tests here as if they had run here."""
@@ -136,7 +197,7 @@ class BesideRun:
             reporter.write_line("")
             reporter.write_line(
                 f"tests/{child.tier} ran beside the others: exit {code} after "
-                f"{(child.ended or time.monotonic()) - child.started:.0f} s (log {child.log})")
+                f"{child.seconds():.0f} s (log {child.log})")
         seen: set[str] = set()
         for report in reports:
             if report.nodeid not in seen:
@@ -172,8 +233,9 @@ class BesideRun:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """An interrupted run (or one that stopped early) interrupts the child too."""
-        if self.child is not None:
-            self.child.interrupt()
+        for background in (self.child, self.preparation):
+            if background is not None:
+                background.interrupt()
 
 
 class ReportWriter:

@@ -191,6 +191,32 @@ def stop_child(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
         proc.wait(grace_s)
 
 
+def group_alive(pgid: int) -> bool:
+    """Whether any process is left in process group ``pgid``."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stop_group(proc: subprocess.Popen[bytes], grace_s: float = 20.0) -> None:
+    """End a child that leads a process group of its own, and everything in that group:
+    SIGTERM to all of it (a shell waiting for its command would die alone), SIGKILL to
+    what outlives ``grace_s``; always reaped."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and (proc.poll() is None or group_alive(proc.pid)):
+            time.sleep(0.1)
+        if proc.poll() is not None and not group_alive(proc.pid):
+            break
+    proc.wait()
+
+
 @dataclass(frozen=True)
 class CommandResult:
     """How a command ended: ok (exit 0), in words, its last output, how long it took."""

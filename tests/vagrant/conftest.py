@@ -14,7 +14,6 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from haguard.adapters.waiting import wait_until
+from haguard.adapters import process
 from tests import ledger
 from tests.conftest import require
 
@@ -212,29 +211,8 @@ def run_up(timeout: float = 1800) -> int:
     try:
         return proc.wait(timeout)
     except BaseException:
-        end_group(proc)
+        process.stop_group(proc)
         raise
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def end_group(proc: subprocess.Popen[bytes], grace_s: float = 20.0) -> None:
-    """SIGTERM ``proc``'s process group (``proc`` leads it); SIGKILL what outlives it."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        if wait_until(lambda: proc.poll() is not None and not _group_alive(proc.pid),
-                      grace_s):
-            break
-    proc.wait()
 
 
 @pytest.fixture(scope="session")

@@ -81,3 +81,38 @@ def test_an_interrupted_vagrant_up_removes_every_vm_network_and_daemon(tmp_path:
         assert not os.path.exists(run.ledger)
     finally:
         run.end()
+
+
+def _box_work_dirs() -> set[str]:
+    return set(glob.glob("/var/tmp/haguard-box.*"))
+
+
+def test_an_interrupted_whole_run_stops_the_tiers_preparation_beside_it(tmp_path: Path) -> None:
+    """The whole run prepares this tier beside the others from its start
+    (tests/beside.py): SIGTERM to the run ends `vagrant/run prepare` and all it started
+    (here mid-debootstrap, into a cache of the test's own), and its box build's work."""
+    why = prerequisites()
+    require(why is None, why or "")
+    before = _box_work_dirs()
+    run = ChildRun(str(tmp_path), "tests/vagrant/test_vagrantfile.py::test_vms_are_the_labs_hosts",
+                   env={"HAGUARD_TIER_BESIDE": "vm",
+                        "HAGUARD_VAGRANT_CACHE": str(tmp_path / "cache")})
+    try:
+        session = run.wait_for(lambda: next(
+            (sid for pid, parent, sid, _ in _processes()
+             if parent == run.proc.pid and process.cmdline(pid)[-1:] == ["prepare"]), None),
+            60, "vagrant/run prepare beside the run")
+        run.wait_for(lambda: any("debootstrap" in " ".join(process.cmdline(pid))
+                                 for pid in _members(session)),
+                     300, "the preparation's box build to debootstrap")
+        work = _box_work_dirs() - before
+        assert work, "the box build made no work directory"
+        code = run.interrupt(signal.SIGTERM, 300)
+        assert code == pytest.ExitCode.INTERRUPTED, run.output()
+        assert _members(session) == [], "the preparation's processes outlived the run"
+        assert not any(w in line for w in work for line in Path("/proc/mounts").read_text(
+            encoding="utf-8").splitlines()), "the box build left a mount"
+        assert not (_box_work_dirs() - before), "the box build left its work directory"
+        assert not os.path.exists(run.ledger)
+    finally:
+        run.end()
