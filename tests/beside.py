@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Generator
 from typing import Any
@@ -56,6 +57,13 @@ class Background:
                                          start_new_session=True)
         self.started = time.monotonic()
         self.ended: float | None = None
+        # Its end is noted when it happens: the run asks only when it needs the result,
+        # often long after (its time would read as the whole wait's).
+        threading.Thread(target=self._note_end, name=f"{name}-waiter", daemon=True).start()
+
+    def _note_end(self) -> None:
+        self.proc.wait()
+        self.ended = time.monotonic()
 
     def wait(self) -> int:
         code = self.proc.wait()
