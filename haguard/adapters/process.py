@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 
+from haguard.adapters.waiting import wait_until
 from haguard.core.events import OrderKey
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -192,12 +193,20 @@ def stop_child(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
 
 
 def group_alive(pgid: int) -> bool:
-    """Whether any process is left in process group ``pgid``."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    """Whether a live process (not a zombie) is left in process group ``pgid``.
+
+    kill(-pgid, 0) also counts zombies, and an orphan's zombie can outlast it for good
+    where pid 1 does not reap (a container's init).
+    """
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = _stat_fields(entry)
+            except OSError:
+                continue  # gone meanwhile
+            if fields[2] == str(pgid) and fields[0] != "Z":
+                return True
+    return False
 
 
 def stop_group(proc: subprocess.Popen[bytes], grace_s: float = 20.0) -> None:
@@ -209,10 +218,7 @@ def stop_group(proc: subprocess.Popen[bytes], grace_s: float = 20.0) -> None:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
             break
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and (proc.poll() is None or group_alive(proc.pid)):
-            time.sleep(0.1)
-        if proc.poll() is not None and not group_alive(proc.pid):
+        if wait_until(lambda: proc.poll() is not None and not group_alive(proc.pid), grace_s):
             break
     proc.wait()
 
