@@ -392,12 +392,13 @@ class Agent:
         if outcome == "applied":
             # This agent has just made the instance's rules what it wants (a BACKUP or
             # FAULT with on_backup: keep, or a MASTER): its next takeover may verify them
-            # after announcing instead of before.
+            # after announcing instead of before. A passive state with current rules read
+            # nothing back: its time stays that of the reconcile that last looked.
             record = self.state_dir.read_state(event.name) or {}
-            if record.get("complete") and event.state in ("MASTER", "BACKUP", "FAULT"):
-                self._reconciled_at[event.name] = time.monotonic()
-            else:
+            if not record.get("complete") or event.state not in ("MASTER", "BACKUP", "FAULT"):
                 self._reconciled_at.pop(event.name, None)
+            elif not (current and event.state != "MASTER"):
+                self._reconciled_at[event.name] = time.monotonic()
 
     # ------------------------------------------------------------------ keepalived
     def _attach_keepalived(self) -> None:

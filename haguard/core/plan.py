@@ -135,7 +135,7 @@ def plan_transition(instance: Instance, state: str, sysctls: tuple[tuple[str, st
     ``ipvs_current``: the caller knows the rules already stand as wanted (the agent, whose
     BACKUP kept them with ``on_backup: keep`` and has written every change since). MASTER
     then announces first and reconciles after, to verify: a takeover costs the same on a
-    table of ten thousand services as on one.
+    table of ten thousand services as on one. BACKUP and FAULT then leave them alone.
     """
     actions: list[Action] = [StopAnnouncer()]
     groups = instance.vips_by_device()
@@ -182,9 +182,12 @@ def plan_transition(instance: Instance, state: str, sysctls: tuple[tuple[str, st
         if ipvs is not None and ipvs.services:
             if ipvs.on_backup == "remove":
                 actions.append(RemoveIpvs())
-            elif state in ("BACKUP", "FAULT"):
+            elif state in ("BACKUP", "FAULT") and not ipvs_current:
                 # keep: the rules stand ready on the backup too, so a takeover (and the
-                # connections the sync daemon copies here) needs no rule churn.
+                # connections the sync daemon copies here) needs no rule churn. Rules
+                # the caller knows to be current are left as they stand: reading a
+                # large table back would hold the agent's loop (checks, the next
+                # event) for seconds, to find nothing to change.
                 actions.append(ReconcileIpvs())
         if ipvs is not None and ipvs.sync is not None and drives_sync:
             actions.append(SyncDaemon("backup", ipvs.sync.interface, ipvs.sync.syncid))

@@ -291,6 +291,29 @@ def test_known_current_rules_move_after_the_announcement_only_with_on_backup_kee
     assert order("remove", True) == ["ReconcileIpvs", "SendAnnouncements"]
 
 
+@pytest.mark.parametrize("state", ["BACKUP", "FAULT"])
+def test_a_passive_state_with_known_current_rules_reads_nothing_back(state: str) -> None:
+    import ipaddress
+
+    from haguard.core.ipvsconfig import IpvsSettings, ServiceKey, VirtualService
+    from haguard.core.plan import ReconcileIpvs, RemoveIpvs
+
+    service = VirtualService(key=ServiceKey(4, "tcp", str(ipaddress.ip_address("192.0.2.10")),
+                                            80))
+
+    def ipvs_actions(on_backup: str, current: bool) -> list[str]:
+        plan = plan_transition(_instance(), state, (), _observed(_present(*VIPS)),
+                               IpvsSettings(on_backup=on_backup, services=(service,)),
+                               ipvs_current=current)
+        return [type(a).__name__ for a in plan.actions
+                if isinstance(a, (ReconcileIpvs, RemoveIpvs))]
+
+    assert ipvs_actions("keep", False) == ["ReconcileIpvs"]
+    assert ipvs_actions("keep", True) == []
+    # remove takes the rules out whatever the caller knows of them
+    assert ipvs_actions("remove", True) == ["RemoveIpvs"]
+
+
 # --------------------------------------------------------------------------- VIPs on other devices
 
 ON_ETH1 = Vip(ipaddress.ip_interface("198.51.100.10/24"), device="eth1")
