@@ -4,6 +4,12 @@ finished apply made of each (which `apply --incremental` compares the config wit
 Two files, one entry per service (tens of thousands on large tables, read by every
 incremental apply): each service is one string, "4 tcp 192.0.2.100 80" (family,
 protocol, address or mark, port), so json decodes a record in C.
+
+A write of a few services (the agent's checker, `apply --only`) does not rewrite the
+applied record: it appends to its journal, one "KEY DIGEST" line per service, "KEY -"
+before the kernel changes and "KEY DIGEST" after. Rewriting ten thousand entries for
+each batch of health changes cost the checker more than its checks. Later lines win;
+the journal is folded into the record once it is as large.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from haguard.core.ipvsconfig import ServiceKey, VirtualService
+
+DIGEST_LEN = 20    # hex characters of a fingerprint: a journal line with fewer was cut short
 
 
 def record_key(key: ServiceKey) -> str:
@@ -81,7 +89,7 @@ def digest(service: VirtualService) -> str:
     for r in service.real_servers:
         fields += (int(r.address), type(r.address) is IPv4Address, r.port, r.forwarding,
                    r.weight, r.upper_threshold, r.lower_threshold, r.tunnel_type, r.tunnel_port)
-    return hashlib.sha1(marshal.dumps(fields, 0)).hexdigest()[:20]
+    return hashlib.sha1(marshal.dumps(fields, 0)).hexdigest()[:DIGEST_LEN]
 
 
 def applied_file(state_dir: str) -> str:
@@ -101,24 +109,92 @@ def kernel_identity() -> str:
         return "unknown"
 
 
+def journal_file(state_dir: str) -> str:
+    return os.path.join(state_dir, "ipvs-applied.journal")
+
+
+UNKNOWN = "-"      # a journal's digest for a service whose kernel state is not known
+
+
 def read_applied(state_dir: str) -> dict[str, str] | None:
-    """{record key: digest} of the last finished apply in this kernel; None when unknown."""
+    """{record key: digest} of the last finished apply in this kernel, its journal
+    included; None when unknown."""
     data = _read_json(applied_file(state_dir))
     if not isinstance(data, dict) or data.get("kernel") != kernel_identity():
         return None
     services = data.get("services")
-    return services if isinstance(services, dict) else None
+    if not isinstance(services, dict):
+        return None
+    for key, value in _journal(state_dir):
+        if value == UNKNOWN:
+            services.pop(key, None)
+        else:
+            services[key] = value
+    return services
+
+
+def _journal(state_dir: str) -> list[tuple[str, str]]:
+    """The journal's complete lines, in order (a line cut short by a crash is not one)."""
+    try:
+        with open(journal_file(state_dir), encoding="utf-8") as fh:
+            text = fh.read()
+    except (FileNotFoundError, ValueError):
+        return []
+    lines = text.split("\n")[:-1]     # what follows the last newline is unfinished
+    entries = []
+    for line in lines:
+        key, _, value = line.rpartition(" ")
+        if (value == UNKNOWN or len(value) == DIGEST_LEN) and service_key(key) is not None:
+            entries.append((key, value))
+    return entries
 
 
 def write_applied(state_dir: str, record: dict[str, str]) -> None:
+    """Replace the applied record (and with it its journal)."""
     # In the config's order, as given: sorting 10,000 keys is time the one-change apply
     # does not have.
     _write_json(applied_file(state_dir), {"kernel": kernel_identity(), "services": record})
+    # After the record, not before: a journal left by a crash between the two is what
+    # the record already says (a fold), or nothing (after forget_applied, no journal).
+    _unlink(journal_file(state_dir))
+
+
+def journal_applied(state_dir: str, entries: Iterable[tuple[str, str]]) -> None:
+    """Append ``(record key, digest or UNKNOWN)`` to the applied record's journal (nothing
+    when there is no record); fold it into the record once it is as large."""
+    try:
+        size = os.stat(applied_file(state_dir)).st_size
+    except FileNotFoundError:
+        return
+    # The leading newline ends a line a crash cut short, which is then no line at all.
+    text = "\n" + "".join(f"{key} {value}\n" for key, value in entries)
+    with open(journal_file(state_dir), "a", encoding="utf-8") as fh:
+        fh.write(text)
+        length = fh.tell()
+    if length > max(JOURNAL_MIN, size):
+        record = read_applied(state_dir)
+        if record is None:
+            forget_applied(state_dir)
+        else:
+            write_applied(state_dir, record)
+
+
+JOURNAL_MIN = 64 * 1024    # bytes of journal kept before a fold, on however small a record
+
+
+def has_applied(state_dir: str) -> bool:
+    """Whether an applied record exists (journal_applied has something to add to)."""
+    return os.path.exists(applied_file(state_dir))
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def forget_applied(state_dir: str) -> None:
     """Until an apply is known to have finished, no record says what the kernel holds."""
-    try:
-        os.unlink(applied_file(state_dir))
-    except FileNotFoundError:
-        pass
+    _unlink(applied_file(state_dir))
+    _unlink(journal_file(state_dir))

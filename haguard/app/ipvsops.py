@@ -11,8 +11,11 @@ from typing import Any
 from haguard.adapters import locks
 from haguard.adapters.ipvs import Ipvs
 from haguard.adapters.ipvsrecords import (
+    UNKNOWN,
     digest,
     forget_applied,
+    has_applied,
+    journal_applied,
     read_applied,
     read_owned,
     record_key,
@@ -185,20 +188,17 @@ def reconcile_named(ipvs: Ipvs, services: tuple[VirtualService, ...],
     owned = read_owned(state_dir)
     chosen, gone = _named(services, only, owned)
     plan = plan_reconcile(chosen, ipvs.read(only), gone)
-    named = {record_key(k) for k in only}
     chosen_k = {record_key(s.key) for s in chosen}
-    applied = read_applied(state_dir)
+    recorded = has_applied(state_dir)
     if not chosen_k <= owned:
         write_owned(state_dir, owned | chosen_k)
-    if applied is not None:    # until this apply is known to have finished
-        applied = {k: d for k, d in applied.items() if k not in named}
-        write_applied(state_dir, applied)
+    if recorded and plan:      # until this apply is known to have finished
+        journal_applied(state_dir, [(record_key(k), UNKNOWN) for k in only])
     ipvs.apply(plan)
     if gone:
         write_owned(state_dir, (owned | chosen_k) - {record_key(k) for k in gone})
-    if applied is not None:
-        applied.update((record_key(s.key), digest(s)) for s in chosen)
-        write_applied(state_dir, applied)
+    if recorded:
+        journal_applied(state_dir, [(record_key(s.key), digest(s)) for s in chosen])
     return plan
 
 

@@ -205,3 +205,56 @@ ipvs:
         "~ timeouts (tcp tcpfin udp) 900 120 300 -> 7200 120 60"]
     assert ipvs.timeout_values == (7200, 120, 60)
     assert ipvsops.apply(config, connect=lambda: ipvs) == []
+
+
+def test_a_named_apply_journals_its_services_and_leaves_the_record_file_alone(
+        tmp_path: Path) -> None:
+    ipvs = TableIpvs()
+    _reconcile(ipvs, _services(50), tmp_path, incremental=False)
+    record = tmp_path / "ipvs-applied.json"
+    before = record.stat()
+    changed = (dataclasses.replace(_services(50)[0], scheduler="rr"),)
+    _named(ipvs, changed, tmp_path, changed[0].key)
+    after = record.stat()
+    # The checker's batches cost what they write, not what the table holds.
+    assert (after.st_ino, after.st_mtime_ns, after.st_size) == (
+        before.st_ino, before.st_mtime_ns, before.st_size)
+    assert (tmp_path / "ipvs-applied.journal").exists()
+    assert _reconcile(ipvs, changed + _services(50)[1:], tmp_path) == ()
+    assert ipvs.reads == [changed[0].key] and ipvs.dumps == 1
+
+
+def test_a_named_apply_that_fails_leaves_its_services_unvouched_for(tmp_path: Path) -> None:
+    ipvs = TableIpvs()
+    _reconcile(ipvs, _services(3), tmp_path, incremental=False)
+    changed = dataclasses.replace(_services(3)[0], scheduler="rr")
+    ipvs.fail_at = 0
+    with pytest.raises(OperationFailed):
+        _named(ipvs, (changed,), tmp_path, changed.key)
+    record = read_applied(str(tmp_path))
+    assert record is not None and record_key(changed.key) not in record
+    assert set(record) == {record_key(s.key) for s in _services(3)[1:]}
+    # so the next incremental apply reads it back (as the failed one did), the others not
+    ipvs.fail_at = None
+    assert len(_reconcile(ipvs, (changed,) + _services(3)[1:], tmp_path)) == 1
+    assert ipvs.reads == [changed.key, changed.key]
+
+
+def test_the_journal_is_folded_into_the_record_and_stays_bounded(tmp_path: Path) -> None:
+    from haguard.adapters.ipvsrecords import JOURNAL_MIN, digest
+
+    ipvs = TableIpvs()
+    services = _services(3)
+    _reconcile(ipvs, services, tmp_path, incremental=False)
+    record, journal = tmp_path / "ipvs-applied.json", tmp_path / "ipvs-applied.journal"
+    inodes, largest = {record.stat().st_ino}, 0
+    first = services[0]
+    for rounds in range(2000):
+        first = dataclasses.replace(services[0], scheduler="rr" if rounds % 2 else "wlc")
+        _named(ipvs, (first,), tmp_path, first.key)
+        inodes.add(record.stat().st_ino)
+        largest = max(largest, journal.stat().st_size if journal.exists() else 0)
+    assert len(inodes) > 1, "the journal was never folded into the record"
+    assert largest <= JOURNAL_MIN + 200
+    assert read_applied(str(tmp_path)) == {
+        record_key(s.key): digest(s) for s in (first,) + services[1:]}

@@ -9,8 +9,10 @@ from ipaddress import ip_address
 from pathlib import Path
 
 from haguard.adapters.ipvsrecords import (
+    UNKNOWN,
     digest,
     forget_applied,
+    journal_applied,
     read_applied,
     read_owned,
     record_key,
@@ -100,3 +102,39 @@ def test_missing_or_garbled_records_read_as_unknown(tmp_path: Path) -> None:
     (tmp_path / "ipvs-owned.json").write_text("{not json")
     (tmp_path / "ipvs-applied.json").write_text("[[1, 2, 3]]")
     assert read_owned(str(tmp_path)) == set() and read_applied(str(tmp_path)) is None
+
+
+OTHER = record_key(ServiceKey(4, "tcp", "192.0.2.100", 443))
+OLD, NEW, KEPT = digest(SERVICE), digest(_with_rs(0, weight=5)), digest(_with_rs(1, weight=7))
+
+
+def test_journal_lines_override_the_record_in_order(tmp_path: Path) -> None:
+    state = str(tmp_path)
+    write_applied(state, {record_key(KEY): OLD, OTHER: KEPT})
+    journal_applied(state, [(record_key(KEY), UNKNOWN)])
+    assert read_applied(state) == {OTHER: KEPT}
+    journal_applied(state, [(record_key(KEY), NEW)])
+    assert read_applied(state) == {record_key(KEY): NEW, OTHER: KEPT}
+
+
+def test_a_journal_line_cut_short_by_a_crash_is_no_line_and_later_ones_still_count(
+        tmp_path: Path) -> None:
+    state = str(tmp_path)
+    write_applied(state, {record_key(KEY): OLD, OTHER: KEPT})
+    journal_applied(state, [(record_key(KEY), UNKNOWN)])
+    with open(tmp_path / "ipvs-applied.journal", "a", encoding="utf-8") as fh:
+        fh.write(f"{record_key(KEY)} ab")          # the digest line, cut short
+    assert read_applied(state) == {OTHER: KEPT}
+    journal_applied(state, [(OTHER, UNKNOWN)])
+    assert read_applied(state) == {}
+
+
+def test_without_a_record_nothing_is_journaled_and_forget_removes_both(
+        tmp_path: Path) -> None:
+    state = str(tmp_path)
+    journal_applied(state, [(record_key(KEY), NEW)])
+    assert not (tmp_path / "ipvs-applied.journal").exists() and read_applied(state) is None
+    write_applied(state, {record_key(KEY): OLD})
+    journal_applied(state, [(record_key(KEY), NEW)])
+    forget_applied(state)
+    assert os.listdir(tmp_path) == []
