@@ -24,6 +24,7 @@ import heapq
 import itertools
 import select
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,9 +33,13 @@ from haguard.core import httpanswer
 from haguard.core.healthconfig import HttpSpec
 
 _ERROR = select.EPOLLERR | select.EPOLLHUP
-# Probes begun per wake-up at most: after a stall thousands may be due at once, and the
-# loop's other work (a VRRP event from keepalived) goes between bursts, not after all.
+# One wake-up of the sweep holds the loop this long at most (and begins at most BURST
+# probes): after a stall, or when more checks are due than this host can make, thousands
+# are due at once, and the loop's other work (a VRRP event from keepalived) goes between
+# slices, not after all of them.
+SLICE_S = 0.005
 BURST = 256
+POLL_MAX = 1024        # events per epoll_wait; a full answer means more may be ready
 _CONNECT_FLAGS = socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
 
 
@@ -82,11 +87,12 @@ class _Probe:
 class Sweep:
     """Runs TCP and plain-HTTP checks on ``loop`` until ``close``; ``done(ident,
     result)`` hears each probe's result and returns the delay before that check's next
-    probe (None: no more)."""
+    probe (None: no more). ``clock`` times the slices (tests pass their own)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop,
-                 done: Callable[[int, ProbeResult], float | None]) -> None:
-        self._loop, self._done = loop, done
+                 done: Callable[[int, ProbeResult], float | None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._loop, self._done, self._clock = loop, done, clock
         self._checks: dict[int, _Check] = {}
         self._due: list[tuple[float, int, int]] = []          # (when, seq, ident)
         self._deadlines: list[tuple[float, int, int]] = []    # (when, token, fd)
@@ -95,7 +101,7 @@ class Sweep:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._epoll = select.epoll()
-        loop.add_reader(self._epoll.fileno(), self._collect)
+        loop.add_reader(self._epoll.fileno(), self._ready)
 
     def add(self, ident: int, target: Target, delay_s: float) -> None:
         """Check ``target`` as ``ident``, the first probe ``delay_s`` from now."""
@@ -156,11 +162,18 @@ class Sweep:
                 self._arm(nxt)
 
     def _due_now(self) -> None:
-        # Sockets ready by now are judged ready, however late this wake-up is.
-        self._collect()
+        # What is left when the slice ends is due still: _tick arms the timer for it, to
+        # run after the loop's other ready work.
+        until = self._clock() + SLICE_S
+        # Sockets ready by now are judged ready, however late this wake-up is: no
+        # deadline is looked at before every one of them has been read.
+        if not self._collect(until):
+            return
         now = self._loop.time()
         deadlines, due = self._deadlines, self._due
         while deadlines and deadlines[0][0] <= now:
+            if self._clock() > until:
+                return
             _, token, fd = heapq.heappop(deadlines)
             probe = self._flight.get(fd)
             if probe is None or probe.token != token:
@@ -168,7 +181,7 @@ class Sweep:
             self._end(fd, probe, False, probe.check.connect_timeout_words
                       if probe.unsent is None else probe.check.read_timeout_words)
         begun = 0
-        while due and due[0][0] <= now and begun < BURST:
+        while due and due[0][0] <= now and begun < BURST and self._clock() <= until:
             _, _, ident = heapq.heappop(due)
             if ident in self._checks:
                 self._begin(ident)
@@ -204,20 +217,30 @@ class Sweep:
         self._flight[fd] = probe
         self._deadline(probe, fd)
 
-    def _collect(self) -> None:
+    def _ready(self) -> None:
+        self._collect(self._clock() + SLICE_S)
+
+    def _collect(self, until: float) -> bool:
         """Every probe whose socket is ready: a connect that ended (success without a
-        syscall more, failure by its SO_ERROR), a request to send, an answer to read."""
-        events = self._epoll.poll(0)
-        for fd, flags in events:
-            probe = self._flight.get(fd)
-            if probe is None:
-                continue
-            if probe.unsent is None:
-                self._connected(fd, probe, flags)
-            elif probe.unsent:
-                self._send(fd, probe)
-            else:
-                self._read(fd, probe)
+        syscall more, failure by its SO_ERROR), a request to send, an answer to read.
+        False when the slice ended first (the set is level-triggered: the rest stay
+        ready, and the loop calls again)."""
+        while True:
+            events = self._epoll.poll(0, POLL_MAX)
+            last = len(events) - 1 if len(events) < POLL_MAX else -1
+            for handled, (fd, flags) in enumerate(events):
+                probe = self._flight.get(fd)
+                if probe is not None:
+                    if probe.unsent is None:
+                        self._connected(fd, probe, flags)
+                    elif probe.unsent:
+                        self._send(fd, probe)
+                    else:
+                        self._read(fd, probe)
+                if handled != last and self._clock() > until:
+                    return False
+            if len(events) < POLL_MAX:
+                return True
 
     def _connected(self, fd: int, probe: _Probe, flags: int) -> None:
         sock = probe.sock

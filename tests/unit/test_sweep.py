@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager, contextmanager, nullcontext
 import pytest
 
 from haguard.adapters.probes import ProbeResult
-from haguard.adapters.sweep import BURST, Sweep, Target
+from haguard.adapters.sweep import BURST, SLICE_S, Sweep, Target
 from haguard.core.healthconfig import HttpSpec
 from tests.unit.descriptors import none_free
 
@@ -392,6 +392,48 @@ def test_a_thousand_checks_due_at_once_begin_in_bursts_with_the_loops_other_work
     steps = [b - a for a, b in zip(seen, seen[1:])]
     assert seen[-1] == 1000
     assert 0 < max(steps) <= BURST and max(steps) < 1000, steps
+
+
+def test_one_wake_up_of_the_sweep_holds_the_loop_one_slice_however_much_is_due() -> None:
+    # More checks due than the host can make (ten thousand real servers on a slow
+    # machine): every wake-up, beginning probes or reading results, ends when its slice
+    # of SLICE_S is used up, and the loop's other reader runs between. The clock here
+    # moves a millisecond each time the sweep looks at it.
+    ticks = iter(range(10**9))
+
+    def clock() -> float:
+        return next(ticks) / 1000
+    per_slice = int(SLICE_S * 1000) + 2
+    with listening(backlog=1024) as port:
+        async def main() -> tuple[list[int], list[int]]:
+            loop = asyncio.get_running_loop()
+            ended = 0
+            sweep: Sweep
+
+            def done(ident: int, result: ProbeResult) -> None:
+                nonlocal ended
+                ended += 1
+            seen: list[tuple[int, int]] = []
+            r, w = os.pipe()
+            os.write(w, b"x")           # readable on every turn of the loop
+            loop.add_reader(r, lambda: seen.append((ended, sweep.in_flight())))
+            sweep = Sweep(loop, done, clock=clock)
+            for ident in range(600):
+                sweep.add(ident, Target("127.0.0.1", port, 30.0), 0.0)
+            try:
+                while ended < 600:
+                    await asyncio.sleep(0.01)
+            finally:
+                loop.remove_reader(r)
+                os.close(r)
+                os.close(w)
+                sweep.close()
+            return [e for e, _ in seen], [e + f for e, f in seen]
+        ended, begun = asyncio.run(main())
+    assert ended[-1] == 600
+    for counts in (ended, begun):
+        steps = [b - a for a, b in zip(counts, counts[1:])]
+        assert 0 < max(steps) <= per_slice, steps
 
 
 def test_a_result_whose_handling_raises_stops_no_other_check() -> None:
