@@ -48,6 +48,9 @@ BOOTSTRAP_S = 1.0          # keepalived's BOOTSTRAP_DELAY before a check's first
 REFRESH_S = 10.0
 NOTIFY_TIMEOUT_S = 10.0    # notify and quorum commands
 PUBLISH_SHARE = 10         # the status snapshot takes at most 1/10 of the loop's time
+# The snapshot is built on the loop this long at a time: with ten thousand real servers
+# it takes a fifth of a second natively, and a VRRP event must not wait for it.
+SLICE_S = 0.005
 
 
 @dataclass
@@ -114,7 +117,7 @@ class HealthWatch:
     def __init__(self, config: Config, log: Log,
                  apply: Callable[[list[VirtualService]], None],
                  held: Callable[[VirtualService], bool],
-                 publish: Callable[[dict[str, Any]], None],
+                 publish: Callable[[dict[str, Any]], Callable[[], None]],
                  remembered: dict[str, Any] | None = None) -> None:
         self.log = log.bind(component="health")
         self._apply, self._held, self._publish = apply, held, publish
@@ -141,11 +144,13 @@ class HealthWatch:
         # not one per real server, when a switch takes thousands down at once.
         self._pending: dict[ServiceKey, tuple[VirtualService, str]] = {}
         self._flush_scheduled = False
+        self._generation = 0       # one more at each config loaded: a snapshot under way stops
         self._load(config)
 
     # ------------------------------------------------------------------ config
     def _load(self, config: Config) -> None:
         self._cached = None
+        self._generation += 1
         # Tables computed from the config being replaced: what still applies is computed
         # again by the caller (reload, start).
         self._pending = {}
@@ -404,38 +409,64 @@ class HealthWatch:
     def snapshot(self) -> dict[str, Any]:
         """Every watched real server as `haguard status` shows it."""
         out: dict[str, Any] = {"at": time.time(), "services": []}
-        for key, entry in self.services.items():
-            if not entry.config.watched and not entry.levers:
-                continue
-            table = self.table(key)
-            in_table = {rs.key: rs.weight for rs in table.real_servers}
-            servers = []
-            for view in self.view(key):
-                rs = view.server
-                record = entry.records.get(rs.key)
-                servers.append({
-                    "realserver": str(rs), "checked": rs.health is not None,
-                    "state": "up" if view.up else "down", "lever": view.lever,
-                    "in_kernel": rs.key in in_table, "weight": in_table.get(rs.key),
-                    "since": record.since if record else None,
-                    "failures": record.failures if record else 0,
-                    "transitions": record.transitions if record else 0,
-                    "checks": [vars(c) for c in record.checks] if record else []})
-            sorry = entry.config.sorry_server
-            out["services"].append({
-                "service": str(key), "quorum": entry.quorum_held,
-                # Whether the kernel has this table (None: not held on this node now).
-                "written": entry.applied == table if self._held(entry.config) else None,
-                "sorry_server": str(sorry) if sorry else None,
-                "sorry_server_active": sorry is not None and sorry.key in in_table,
-                "realservers": servers})
+        for key, entry in list(self.services.items()):
+            item = self._service_snapshot(key, entry)
+            if item is not None:
+                out["services"].append(item)
         return out
+
+    async def snapshot_sliced(self) -> dict[str, Any] | None:
+        """The snapshot, built SLICE_S at a time with the loop's other work between; None
+        when a config was loaded meanwhile (its own publishing follows)."""
+        generation = self._generation
+        out: dict[str, Any] = {"at": time.time(), "services": []}
+        until = time.monotonic() + SLICE_S
+        for key, entry in list(self.services.items()):
+            if time.monotonic() > until:
+                await asyncio.sleep(0)
+                if self._generation != generation:
+                    return None
+                until = time.monotonic() + SLICE_S
+            item = self._service_snapshot(key, entry)
+            if item is not None:
+                out["services"].append(item)
+        return out
+
+    def _service_snapshot(self, key: ServiceKey, entry: _Service) -> dict[str, Any] | None:
+        """One service of the snapshot (None: not watched). What it holds is never changed
+        afterwards (a check's result replaces its CheckRecord), so a worker thread may
+        encode it while the loop goes on."""
+        if not entry.config.watched and not entry.levers:
+            return None
+        table = self.table(key)
+        in_table = {rs.key: rs.weight for rs in table.real_servers}
+        servers = []
+        for view in self.view(key):
+            rs = view.server
+            record = entry.records.get(rs.key)
+            servers.append({
+                "realserver": str(rs), "checked": rs.health is not None,
+                "state": "up" if view.up else "down", "lever": view.lever,
+                "in_kernel": rs.key in in_table, "weight": in_table.get(rs.key),
+                "since": record.since if record else None,
+                "failures": record.failures if record else 0,
+                "transitions": record.transitions if record else 0,
+                "checks": [vars(c) for c in record.checks] if record else []})
+        sorry = entry.config.sorry_server
+        return {
+            "service": str(key), "quorum": entry.quorum_held,
+            # Whether the kernel has this table (None: not held on this node now).
+            "written": entry.applied == table if self._held(entry.config) else None,
+            "sorry_server": str(sorry) if sorry else None,
+            "sorry_server_active": sorry is not None and sorry.key in in_table,
+            "realservers": servers}
 
     async def publish_every(self, seconds: float) -> None:
         """Write the snapshot within ``seconds`` of a change, and every REFRESH_S while
-        checks only repeat themselves (their times move on). A snapshot that takes long
-        (thousands of real servers) is written less often: publishing takes at most
-        1/PUBLISH_SHARE of the loop, whose work is the checks and the transitions."""
+        checks only repeat themselves (their times move on). It is built on the loop a
+        slice at a time and written by a worker thread; one that takes long (thousands of
+        real servers) is written less often: publishing takes at most 1/PUBLISH_SHARE of
+        the time, the checks and the transitions the rest."""
         written = 0.0
         while True:
             pause = seconds
@@ -443,8 +474,12 @@ class HealthWatch:
                 self._dirty = self._checked = False
                 self.flush()       # what is published as the table is in the kernel first
                 written = time.monotonic()
+                snapshot = await self.snapshot_sliced()
+                if snapshot is None:
+                    self._dirty = True
+                    continue
                 try:
-                    self._publish(self.snapshot())
+                    await asyncio.to_thread(self._publish(snapshot))
                 except Exception as exc:  # noqa: BLE001 - status is stale, checks go on
                     self.log.warning("health_publish_failed", error=str(exc))
                 pause = max(seconds, (time.monotonic() - written) * (PUBLISH_SHARE - 1))
