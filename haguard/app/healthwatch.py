@@ -130,6 +130,10 @@ class HealthWatch:
         self.states: dict[tuple[ServiceKey, tuple[str, int]], ServerState] = {}
         self.levers: list[RsLever] = []
         self._cached: tuple[tuple[VirtualService, ...], tuple[VirtualService, ...]] | None = None
+        # Each watched service's table as last computed (by _changed, or when first asked):
+        # a transition asks for all of them, and computing ten thousand real servers'
+        # tables again would delay its announcement.
+        self._tables: dict[ServiceKey, VirtualService] = {}
         self._tasks: dict[tuple[ServiceKey, tuple[str, int], int], asyncio.Task[None]] = {}
         # TCP and plain-HTTP checks run in bulk (adapters/sweep.py), each a slot by its
         # ident there.
@@ -150,6 +154,7 @@ class HealthWatch:
     # ------------------------------------------------------------------ config
     def _load(self, config: Config) -> None:
         self._cached = None
+        self._tables = {}
         self._generation += 1
         # Tables computed from the config being replaced: what still applies is computed
         # again by the caller (reload, start).
@@ -221,11 +226,19 @@ class HealthWatch:
         touch none). Every transition asks: the answer is kept until something changes."""
         if self._cached is not None and self._cached[0] is services:
             return self._cached[1]
-        touched = {k for k, e in self.services.items() if e.config.watched or e.levers}
-        result = services if not touched else tuple(
-            self.table(s.key) if s.key in touched else s for s in services)
+        tables = tuple(self._table_of(s) for s in services)
+        result = services if all(a is b for a, b in zip(tables, services)) else tables
         self._cached = (services, result)
         return result
+
+    def _table_of(self, service: VirtualService) -> VirtualService:
+        table = self._tables.get(service.key)
+        if table is None:
+            entry = self.services.get(service.key)
+            if entry is None or not (entry.config.watched or entry.levers):
+                return service
+            table = self._tables[service.key] = self.table(service.key)
+        return table
 
     # ------------------------------------------------------------------ running
     def start(self) -> None:
@@ -355,7 +368,7 @@ class HealthWatch:
             if entry.config.quorum is not None and commands:
                 self._spawn_command(commands, "quorum_up" if held else "quorum_down")
         entry.quorum_held = held
-        table = self.table(key)
+        table = self._tables[key] = self.table(key)
         if entry.applied is not None and table == entry.applied:
             self._pending.pop(key, None)     # back to what the kernel has: nothing to write
             return
@@ -438,7 +451,7 @@ class HealthWatch:
         encode it while the loop goes on."""
         if not entry.config.watched and not entry.levers:
             return None
-        table = self.table(key)
+        table = self._table_of(entry.config)
         in_table = {rs.key: rs.weight for rs in table.real_servers}
         servers = []
         for view in self.view(key):

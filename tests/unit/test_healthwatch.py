@@ -263,3 +263,34 @@ def test_the_health_file_written_a_service_at_a_time_reads_as_the_snapshot(
     assert state.read_health() == json.loads(json.dumps(snapshot))
     state.write_health({"at": 1.0, "services": []})
     assert state.read_health() == {"at": 1.0, "services": []}
+
+
+def test_the_table_a_transition_reads_is_the_one_computed_afresh_after_any_results(
+        tmp_path: Path) -> None:
+    # Each service's table is kept from the last change (a transition asks for all of
+    # them); whatever results, levers and reloads came, it is what computing it anew says.
+    import random
+
+    from haguard.adapters.probes import ProbeResult
+    from haguard.app.healthwatch import _Slot
+
+    config = loads(DOC.replace("health: {check: tcp}",
+                               "health: {check: tcp, retries: 1, rise: 2}"), filename="lb1.yaml")
+    hw = HealthWatch(config, get_logger(str(tmp_path / "log.jsonl"), quiet=True),
+                     apply=lambda services: None, held=lambda s: True,
+                     publish=lambda snapshot: lambda: None)
+    assert config.ipvs is not None
+    slots = [_Slot(s.key, rs, 0, rs.health.checks[0]) for s in config.ipvs.services
+             for rs in s.real_servers if rs.health is not None]
+    chance = random.Random(7)
+
+    def fresh() -> tuple[VirtualService, ...]:
+        assert config.ipvs is not None
+        return tuple(hw.table(s.key) for s in config.ipvs.services)
+    for step in range(400):
+        if step % 97 == 0:
+            hw.set_levers(disabled(*chance.sample((80, 81, 82), chance.randint(0, 2))))
+        if step == 200:
+            hw._load(config)            # a reload (its tasks are not started here)
+        hw._outcome(chance.choice(slots), ProbeResult(chance.random() < 0.6, "x", 0.001))
+        assert hw.effective_services(config.ipvs.services) == fresh(), step
