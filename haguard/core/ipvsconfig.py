@@ -183,6 +183,10 @@ class IpvsSettings:
     sync: SyncSettings | None = None
     services: tuple[VirtualService, ...] = ()
     timeouts: IpvsTimeouts | None = None
+    # A NAT real server or sorry server anywhere in the config, found once when it is
+    # read: every MASTER transition asks, and looking through ten thousand services then
+    # would delay its announcement.
+    nat: bool = False
 
     @property
     def watched(self) -> bool:
@@ -190,8 +194,7 @@ class IpvsSettings:
         return any(s.watched for s in self.services)
 
     def director_sysctls(self) -> tuple[tuple[str, str], ...]:
-        nat = any(rs.forwarding == "nat" for s in self.services for rs in s.real_servers)
-        return FAILOVER_SYSCTLS + (NAT_SYSCTLS if nat else ())
+        return FAILOVER_SYSCTLS + (NAT_SYSCTLS if self.nat else ())
 
 
 @dataclass(frozen=True)
@@ -476,8 +479,10 @@ def parse_ipvs(c: Checker, raw: Any, vips: set[IPAddress] | None) -> IpvsSetting
             services.append(service)
     if on_backup is None:
         return None
+    nat = any(rs.forwarding == "nat" for s in services
+              for rs in s.real_servers + ((s.sorry_server,) if s.sorry_server else ()))
     return IpvsSettings(on_backup=on_backup, sync=sync, services=tuple(services),
-                        timeouts=timeouts)
+                        timeouts=timeouts, nat=nat)
 
 
 def _timeouts(c: Checker, raw: Any, path: Path) -> IpvsTimeouts | None:

@@ -690,7 +690,8 @@ def test_rich_ipvs_section_becomes_exact_dataclasses() -> None:
             VirtualService(
                 key=ServiceKey(6, "tcp", "2001:db8::100", 443),
                 real_servers=(RealServer(ip("2001:db8::41"), 443, "dr"),)),
-        ))
+        ),
+        nat=True)
 
 
 def test_the_same_mark_in_both_families_is_two_services() -> None:
@@ -854,3 +855,19 @@ def test_a_service_name_is_normalised_like_the_config() -> None:
     assert parse_service_name("udp [2001:DB8:0::100]:53") == ServiceKey(6, "udp",
                                                                        "2001:db8::100", 53)
     assert parse_service_name("  fwmark  007 ") == ServiceKey(4, "fwmark", "7", 0)
+
+
+def test_director_sysctls_count_a_nat_sorry_server_and_stay_whatever_health_takes_out(
+        ) -> None:
+    import dataclasses
+
+    config = loads("agent: {}\n" + service(
+        "vip: 192.0.2.101", "port: 443",
+        "sorry_server: {address: 10.0.0.30, port: 443, forwarding: nat}",
+        "real_servers: [{address: 192.0.2.21}]"), filename=FILENAME)
+    assert config.director_sysctls() == FAILOVER + NAT
+    assert config.ipvs is not None
+    # the table as health may leave it (the NAT server out) asks the same of MASTER
+    emptied = dataclasses.replace(config.ipvs, services=tuple(
+        dataclasses.replace(s, real_servers=()) for s in config.ipvs.services))
+    assert dataclasses.replace(config, ipvs=emptied).director_sysctls() == FAILOVER + NAT
