@@ -48,6 +48,7 @@ from haguard.core.fifo import (
     latest_per_instance,
     parse_line,
 )
+from haguard.core.gcpause import freeze_long_lived
 from haguard.core.ipvsconfig import VirtualService
 from haguard.core.metrics import Family, agent_families
 from haguard.errors import HaguardError, OperationFailed
@@ -150,6 +151,7 @@ class Agent:
             self.health.start()
             tasks.append(asyncio.get_running_loop().create_task(
                 self.health.publish_every(PUBLISH_S), name="health status"))
+        freeze_long_lived()
         metrics = await self._serve_metrics()
         if metrics is not None:
             tasks.append(asyncio.get_running_loop().create_task(
@@ -287,6 +289,7 @@ class Agent:
             self.health = health
             health.start()
             asyncio.get_running_loop().create_task(health.publish_every(PUBLISH_S))
+        freeze_long_lived()
         self.log.info("reloaded", config=config.path)
         try:
             changes = self._apply_held_table()

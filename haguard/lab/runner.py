@@ -32,6 +32,7 @@ from haguard.lab.topology import (
     EXEC_ROOT,
     LAB_ROOT,
     Director,
+    IPNetwork,
     Lab,
     RealServerNode,
     build,
@@ -49,11 +50,13 @@ HOST_SYSCTLS = (
 )
 
 
-def load_lab(name: str, config_paths: list[str], agent: bool = False) -> tuple[Lab, list[Config]]:
+def load_lab(name: str, config_paths: list[str], agent: bool = False,
+             outside: tuple[IPNetwork, ...] = ()) -> tuple[Lab, list[Config]]:
     """Validate the operator's config(s) and lay out the lab for them.
 
     ``agent`` runs `haguard agent` on the directors even when the configs have no
-    ``agent`` section (the lab adds one).
+    ``agent`` section (the lab adds one). Real servers in ``outside`` networks get no
+    lab host (see topology.build).
     """
     configs = [load_config(p) for p in config_paths]
     docs = []
@@ -63,7 +66,8 @@ def load_lab(name: str, config_paths: list[str], agent: bool = False) -> tuple[L
         if agent and isinstance(doc, dict):
             doc.setdefault("agent", {})
         docs.append(doc)
-    return build(name, configs, docs, hooks_in_exec_root=not holds_programs(LAB_ROOT)), configs
+    return build(name, configs, docs, hooks_in_exec_root=not holds_programs(LAB_ROOT),
+                 outside=outside), configs
 
 
 def holds_programs(path: str) -> bool:

@@ -17,6 +17,8 @@ from typing import Any
 from haguard.core.config import Config
 from haguard.errors import BadInput
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
 LAB_ROOT = "/run/haguard-lab"
 # Where the hooks go when LAB_ROOT's file system is mounted noexec, as Debian's
 # initramfs mounts /run: keepalived could not run them there.
@@ -146,9 +148,11 @@ def hooks_dir(name: str, in_exec_root: bool) -> str:
 
 
 def build(name: str, configs: list[Config], docs: list[dict[str, Any]],
-          hooks_in_exec_root: bool = False) -> Lab:
+          hooks_in_exec_root: bool = False, outside: tuple[IPNetwork, ...] = ()) -> Lab:
     """Lay out the lab for one or two director configs (``docs`` are their raw YAML);
-    ``hooks_in_exec_root`` where LAB_ROOT cannot hold programs."""
+    ``hooks_in_exec_root`` where LAB_ROOT cannot hold programs. Real servers in an
+    ``outside`` network get no lab host: the caller serves them (bench/takeover.py's
+    farm answers for ten thousand from one namespace)."""
     check_lab_name(name)
     if len(configs) not in (1, 2) or len(configs) != len(docs):
         raise BadInput("lab: give one director config (its peer is derived) or two")
@@ -220,7 +224,8 @@ def build(name: str, configs: list[Config], docs: list[dict[str, Any]],
     extra = tuple(f"{SEGMENTS_V4[0].network_address + h}/{SEGMENTS_V4[0].prefixlen}"
                   for h in CLIENT_EXTRA_HOSTS)
     host_addresses.update(ipaddress.ip_interface(a).ip for a in extra)
-    real_servers = _real_servers(configs[0], interfaces, workdir, prefix, host_addresses)
+    real_servers = _real_servers(configs[0], interfaces, workdir, prefix, host_addresses,
+                                 outside)
     return Lab(name=name, workdir=workdir, switch_namespace=f"{prefix}-sw",
                bridges=tuple(f"br{k}" for k in range(len(interfaces))),
                interfaces=tuple(interfaces), directors=tuple(built),
@@ -241,9 +246,10 @@ def _segment_of(address: ipaddress.IPv4Address | ipaddress.IPv6Address,
 
 
 def _real_servers(config: Config, interfaces: list[str], workdir: str, prefix: str,
-                  taken: set[Any]) -> tuple[RealServerNode, ...]:
+                  taken: set[Any], outside: tuple[IPNetwork, ...] = ()
+                  ) -> tuple[RealServerNode, ...]:
     """One lab host per real server (and sorry server) address in the config's ipvs
-    section."""
+    section, but those in an ``outside`` network."""
     if config.ipvs is None:
         return ()
     found: dict[str, dict[str, Any]] = {}
@@ -251,6 +257,8 @@ def _real_servers(config: Config, interfaces: list[str], workdir: str, prefix: s
         # The sorry server is a host of its own too: it answers when the others are down.
         for rs in service.real_servers + ((service.sorry_server,) if service.sorry_server
                                           else ()):
+            if any(rs.address in net for net in outside):
+                continue
             entry = found.setdefault(str(rs.address), {"address": rs.address, "modes": set(),
                                                        "vips": [], "ports": []})
             entry["modes"].add(rs.forwarding)
