@@ -24,6 +24,7 @@ Run as root, from the checkout:  sudo .venv/bin/python bench/takeover.py --failo
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import math
 import os
@@ -396,7 +397,9 @@ class Bench:
 def make_bench(mode: str, config_path: str, args: argparse.Namespace, say: Callable[[str], None]
                ) -> Bench:
     name = "bh" + secrets.token_hex(5)  # 12 chars: unique beside labs others run now
-    lab, configs = load_lab(name, [config_path], agent=mode == "agent")
+    # The farm answers for its real servers from a namespace of its own: no lab host each.
+    outside = (ipaddress.ip_network(FARM_SERVERS),) if args.farm else ()
+    lab, configs = load_lab(name, [config_path], agent=mode == "agent", outside=outside)
     runner = LabRunner(lab, [config_path], say=say,
                        render_fn=native_render if mode == "native" else render)
     primary, backup = lab.directors[0].node, lab.directors[1].node
