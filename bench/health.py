@@ -32,6 +32,9 @@ retry interval (keepalived's delay_loop, connect_timeout, retry, delay_before_re
   --farm``), once unchecked and once checked by TCP every second on MASTER and BACKUP
   alike. Target: p99 within 5 ms of each other. The checks per second that reached the
   farm are printed: under emulation the checkers may not keep the configured rate.
+  ``--interference-interval-s N`` checks every N seconds instead: at 1 s both emulated
+  directors (one VM, two vCPUs) are saturated, and the figure is then the CPU starvation
+  of the emulation, not the loop's; at a rate they sustain, it is the loop's.
 
 Parts can be skipped: ``--detect-kinds ''``, ``--scale-kinds ''``, ``--takeover-sizes ''``,
 ``--interference-servers 0``.
