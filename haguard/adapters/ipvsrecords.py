@@ -182,11 +182,6 @@ def journal_applied(state_dir: str, entries: Iterable[tuple[str, str]]) -> None:
 JOURNAL_MIN = 64 * 1024    # bytes of journal kept before a fold, on however small a record
 
 
-def has_applied(state_dir: str) -> bool:
-    """Whether an applied record exists (journal_applied has something to add to)."""
-    return os.path.exists(applied_file(state_dir))
-
-
 def _unlink(path: str) -> None:
     try:
         os.unlink(path)

@@ -14,7 +14,6 @@ from haguard.adapters.ipvsrecords import (
     UNKNOWN,
     digest,
     forget_applied,
-    has_applied,
     journal_applied,
     read_applied,
     read_owned,
@@ -189,16 +188,14 @@ def reconcile_named(ipvs: Ipvs, services: tuple[VirtualService, ...],
     chosen, gone = _named(services, only, owned)
     plan = plan_reconcile(chosen, ipvs.read(only), gone)
     chosen_k = {record_key(s.key) for s in chosen}
-    recorded = has_applied(state_dir)
     if not chosen_k <= owned:
         write_owned(state_dir, owned | chosen_k)
-    if recorded and plan:      # until this apply is known to have finished
+    if plan:      # until this apply is known to have finished
         journal_applied(state_dir, [(record_key(k), UNKNOWN) for k in only])
     ipvs.apply(plan)
     if gone:
         write_owned(state_dir, (owned | chosen_k) - {record_key(k) for k in gone})
-    if recorded:
-        journal_applied(state_dir, [(record_key(s.key), digest(s)) for s in chosen])
+    journal_applied(state_dir, [(record_key(s.key), digest(s)) for s in chosen])
     return plan
 
 
