@@ -425,24 +425,26 @@ class HealthWatch:
                 out["services"].append(item)
         return out
 
-    async def snapshot_sliced(self) -> dict[str, Any] | None:
+    async def snapshot_sliced(self) -> tuple[dict[str, Any], float] | None:
         """The snapshot, built a slice at a time (the sweep's SLICE_S: with ten thousand
         real servers it takes a fifth of a second natively) with the loop's other work,
-        a VRRP event, between; None when a config was loaded meanwhile (its own
-        publishing follows)."""
+        a VRRP event, between, and the loop's time it took; None when a config was loaded
+        meanwhile (its own publishing follows)."""
         generation = self._generation
         out: dict[str, Any] = {"at": time.time(), "services": []}
-        until = time.monotonic() + SLICE_S
+        busy = 0.0
+        began = time.monotonic()
         for key, entry in list(self.services.items()):
-            if time.monotonic() > until:
+            if time.monotonic() > began + SLICE_S:
+                busy += time.monotonic() - began
                 await asyncio.sleep(0)
                 if self._generation != generation:
                     return None
-                until = time.monotonic() + SLICE_S
+                began = time.monotonic()
             item = self._service_snapshot(key, entry)
             if item is not None:
                 out["services"].append(item)
-        return out
+        return out, busy + time.monotonic() - began
 
     def _service_snapshot(self, key: ServiceKey, entry: _Service) -> dict[str, Any] | None:
         """One service of the snapshot (None: not watched). What it holds is never changed
@@ -486,15 +488,28 @@ class HealthWatch:
                 self._dirty = self._checked = False
                 self.flush()       # what is published as the table is in the kernel first
                 written = time.monotonic()
-                snapshot = await self.snapshot_sliced()
-                if snapshot is None:
+                built = await self.snapshot_sliced()
+                if built is None:
                     self._dirty = True
                     continue
+                snapshot, busy = built
+                work, spent = self._publish(snapshot), [0.0]
+
+                def write() -> None:
+                    begun = time.thread_time()
+                    try:
+                        work()
+                    finally:
+                        spent[0] = time.thread_time() - begun
                 try:
-                    await asyncio.to_thread(self._publish(snapshot))
+                    await asyncio.to_thread(write)
                 except Exception as exc:  # noqa: BLE001 - status is stale, checks go on
                     self.log.warning("health_publish_failed", error=str(exc))
-                pause = max(seconds, (time.monotonic() - written) * (PUBLISH_SHARE - 1))
+                # What publishing cost (the loop's slices, the writer's CPU), not its wall
+                # time: a writer waiting for the interpreter or the disk costs the checks
+                # nothing, and nine times such a wait held the next change back by seconds
+                # (a drain's countdown began after the connections it counts had closed).
+                pause = max(seconds, (busy + spent[0]) * (PUBLISH_SHARE - 1))
             await asyncio.sleep(pause)
 
 
