@@ -88,9 +88,7 @@ class Agent:
         # For /metrics: the last health snapshot published, the loop's lateness, and when
         # keepalived last wrote to the FIFO.
         self._published: dict[str, Any] | None = None
-        # Snapshots are written by worker threads (and a reload's on the loop): one at a
-        # time, and never an older one over a newer.
-        self._publish_lock = threading.Lock()
+        # A snapshot's writing is returned to its caller to run: never an older over a newer.
         self._publish_seq = self._written_seq = 0
         self._loop_lag_s: float | None = None
         self._last_fifo_line_at: float | None = None
@@ -214,9 +212,7 @@ class Agent:
         return watch
 
     def _publish_health(self, snapshot: dict[str, Any]) -> Callable[[], None]:
-        """Take ``snapshot`` as what the agent says (on the loop); return the writing of it
-        to state_dir, which health does in a worker thread (encoding ten thousand real
-        servers would hold the loop)."""
+        """Take ``snapshot`` as what the agent says; return the writing of it to state_dir."""
         snapshot["config"] = self.loaded
         self._published = snapshot
         self._publish_seq += 1
@@ -224,12 +220,11 @@ class Agent:
         names = [i.name for i in self.config.instances]
 
         def write() -> None:
-            with self._publish_lock:
-                if seq < self._written_seq:
-                    return          # a newer snapshot is on disk already (a reload's)
-                self.state_dir.write_health(snapshot)
-                self.state_dir.write_metrics(node, names, snapshot)
-                self._written_seq = seq
+            if seq < self._written_seq:
+                return          # a newer snapshot is on disk already (a reload's)
+            self.state_dir.write_health(snapshot)
+            self.state_dir.write_metrics(node, names, snapshot)
+            self._written_seq = seq
         return write
 
     def _follow_levers(self) -> None:

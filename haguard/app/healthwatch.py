@@ -448,8 +448,8 @@ class HealthWatch:
 
     def _service_snapshot(self, key: ServiceKey, entry: _Service) -> dict[str, Any] | None:
         """One service of the snapshot (None: not watched). What it holds is never changed
-        afterwards (a check's result replaces its CheckRecord), so a worker thread may
-        encode it while the loop goes on."""
+        afterwards (a check's result replaces its CheckRecord), so the slices of one
+        snapshot may be built between other work."""
         if not entry.config.watched and not entry.levers:
             return None
         table = self._table_of(entry.config)
@@ -478,9 +478,9 @@ class HealthWatch:
     async def publish_every(self, seconds: float) -> None:
         """Write the snapshot within ``seconds`` of a change, and every REFRESH_S while
         checks only repeat themselves (their times move on). It is built on the loop a
-        slice at a time and written by a worker thread; one that takes long (thousands of
-        real servers) is written less often: publishing takes at most 1/PUBLISH_SHARE of
-        the time, the checks and the transitions the rest."""
+        slice at a time, then written; one that takes long (thousands of real servers) is
+        written less often: publishing takes at most 1/PUBLISH_SHARE of the loop, the
+        checks and the transitions the rest."""
         written = 0.0
         while True:
             pause = seconds
@@ -493,23 +493,14 @@ class HealthWatch:
                     self._dirty = True
                     continue
                 snapshot, busy = built
-                work, spent = self._publish(snapshot), [0.0]
-
-                def write() -> None:
-                    begun = time.thread_time()
-                    try:
-                        work()
-                    finally:
-                        spent[0] = time.thread_time() - begun
+                began = time.thread_time()
                 try:
-                    await asyncio.to_thread(write)
+                    self._publish(snapshot)()
                 except Exception as exc:  # noqa: BLE001 - status is stale, checks go on
                     self.log.warning("health_publish_failed", error=str(exc))
-                # What publishing cost (the loop's slices, the writer's CPU), not its wall
-                # time: a writer waiting for the interpreter or the disk costs the checks
-                # nothing, and nine times such a wait held the next change back by seconds
-                # (a drain's countdown began after the connections it counts had closed).
-                pause = max(seconds, (busy + spent[0]) * (PUBLISH_SHARE - 1))
+                # What publishing cost (the build's slices, the write's CPU), not its wall
+                # time: a write waiting for the disk costs the checks nothing.
+                pause = max(seconds, (busy + time.thread_time() - began) * (PUBLISH_SHARE - 1))
             await asyncio.sleep(pause)
 
 

@@ -210,8 +210,8 @@ def test_a_reload_applies_the_new_table_and_publishes_which_file_it_applied(
 
 def test_an_older_health_snapshot_written_late_does_not_replace_a_newer_one(
         config: Config) -> None:
-    # The periodic snapshot is written by a worker thread; a reload writes its own at
-    # once. Should the thread finish last, the reload's (newer) snapshot stays.
+    # A snapshot's writing is returned to be run by its caller; a reload writes its own at
+    # once. Should the older one be run last, the reload's (newer) snapshot stays.
     agent = Agent(config, get_logger(None, quiet=True))
     StateDir(config.node.state_dir).ensure()
     older = agent._publish_health({"at": 1.0, "services": []})

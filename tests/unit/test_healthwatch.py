@@ -188,14 +188,14 @@ def test_a_slow_snapshot_is_published_less_often_so_the_checks_keep_the_loop(
 
 def test_a_snapshot_writer_that_waits_rather_than_computes_does_not_slow_publishing(
         tmp_path: Path) -> None:
-    # Its wall time is no cost to the checks: the next change is published a second
-    # (``seconds``) later, not nine times the wait later.
+    # Its wall time waiting is no cost to the checks: the next change is published
+    # ``seconds`` later, not nine times the wait later.
     config: Config = loads(DOC, filename="lb1.yaml")
     published: list[float] = []
 
     def publish(snapshot: dict) -> Callable[[], None]:
         def write() -> None:
-            time.sleep(0.3)                 # the disk, or the interpreter held elsewhere
+            time.sleep(0.3)                 # the disk
             published.append(time.monotonic())
         return write
     hw = HealthWatch(config, get_logger(str(tmp_path / "log.jsonl"), quiet=True),
@@ -273,24 +273,6 @@ def test_a_snapshot_under_way_when_the_config_is_reloaded_is_dropped(tmp_path: P
         finally:
             hw.stop()
     assert asyncio.run(main()) is None
-
-
-def test_the_health_file_written_a_service_at_a_time_reads_as_the_snapshot(
-        tmp_path: Path) -> None:
-    import json
-
-    from haguard.adapters.statefile import StateDir
-
-    hw = HealthWatch(_large(3), get_logger(str(tmp_path / "log.jsonl"), quiet=True),
-                     apply=lambda services: None, held=lambda s: True,
-                     publish=lambda snapshot: lambda: None)
-    snapshot = {**hw.snapshot(), "config": {"path": "lb1.yaml", "digest": "d"}}
-    state = StateDir(str(tmp_path / "state"))
-    state.ensure()
-    state.write_health(snapshot)
-    assert state.read_health() == json.loads(json.dumps(snapshot))
-    state.write_health({"at": 1.0, "services": []})
-    assert state.read_health() == {"at": 1.0, "services": []}
 
 
 def test_the_table_a_transition_reads_is_the_one_computed_afresh_after_any_results(
