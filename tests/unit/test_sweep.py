@@ -359,12 +359,12 @@ def test_an_http_answer_that_came_in_time_is_up_even_when_the_loop_runs_late() -
     assert (result.ok, result.detail) == (True, "HTTP 200 from /")
 
 
-def test_a_thousand_checks_due_at_once_begin_in_bursts_with_the_loops_other_work_between(
-        ) -> None:
-    # After a stall thousands of checks are due together: another reader on the loop (in
-    # the agent, keepalived's FIFO) runs between bursts of BURST, not after all of them.
+def turns_while_due(count: int, timeout_s: float,
+                    clock: Callable[[], float] | None = None) -> list[tuple[int, int]]:
+    """``count`` checks of a listener, all due at once; at each turn of the loop, what
+    another reader on it saw: (probes ended, probes in flight)."""
     with listening(backlog=1024) as port:
-        async def main() -> list[int]:
+        async def main() -> list[tuple[int, int]]:
             loop = asyncio.get_running_loop()
             ended = 0
             sweep: Sweep
@@ -372,15 +372,15 @@ def test_a_thousand_checks_due_at_once_begin_in_bursts_with_the_loops_other_work
             def done(ident: int, result: ProbeResult) -> None:
                 nonlocal ended
                 ended += 1
-            seen: list[int] = []
+            seen: list[tuple[int, int]] = []
             r, w = os.pipe()
             os.write(w, b"x")           # readable on every turn of the loop
-            loop.add_reader(r, lambda: seen.append(ended + sweep.in_flight()))
-            sweep = Sweep(loop, done)
-            for ident in range(1000):
-                sweep.add(ident, Target("127.0.0.1", port, 5.0), 0.0)
+            loop.add_reader(r, lambda: seen.append((ended, sweep.in_flight())))
+            sweep = Sweep(loop, done) if clock is None else Sweep(loop, done, clock=clock)
+            for ident in range(count):
+                sweep.add(ident, Target("127.0.0.1", port, timeout_s), 0.0)
             try:
-                while ended < 1000:
+                while ended < count:
                     await asyncio.sleep(0.01)
             finally:
                 loop.remove_reader(r)
@@ -388,10 +388,20 @@ def test_a_thousand_checks_due_at_once_begin_in_bursts_with_the_loops_other_work
                 os.close(w)
                 sweep.close()
             return seen
-        seen = asyncio.run(main())
-    steps = [b - a for a, b in zip(seen, seen[1:])]
+        return asyncio.run(main())
+
+
+def steps(counts: list[int]) -> list[int]:
+    return [b - a for a, b in zip(counts, counts[1:])]
+
+
+def test_a_thousand_checks_due_at_once_begin_in_bursts_with_the_loops_other_work_between(
+        ) -> None:
+    # After a stall thousands of checks are due together: another reader on the loop (in
+    # the agent, keepalived's FIFO) runs between bursts of BURST, not after all of them.
+    seen = [e + f for e, f in turns_while_due(1000, 5.0)]
     assert seen[-1] == 1000
-    assert 0 < max(steps) <= BURST and max(steps) < 1000, steps
+    assert 0 < max(steps(seen)) <= BURST and max(steps(seen)) < 1000, steps(seen)
 
 
 def test_one_wake_up_of_the_sweep_holds_the_loop_one_slice_however_much_is_due() -> None:
@@ -404,36 +414,11 @@ def test_one_wake_up_of_the_sweep_holds_the_loop_one_slice_however_much_is_due()
     def clock() -> float:
         return next(ticks) / 1000
     per_slice = int(SLICE_S * 1000) + 2
-    with listening(backlog=1024) as port:
-        async def main() -> tuple[list[int], list[int]]:
-            loop = asyncio.get_running_loop()
-            ended = 0
-            sweep: Sweep
-
-            def done(ident: int, result: ProbeResult) -> None:
-                nonlocal ended
-                ended += 1
-            seen: list[tuple[int, int]] = []
-            r, w = os.pipe()
-            os.write(w, b"x")           # readable on every turn of the loop
-            loop.add_reader(r, lambda: seen.append((ended, sweep.in_flight())))
-            sweep = Sweep(loop, done, clock=clock)
-            for ident in range(600):
-                sweep.add(ident, Target("127.0.0.1", port, 30.0), 0.0)
-            try:
-                while ended < 600:
-                    await asyncio.sleep(0.01)
-            finally:
-                loop.remove_reader(r)
-                os.close(r)
-                os.close(w)
-                sweep.close()
-            return [e for e, _ in seen], [e + f for e, f in seen]
-        ended, begun = asyncio.run(main())
+    seen = turns_while_due(600, 30.0, clock)
+    ended, begun = [e for e, _ in seen], [e + f for e, f in seen]
     assert ended[-1] == 600
     for counts in (ended, begun):
-        steps = [b - a for a, b in zip(counts, counts[1:])]
-        assert 0 < max(steps) <= per_slice, steps
+        assert 0 < max(steps(counts)) <= per_slice, steps(counts)
 
 
 def test_a_result_whose_handling_raises_stops_no_other_check() -> None:
