@@ -88,8 +88,6 @@ class Agent:
         # For /metrics: the last health snapshot published, the loop's lateness, and when
         # keepalived last wrote to the FIFO.
         self._published: dict[str, Any] | None = None
-        # A snapshot's writing is returned to its caller to run: never an older over a newer.
-        self._publish_seq = self._written_seq = 0
         self._loop_lag_s: float | None = None
         self._last_fifo_line_at: float | None = None
 
@@ -211,21 +209,12 @@ class Agent:
         watch.set_levers(leverfiles.read_rs_levers(config.node.lever_dir))
         return watch
 
-    def _publish_health(self, snapshot: dict[str, Any]) -> Callable[[], None]:
-        """Take ``snapshot`` as what the agent says; return the writing of it to state_dir."""
+    def _publish_health(self, snapshot: dict[str, Any]) -> None:
         snapshot["config"] = self.loaded
         self._published = snapshot
-        self._publish_seq += 1
-        seq, node = self._publish_seq, self.config.node.name
-        names = [i.name for i in self.config.instances]
-
-        def write() -> None:
-            if seq < self._written_seq:
-                return          # a newer snapshot is on disk already (a reload's)
-            self.state_dir.write_health(snapshot)
-            self.state_dir.write_metrics(node, names, snapshot)
-            self._written_seq = seq
-        return write
+        self.state_dir.write_health(snapshot)
+        self.state_dir.write_metrics(self.config.node.name,
+                                     [i.name for i in self.config.instances], snapshot)
 
     def _follow_levers(self) -> None:
         """Take the operator's real-server levers as soon as their file changes."""
@@ -328,7 +317,7 @@ class Agent:
         snapshot = self.health.snapshot() if self.health is not None else \
             {"at": time.time(), "services": []}
         try:
-            self._publish_health(snapshot)()
+            self._publish_health(snapshot)
         except (OSError, HaguardError) as exc:
             self.log.warning("health_publish_failed", error=str(exc))
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from haguard.adapters import probes
 from haguard.adapters.log import Log
-from haguard.adapters.sweep import SLICE_S, Sweep, Target
+from haguard.adapters.sweep import Sweep, Target
 from haguard.core.config import Config
 from haguard.core.health import (
     DEFAULT_QUORUM,
@@ -114,7 +114,7 @@ class HealthWatch:
     def __init__(self, config: Config, log: Log,
                  apply: Callable[[list[VirtualService]], None],
                  held: Callable[[VirtualService], bool],
-                 publish: Callable[[dict[str, Any]], Callable[[], None]],
+                 publish: Callable[[dict[str, Any]], None],
                  remembered: dict[str, Any] | None = None) -> None:
         self.log = log.bind(component="health")
         self._apply, self._held, self._publish = apply, held, publish
@@ -145,14 +145,12 @@ class HealthWatch:
         # not one per real server, when a switch takes thousands down at once.
         self._pending: dict[ServiceKey, tuple[VirtualService, str]] = {}
         self._flush_scheduled = False
-        self._generation = 0       # one more at each config loaded: a snapshot under way stops
         self._load(config)
 
     # ------------------------------------------------------------------ config
     def _load(self, config: Config) -> None:
         self._cached = None
         self._tables = {}
-        self._generation += 1
         # Tables computed from the config being replaced: what still applies is computed
         # again by the caller (reload, start).
         self._pending = {}
@@ -425,31 +423,8 @@ class HealthWatch:
                 out["services"].append(item)
         return out
 
-    async def snapshot_sliced(self) -> tuple[dict[str, Any], float] | None:
-        """The snapshot, built a slice at a time (the sweep's SLICE_S: with ten thousand
-        real servers it takes a fifth of a second natively) with the loop's other work,
-        a VRRP event, between, and the loop's time it took; None when a config was loaded
-        meanwhile (its own publishing follows)."""
-        generation = self._generation
-        out: dict[str, Any] = {"at": time.time(), "services": []}
-        busy = 0.0
-        began = time.monotonic()
-        for key, entry in list(self.services.items()):
-            if time.monotonic() > began + SLICE_S:
-                busy += time.monotonic() - began
-                await asyncio.sleep(0)
-                if self._generation != generation:
-                    return None
-                began = time.monotonic()
-            item = self._service_snapshot(key, entry)
-            if item is not None:
-                out["services"].append(item)
-        return out, busy + time.monotonic() - began
-
     def _service_snapshot(self, key: ServiceKey, entry: _Service) -> dict[str, Any] | None:
-        """One service of the snapshot (None: not watched). What it holds is never changed
-        afterwards (a check's result replaces its CheckRecord), so the slices of one
-        snapshot may be built between other work."""
+        """One service of the snapshot (None: not watched)."""
         if not entry.config.watched and not entry.levers:
             return None
         table = self._table_of(entry.config)
@@ -477,10 +452,9 @@ class HealthWatch:
 
     async def publish_every(self, seconds: float) -> None:
         """Write the snapshot within ``seconds`` of a change, and every REFRESH_S while
-        checks only repeat themselves (their times move on). It is built on the loop a
-        slice at a time, then written; one that takes long (thousands of real servers) is
-        written less often: publishing takes at most 1/PUBLISH_SHARE of the loop, the
-        checks and the transitions the rest."""
+        checks only repeat themselves (their times move on). A snapshot that takes long
+        (thousands of real servers) is written less often: publishing takes at most
+        1/PUBLISH_SHARE of the loop, whose work is the checks and the transitions."""
         written = 0.0
         while True:
             pause = seconds
@@ -488,19 +462,11 @@ class HealthWatch:
                 self._dirty = self._checked = False
                 self.flush()       # what is published as the table is in the kernel first
                 written = time.monotonic()
-                built = await self.snapshot_sliced()
-                if built is None:
-                    self._dirty = True
-                    continue
-                snapshot, busy = built
-                began = time.thread_time()
                 try:
-                    self._publish(snapshot)()
+                    self._publish(self.snapshot())
                 except Exception as exc:  # noqa: BLE001 - status is stale, checks go on
                     self.log.warning("health_publish_failed", error=str(exc))
-                # What publishing cost (the build's slices, the write's CPU), not its wall
-                # time: a write waiting for the disk costs the checks nothing.
-                pause = max(seconds, (busy + time.thread_time() - began) * (PUBLISH_SHARE - 1))
+                pause = max(seconds, (time.monotonic() - written) * (PUBLISH_SHARE - 1))
             await asyncio.sleep(pause)
 
 
