@@ -174,8 +174,14 @@ def test_drain_lets_open_connections_finish_then_takes_the_real_server_out(
     # Weight 0, its connections still there: new requests all go to rs2.
     _wait_table(lab, "lb1", lambda t: (_rs_line(t, RS1) or (1, 0, 0))[:2]
                 == (0, before.count("rs1")), "rs1 at weight 0 with its open connections", also=out)
+    in_kernel = time.monotonic()
     result = lab.fetch(4)
     assert result["failed"] == 0 and result["counts"] == {"rs2": 4}, result
+    # The drain counts once the agent has published the lever (the status file follows the
+    # kernel by up to a publishing pause): the held connections end only after its first
+    # count, which must see them.
+    _wait_file(out, " inactive connections", 60, "the drain's first count")
+    counting = time.monotonic() - in_kernel
     assert "no connections left" not in open(out, encoding="utf-8").read()
     # The held connections ask again: each is answered by the server that answered it first.
     open(go, "w").close()
@@ -187,7 +193,7 @@ def test_drain_lets_open_connections_finish_then_takes_the_real_server_out(
     counts = [tuple(map(int, m)) for m in re.findall(
         rf"{re.escape(RS1)}: (\d+) active, (\d+) inactive connections", text)]
     print(f"drain: rs1 out {took:.1f} s after the client closed its connections; "
-          f"countdown {counts}")
+          f"countdown {counts}; first count {counting:.1f} s after the kernel had weight 0")
     assert counts[0][0] == before.count("rs1") and counts[-1] == (0, 0), text
     assert text.index("draining, at weight 0") < text.index(" active, "), text
     assert "no connections left" in text and "disabled" in text, text
