@@ -304,16 +304,19 @@ class HealthWatch:
             delta = 0
         state = self.states[(key, rs.key)]
         new, delay = server_step(health, state, index, ok, delta)
-        self.states[(key, rs.key)] = new
         record = self.services[key].records[rs.key]
         before = record.checks[index]
+        if (before.ok, before.detail) != (ok, result.detail):
+            self._dirty = True
+        # Replaced, never changed: a snapshot under way holds the one it read.
         record.checks[index] = CheckRecord(check.kind, ok, result.detail, time.time(),
                                            round(result.duration_s * 1000, 3),
                                            before.checks + 1)
         record.failures = 0 if ok else record.failures + 1
         self._checked = True
-        if (before.ok, before.detail) != (ok, result.detail):
-            self._dirty = True
+        if new is state:       # a pass while up, a failure while down: the common case
+            return delay
+        self.states[(key, rs.key)] = new
         if new.up != state.up:
             record.since = time.time()
             record.transitions += 1

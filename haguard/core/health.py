@@ -119,7 +119,13 @@ def server_step(health: RealServerHealth, state: ServerState, index: int, ok: bo
                 delta: int | None = None) -> tuple[ServerState, float]:
     """Check ``index`` of a real server reported ``ok`` (``delta``: a dynamic script's
     weight change); the new state and when that check runs next."""
-    result = step(health.checks[index], state.checks[index], ok)
+    check, now = health.checks[index], state.checks[index]
+    # The common results, a pass while up and a failure while down, change nothing: the
+    # same state comes back (the checker compares it by identity first).
+    if delta is None and not now.count and (now.phase is Phase.UP if ok else
+                                            now.phase is Phase.DOWN and not state.deltas[index]):
+        return state, check.interval_s
+    result = step(check, now, ok)
     deltas = list(state.deltas)
     if delta is not None and ok:
         deltas[index] = delta

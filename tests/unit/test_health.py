@@ -102,6 +102,26 @@ def test_a_real_server_is_down_while_any_check_is_and_up_when_the_last_recovers(
     assert state.up
 
 
+def test_a_real_server_step_is_its_check_s_step_in_every_state_including_the_short_cut(
+        ) -> None:
+    # server_step returns the state it was given for a pass while up and a failure while
+    # down: in every state, with and without a weight part, the answer is what `step`
+    # gives and the weight part rule says.
+    states = [CheckState(p, n) for p in Phase for n in (0, 1, 2)]
+    for other in states:
+        for mine in states:
+            for deltas in ((0, 0), (0, 3)):
+                for ok in (True, False):
+                    for delta in (None, 4):
+                        state = ServerState((other, mine), deltas)
+                        got, delay = server_step(TWO, state, 1, ok, delta)
+                        wanted = step(HTTP, mine, ok)
+                        part = delta if delta is not None and ok else \
+                            0 if not wanted.state.up else deltas[1]
+                        assert (got, delay) == (ServerState((other, wanted.state),
+                                                            (0, part)), wanted.next_in_s)
+
+
 RS = RealServer(address=ipaddress.ip_address("192.0.2.21"), port=80, weight=10)
 
 

@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager, contextmanager, nullcontext
 import pytest
 
 from haguard.adapters.probes import ProbeResult
-from haguard.adapters.sweep import BURST, SLICE_S, Sweep, Target
+from haguard.adapters.sweep import BURST, EARLY_S, EARLY_SHARE, SLICE_S, Sweep, Target
 from haguard.core.healthconfig import HttpSpec
 from tests.unit.descriptors import none_free
 
@@ -161,8 +161,46 @@ def test_each_check_runs_again_after_the_delay_its_result_returned() -> None:
             return seen
         seen = asyncio.run(main())
     gaps = {ident: [b - a for a, b in zip(times, times[1:])] for ident, times in seen.items()}
-    assert all(0.05 <= g < 0.5 for g in gaps[1]), gaps
-    assert all(0.2 <= g < 0.8 for g in gaps[2]), gaps
+    # A probe may begin up to EARLY_SHARE of its delay early (sharing a wake-up).
+    assert all(0.05 * (1 - EARLY_SHARE) <= g < 0.5 for g in gaps[1]), gaps
+    assert all(0.2 * (1 - EARLY_SHARE) <= g < 0.8 for g in gaps[2]), gaps
+
+
+def test_probes_due_within_a_few_ms_share_one_wake_up_and_none_begins_too_early() -> None:
+    # A thousand checks a second are a millisecond apart: one wake-up each would cost
+    # more than the probes. Ten due over 4 ms begin together, the first when it is
+    # due, none more than EARLY_SHARE of its delay (and at most EARLY_S) before its time.
+    class Counted(Sweep):
+        wake_ups = 0
+
+        def _tick(self) -> None:
+            self.wake_ups += 1
+            super()._tick()
+    with listening(backlog=64) as port:
+        async def main() -> tuple[int, dict[int, float], float]:
+            loop = asyncio.get_running_loop()
+            began: dict[int, float] = {}
+            all_ended = loop.create_future()
+
+            def done(ident: int, result: ProbeResult) -> None:
+                began[ident] = loop.time() - result.duration_s
+                if len(began) == 10:
+                    all_ended.set_result(None)
+            # A clock that stands still: no slice ends, however loaded the machine.
+            sweep = Counted(loop, done, clock=lambda: 0.0)
+            at = loop.time()
+            for ident in range(10):
+                sweep.add(ident, Target("127.0.0.1", port, 1.0), 0.5 + ident * 0.00045)
+            try:
+                await asyncio.wait_for(all_ended, 5.0)
+            finally:
+                sweep.close()
+            return sweep.wake_ups, began, at
+        wake_ups, began, at = asyncio.run(main())
+    early = {i: at + 0.5 + i * 0.00045 - t for i, t in began.items()}
+    assert all(e <= min(EARLY_S, (0.5 + i * 0.00045) * EARLY_SHARE) + 1e-6
+               for i, e in early.items()), early
+    assert wake_ups <= 2, wake_ups
 
 
 def test_a_check_whose_result_returns_no_delay_is_not_probed_again() -> None:
