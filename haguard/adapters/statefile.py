@@ -104,9 +104,15 @@ class StateDir:
         from haguard.adapters.files import write_atomic
 
         # One line: json's C encoder (an indent takes the pure-Python one, and with ten
-        # thousand real servers that cost the agent's loop seconds per snapshot).
+        # thousand real servers that cost the agent's loop seconds per snapshot). One
+        # service at a time: a worker thread writes it, and one call encoding every
+        # service would hold the interpreter from the agent's loop all along.
+        services = snapshot.get("services", [])
+        head = json.dumps({k: v for k, v in snapshot.items() if k != "services"},
+                          sort_keys=True)
+        body = ", ".join(json.dumps(s, sort_keys=True) for s in services)
         write_atomic(os.path.join(self.path, "health.json"),
-                     json.dumps(snapshot, sort_keys=True) + "\n")
+                     f'{head[:-1]}{", " if len(head) > 2 else ""}"services": [{body}]}}\n')
 
     def read_health(self) -> dict[str, Any] | None:
         """The last snapshot the agent wrote, or None."""

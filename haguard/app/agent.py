@@ -88,6 +88,10 @@ class Agent:
         # For /metrics: the last health snapshot published, the loop's lateness, and when
         # keepalived last wrote to the FIFO.
         self._published: dict[str, Any] | None = None
+        # Snapshots are written by worker threads (and a reload's on the loop): one at a
+        # time, and never an older one over a newer.
+        self._publish_lock = threading.Lock()
+        self._publish_seq = self._written_seq = 0
         self._loop_lag_s: float | None = None
         self._last_fifo_line_at: float | None = None
 
@@ -209,12 +213,24 @@ class Agent:
         watch.set_levers(leverfiles.read_rs_levers(config.node.lever_dir))
         return watch
 
-    def _publish_health(self, snapshot: dict[str, Any]) -> None:
+    def _publish_health(self, snapshot: dict[str, Any]) -> Callable[[], None]:
+        """Take ``snapshot`` as what the agent says (on the loop); return the writing of it
+        to state_dir, which health does in a worker thread (encoding ten thousand real
+        servers would hold the loop)."""
         snapshot["config"] = self.loaded
         self._published = snapshot
-        self.state_dir.write_health(snapshot)
-        self.state_dir.write_metrics(self.config.node.name,
-                                     [i.name for i in self.config.instances], snapshot)
+        self._publish_seq += 1
+        seq, node = self._publish_seq, self.config.node.name
+        names = [i.name for i in self.config.instances]
+
+        def write() -> None:
+            with self._publish_lock:
+                if seq < self._written_seq:
+                    return          # a newer snapshot is on disk already (a reload's)
+                self.state_dir.write_health(snapshot)
+                self.state_dir.write_metrics(node, names, snapshot)
+                self._written_seq = seq
+        return write
 
     def _follow_levers(self) -> None:
         """Take the operator's real-server levers as soon as their file changes."""
@@ -317,7 +333,7 @@ class Agent:
         snapshot = self.health.snapshot() if self.health is not None else \
             {"at": time.time(), "services": []}
         try:
-            self._publish_health(snapshot)
+            self._publish_health(snapshot)()
         except (OSError, HaguardError) as exc:
             self.log.warning("health_publish_failed", error=str(exc))
 

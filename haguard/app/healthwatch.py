@@ -20,7 +20,7 @@ from typing import Any
 
 from haguard.adapters import probes
 from haguard.adapters.log import Log
-from haguard.adapters.sweep import Sweep, Target
+from haguard.adapters.sweep import SLICE_S, Sweep, Target
 from haguard.core.config import Config
 from haguard.core.health import (
     DEFAULT_QUORUM,
@@ -114,7 +114,7 @@ class HealthWatch:
     def __init__(self, config: Config, log: Log,
                  apply: Callable[[list[VirtualService]], None],
                  held: Callable[[VirtualService], bool],
-                 publish: Callable[[dict[str, Any]], None],
+                 publish: Callable[[dict[str, Any]], Callable[[], None]],
                  remembered: dict[str, Any] | None = None) -> None:
         self.log = log.bind(component="health")
         self._apply, self._held, self._publish = apply, held, publish
@@ -145,12 +145,14 @@ class HealthWatch:
         # not one per real server, when a switch takes thousands down at once.
         self._pending: dict[ServiceKey, tuple[VirtualService, str]] = {}
         self._flush_scheduled = False
+        self._generation = 0       # one more at each config loaded: a snapshot under way stops
         self._load(config)
 
     # ------------------------------------------------------------------ config
     def _load(self, config: Config) -> None:
         self._cached = None
         self._tables = {}
+        self._generation += 1
         # Tables computed from the config being replaced: what still applies is computed
         # again by the caller (reload, start).
         self._pending = {}
@@ -426,8 +428,31 @@ class HealthWatch:
                 out["services"].append(item)
         return out
 
+    async def snapshot_sliced(self) -> tuple[dict[str, Any], float] | None:
+        """The snapshot, built a slice at a time (the sweep's SLICE_S: with ten thousand
+        real servers it takes a fifth of a second natively) with the loop's other work,
+        a VRRP event, between, and the loop's time it took; None when a config was loaded
+        meanwhile (its own publishing follows)."""
+        generation = self._generation
+        out: dict[str, Any] = {"at": time.time(), "services": []}
+        busy = 0.0
+        began = time.monotonic()
+        for key, entry in list(self.services.items()):
+            if time.monotonic() > began + SLICE_S:
+                busy += time.monotonic() - began
+                await asyncio.sleep(0)
+                if self._generation != generation:
+                    return None
+                began = time.monotonic()
+            item = self._service_snapshot(key, entry)
+            if item is not None:
+                out["services"].append(item)
+        return out, busy + time.monotonic() - began
+
     def _service_snapshot(self, key: ServiceKey, entry: _Service) -> dict[str, Any] | None:
-        """One service of the snapshot (None: not watched)."""
+        """One service of the snapshot (None: not watched). What it holds is never changed
+        afterwards (a check's result replaces its CheckRecord), so a worker thread may
+        encode it while the loop goes on."""
         if not entry.config.watched and not entry.levers:
             return None
         table = self._table_of(entry.config)
@@ -455,9 +480,10 @@ class HealthWatch:
 
     async def publish_every(self, seconds: float) -> None:
         """Write the snapshot within ``seconds`` of a change, and every REFRESH_S while
-        checks only repeat themselves (their times move on). A snapshot that takes long
-        (thousands of real servers) is written less often: publishing takes at most
-        1/PUBLISH_SHARE of the loop, whose work is the checks and the transitions."""
+        checks only repeat themselves (their times move on). It is built on the loop a
+        slice at a time and written by a worker thread; one that takes long (thousands of
+        real servers) is written less often: publishing takes at most 1/PUBLISH_SHARE of
+        the time, the checks and the transitions the rest."""
         written = 0.0
         while True:
             pause = seconds
@@ -465,11 +491,27 @@ class HealthWatch:
                 self._dirty = self._checked = False
                 self.flush()       # what is published as the table is in the kernel first
                 written = time.monotonic()
+                built = await self.snapshot_sliced()
+                if built is None:
+                    self._dirty = True
+                    continue
+                snapshot, busy = built
+                work, spent = self._publish(snapshot), [0.0]
+
+                def write() -> None:
+                    begun = time.thread_time()
+                    try:
+                        work()
+                    finally:
+                        spent[0] = time.thread_time() - begun
                 try:
-                    self._publish(self.snapshot())
+                    await asyncio.to_thread(write)
                 except Exception as exc:  # noqa: BLE001 - status is stale, checks go on
                     self.log.warning("health_publish_failed", error=str(exc))
-                pause = max(seconds, (time.monotonic() - written) * (PUBLISH_SHARE - 1))
+                # What publishing cost (the loop's slices, the writer's CPU), not its wall
+                # time: a writer waiting for the interpreter or the disk costs the checks
+                # nothing, and nine times such a wait would hold the next change back.
+                pause = max(seconds, (busy + spent[0]) * (PUBLISH_SHARE - 1))
             await asyncio.sleep(pause)
 
 

@@ -207,3 +207,15 @@ def test_a_reload_applies_the_new_table_and_publishes_which_file_it_applied(
             agent.health.stop()
     asyncio.run(main())
 
+
+def test_an_older_health_snapshot_written_late_does_not_replace_a_newer_one(
+        config: Config) -> None:
+    # The periodic snapshot is written by a worker thread; a reload writes its own at
+    # once. Should the thread finish last, the reload's (newer) snapshot stays.
+    agent = Agent(config, get_logger(None, quiet=True))
+    StateDir(config.node.state_dir).ensure()
+    older = agent._publish_health({"at": 1.0, "services": []})
+    newer = agent._publish_health({"at": 2.0, "services": []})
+    newer()
+    older()
+    assert (StateDir(config.node.state_dir).read_health() or {}).get("at") == 2.0
