@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -57,6 +58,10 @@ TICK_S = 0.2          # how often pid files and the FIFO's identity are re-check
 PUBLISH_S = 1.0       # how often the real servers' status is rewritten (when it changed)
 OPEN_FILES_SPARE = 1024   # open files beyond one per check: sockets, the FIFO, state files
 LAG_PERIOD_S = 1.0    # how often the event loop's lateness is measured (for /metrics)
+# The interpreter's switch interval while the agent runs (Python's default is 5 ms): a
+# thread writing the status of thousands of real servers holds the interpreter until
+# then, and the loop, back from each system call of a transition, waited that long.
+SWITCH_INTERVAL_S = 0.0005
 
 
 class Agent:
@@ -117,6 +122,8 @@ class Agent:
         self.log.info("agent_started", pid=process.own_pid(), fifo=fifo.path,
                       instances=[i.name for i in self.config.instances])
         self._open_files()
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         try:
             with Host(keep_sockets=True) as host:
                 self.host = host
@@ -128,6 +135,7 @@ class Agent:
                 self.keepalived.close()
             self.log.info("agent_stopped", transitions=self.transitions)
             self._lock.release()
+            sys.setswitchinterval(switch)
         return 0
 
     def _open_files(self) -> None:

@@ -145,6 +145,9 @@ class HealthWatch:
         # not one per real server, when a switch takes thousands down at once.
         self._pending: dict[ServiceKey, tuple[VirtualService, str]] = {}
         self._flush_scheduled = False
+        # An operator's lever ends the pause between publishes: `haguard ipvs drain` and
+        # the others wait for the status file to show it, whatever the table's size.
+        self._urgent = asyncio.Event()
         self._generation = 0       # one more at each config loaded: a snapshot under way stops
         self._load(config)
 
@@ -203,6 +206,7 @@ class HealthWatch:
             if kinds != entry.levers:
                 entry.levers = kinds
                 self._dirty = True
+                self._urgent.set()
                 self._changed(key, reason="lever")
 
     # ------------------------------------------------------------------ the table
@@ -512,7 +516,11 @@ class HealthWatch:
                 # time: a writer waiting for the interpreter or the disk costs the checks
                 # nothing, and nine times such a wait would hold the next change back.
                 pause = max(seconds, (busy + spent[0]) * (PUBLISH_SHARE - 1))
-            await asyncio.sleep(pause)
+            try:
+                await asyncio.wait_for(self._urgent.wait(), pause)
+            except TimeoutError:
+                pass
+            self._urgent.clear()
 
 
 def with_table(config: Config, services: tuple[VirtualService, ...]) -> Config:

@@ -186,6 +186,41 @@ def test_a_slow_snapshot_is_published_less_often_so_the_checks_keep_the_loop(
     assert 1 <= len(published) <= 5, waits
 
 
+def test_an_operator_s_lever_is_published_at_once_however_long_the_pause(
+        tmp_path: Path) -> None:
+    # A snapshot that costs 40 ms pauses publishing 360 ms; a lever set in that pause is
+    # published without waiting it out (`haguard ipvs drain` waits for the status file).
+    config: Config = loads(DOC, filename="lb1.yaml")
+    published: list[tuple[float, list[str | None]]] = []
+
+    def publish(snapshot: dict) -> Callable[[], None]:
+        def write() -> None:
+            cpu = time.thread_time()
+            while time.thread_time() - cpu < 0.04:
+                pass
+            levers = [r["lever"] for s in snapshot["services"] for r in s["realservers"]]
+            published.append((time.monotonic(), levers))
+        return write
+    hw = HealthWatch(config, get_logger(str(tmp_path / "log.jsonl"), quiet=True),
+                     apply=lambda services: None, held=lambda s: True, publish=publish)
+
+    async def main() -> float:
+        task = asyncio.get_running_loop().create_task(hw.publish_every(0.01))
+        while not published:
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.05)
+        set_at = time.monotonic()
+        hw.set_levers(disabled(80))
+        while len(published) < 2:
+            await asyncio.sleep(0.005)
+        task.cancel()
+        return set_at
+    set_at = asyncio.run(main())
+    at, levers = published[1]
+    assert DISABLED in levers, levers
+    assert at - set_at < 0.2, at - set_at       # not after the 360 ms pause
+
+
 def test_a_snapshot_writer_that_waits_rather_than_computes_does_not_slow_publishing(
         tmp_path: Path) -> None:
     # Its wall time is no cost to the checks: the next change is published a second
