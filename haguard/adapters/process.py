@@ -8,9 +8,11 @@ import pwd
 import resource
 import signal
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
 
@@ -25,6 +27,17 @@ def _stat_fields(pid: int | str) -> list[str]:
         raw = fh.read()
     # The command name is in parentheses and may itself contain spaces or ')'.
     return raw[raw.rindex(")") + 2:].split()
+
+
+@contextmanager
+def switch_interval(seconds: float) -> Iterator[None]:
+    """The interpreter hands over between threads every ``seconds`` within the block."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(seconds)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
 
 
 def invoking_user() -> str:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -122,10 +121,8 @@ class Agent:
         self.log.info("agent_started", pid=process.own_pid(), fifo=fifo.path,
                       instances=[i.name for i in self.config.instances])
         self._open_files()
-        switch = sys.getswitchinterval()
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
         try:
-            with Host(keep_sockets=True) as host:
+            with Host(keep_sockets=True) as host, process.switch_interval(SWITCH_INTERVAL_S):
                 self.host = host
                 asyncio.run(self._serve(fifo, watch))
         finally:
@@ -135,7 +132,6 @@ class Agent:
                 self.keepalived.close()
             self.log.info("agent_stopped", transitions=self.transitions)
             self._lock.release()
-            sys.setswitchinterval(switch)
         return 0
 
     def _open_files(self) -> None:
