@@ -9,6 +9,7 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from haguard.adapters.log import get_logger
 from haguard.app.healthwatch import HealthWatch
@@ -155,31 +156,44 @@ ipvs:
     assert all(v.up for v in hw.view(key))
 
 
+def publishing(tmp_path: Path, write: Callable[[dict[str, Any]], None]) -> HealthWatch:
+    """A watch of DOC whose status writer (the worker thread's part) is ``write``."""
+    return HealthWatch(loads(DOC, filename="lb1.yaml"),
+                       get_logger(str(tmp_path / "log.jsonl"), quiet=True),
+                       apply=lambda services: None, held=lambda s: True,
+                       publish=lambda snapshot: lambda: write(snapshot))
+
+
+def compute(seconds: float) -> None:
+    """``seconds`` of this thread's CPU (a large snapshot's encoding)."""
+    cpu = time.thread_time()
+    while time.thread_time() - cpu < seconds:
+        pass
+
+
+def keep_changing(hw: HealthWatch, seconds: float) -> None:
+    """Publish every 10 ms for ``seconds``, with a change to publish at every turn."""
+    async def main() -> None:
+        task = asyncio.get_running_loop().create_task(hw.publish_every(0.01))
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            hw._dirty = True
+            await asyncio.sleep(0.005)
+        task.cancel()
+    asyncio.run(main())
+
+
 def test_a_slow_snapshot_is_published_less_often_so_the_checks_keep_the_loop(
         tmp_path: Path) -> None:
     # Thousands of real servers: a snapshot that takes 40 ms, and something to publish on
     # every turn. Asked for every 10 ms, it is written about every 400 ms instead.
-    config: Config = loads(DOC, filename="lb1.yaml")
     published: list[tuple[float, float]] = []
 
-    def publish(snapshot: dict) -> Callable[[], None]:
-        def write() -> None:
-            began, cpu = time.monotonic(), time.thread_time()
-            while time.thread_time() - cpu < 0.04:
-                pass                        # a large snapshot's encoding: CPU
-            published.append((began, time.monotonic()))
-        return write
-    hw = HealthWatch(config, get_logger(str(tmp_path / "log.jsonl"), quiet=True),
-                     apply=lambda services: None, held=lambda s: True, publish=publish)
-
-    async def main() -> None:
-        task = asyncio.get_running_loop().create_task(hw.publish_every(0.01))
-        end = time.monotonic() + 1.5
-        while time.monotonic() < end:
-            hw._dirty = True                # a change to publish, always
-            await asyncio.sleep(0.005)
-        task.cancel()
-    asyncio.run(main())
+    def write(snapshot: dict[str, Any]) -> None:
+        began = time.monotonic()
+        compute(0.04)
+        published.append((began, time.monotonic()))
+    keep_changing(publishing(tmp_path, write), 1.5)
     # Each publish waits nine times the CPU the one before took (at least).
     waits = [b[0] - a[1] for a, b in zip(published, published[1:])]
     assert all(wait >= 9 * 0.04 * 0.95 for wait in waits), waits
@@ -190,19 +204,13 @@ def test_an_operator_s_lever_is_published_at_once_however_long_the_pause(
         tmp_path: Path) -> None:
     # A snapshot that costs 40 ms pauses publishing 360 ms; a lever set in that pause is
     # published without waiting it out (`haguard ipvs drain` waits for the status file).
-    config: Config = loads(DOC, filename="lb1.yaml")
     published: list[tuple[float, list[str | None]]] = []
 
-    def publish(snapshot: dict) -> Callable[[], None]:
-        def write() -> None:
-            cpu = time.thread_time()
-            while time.thread_time() - cpu < 0.04:
-                pass
-            levers = [r["lever"] for s in snapshot["services"] for r in s["realservers"]]
-            published.append((time.monotonic(), levers))
-        return write
-    hw = HealthWatch(config, get_logger(str(tmp_path / "log.jsonl"), quiet=True),
-                     apply=lambda services: None, held=lambda s: True, publish=publish)
+    def write(snapshot: dict[str, Any]) -> None:
+        compute(0.04)
+        levers = [r["lever"] for s in snapshot["services"] for r in s["realservers"]]
+        published.append((time.monotonic(), levers))
+    hw = publishing(tmp_path, write)
 
     async def main() -> float:
         task = asyncio.get_running_loop().create_task(hw.publish_every(0.01))
@@ -225,25 +233,12 @@ def test_a_snapshot_writer_that_waits_rather_than_computes_does_not_slow_publish
         tmp_path: Path) -> None:
     # Its wall time is no cost to the checks: the next change is published a second
     # (``seconds``) later, not nine times the wait later.
-    config: Config = loads(DOC, filename="lb1.yaml")
     published: list[float] = []
 
-    def publish(snapshot: dict) -> Callable[[], None]:
-        def write() -> None:
-            time.sleep(0.3)                 # the disk, or the interpreter held elsewhere
-            published.append(time.monotonic())
-        return write
-    hw = HealthWatch(config, get_logger(str(tmp_path / "log.jsonl"), quiet=True),
-                     apply=lambda services: None, held=lambda s: True, publish=publish)
-
-    async def main() -> None:
-        task = asyncio.get_running_loop().create_task(hw.publish_every(0.01))
-        end = time.monotonic() + 2.0
-        while time.monotonic() < end:
-            hw._dirty = True
-            await asyncio.sleep(0.005)
-        task.cancel()
-    asyncio.run(main())
+    def write(snapshot: dict[str, Any]) -> None:
+        time.sleep(0.3)                 # the disk, or the interpreter held elsewhere
+        published.append(time.monotonic())
+    keep_changing(publishing(tmp_path, write), 2.0)
     # one every 0.3 s or so; nine times the wait would allow two
     assert len(published) >= 4, published
 
