@@ -189,10 +189,11 @@ class Sweep:
         while deadlines and deadlines[0][0] <= now:
             if self._clock() > until:
                 return
-            _, token, fd = heapq.heappop(deadlines)
-            probe = self._flight.get(fd)
-            if probe is None or probe.token != token:
+            deadline = heapq.heappop(deadlines)
+            if not self._pending(deadline):
                 continue            # that probe ended, or read since, before this deadline
+            fd = deadline[2]
+            probe = self._flight[fd]
             self._end(fd, probe, False, probe.check.connect_timeout_words
                       if probe.unsent is None else probe.check.read_timeout_words)
         begun, soon = 0, now + EARLY_S
